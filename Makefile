@@ -1,0 +1,73 @@
+# The README's commands. Each one installs what it needs (the .venv) and, when no
+# AIRFLOW_CONN_CUSTOMER_DB is configured, starts the embedded PostgreSQL under .state/.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CLI    := $(PY) -m customer_import.cli
+
+export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
+export AIRFLOW_HOME ?= $(CURDIR)/.state/airflow
+export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+export CUSTOMER_IMPORT_DATA_DIR ?= $(CURDIR)/.state/data
+export GX_ANALYTICS_ENABLED ?= False
+
+FILE ?=
+MODE ?= upsert
+ON_ERROR ?= reject_file
+MAX_ERROR_RATE ?= 0
+DRY_RUN ?=
+FORCE ?=
+ROWS ?= 1000000
+
+.PHONY: help install demo import template expectations db-url airflow rollback test lint bench clean
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: $(VENV)/.installed  ## create .venv with the pinned requirements
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+demo: install  ## import the bundled sample file through the DAG and print where to look
+	@$(CLI) demo
+
+import: install  ## import FILE=path.csv through the DAG [MODE= ON_ERROR= MAX_ERROR_RATE= DRY_RUN=1 FORCE=1]
+	@test -n "$(FILE)" || { echo "usage: make import FILE=path/to/customers.csv"; exit 2; }
+	@$(CLI) import "$(FILE)" --mode "$(MODE)" --on-error "$(ON_ERROR)" \
+		--max-error-rate "$(MAX_ERROR_RATE)" $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
+
+template: install  ## write the CSV template (customers_template.csv)
+	@$(CLI) template customers_template.csv
+
+expectations: install  ## regenerate the GX suites under expectations/ from the contract
+	@$(CLI) expectations
+
+db-url: install  ## print the libpq URI of the database in use
+	@$(CLI) db-url
+
+airflow: install  ## run Airflow locally (UI on port $$AIRFLOW_PORT, default 8080)
+	@$(CLI) airflow
+
+rollback: install  ## roll back one import run: make rollback RUN_ID=<import run id>
+	@test -n "$(RUN_ID)" || { echo "usage: make rollback RUN_ID=<import run id>"; exit 2; }
+	@$(CLI) rollback "$(RUN_ID)"
+
+test: install  ## the whole test suite (what CI runs)
+	$(PY) -m pytest
+
+lint: install  ## ruff
+	$(VENV)/bin/ruff check .
+
+bench: install  ## the benchmark against the psql \copy + MERGE floor [ROWS=1000000]
+	@$(CLI) bench --rows $(ROWS)
+
+clean:  ## stop the embedded PostgreSQL and remove .state/ (keeps .venv)
+	-@test -x $(PY) && $(CLI) stop-db
+	rm -rf .state

@@ -1,0 +1,301 @@
+"""The field contract: what a customer field is, and the rules derived from it.
+
+`contract.yaml` declares the fields; this module gives each field type its meaning once:
+its PostgreSQL type, how a staged text value becomes a typed value, and the validation
+rules (with the message a person fixing the file reads). The template, the GX suite,
+the DDL and the MERGE are all built from `load_contract()`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+CONTRACT_PATH = Path(__file__).with_name("contract.yaml")
+
+#: The literal a user writes in a cell to clear the stored value (a blank cell keeps it).
+CLEAR_MARKER = "#NULL"
+
+Required = Literal["always", "on_insert", "never"]
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class ContractError(ValueError):
+    """The contract file itself is invalid (a developer error, not a data error)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One validation rule: a GX expectation plus the issue it reports when a value breaks it.
+
+    `message` is a template for the person fixing the file; it may use {header}, {value},
+    {length}, {max_length} and {example}.
+    """
+
+    expectation: str
+    kwargs: dict[str, Any]
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    header: str
+    column: str
+    type: str
+    max_length: int | None = None
+    required: Required = "never"
+    unique: bool = False
+    multiline: bool = False
+    minimum: int | None = None
+    example: str = ""
+
+    @property
+    def sql_type(self) -> str:
+        return FIELD_TYPES[self.type].sql_type(self)
+
+    @property
+    def sql_cast(self) -> str:
+        """SQL template (one `{}` for the staged text) that yields this field's typed value."""
+        return FIELD_TYPES[self.type].sql_cast
+
+    @property
+    def rules(self) -> list[Rule]:
+        return _rules(self)
+
+
+@dataclass(frozen=True)
+class Contract:
+    table: str
+    key: FieldSpec
+    fields: tuple[FieldSpec, ...]
+    version: int = 1
+    _by_name: dict[str, FieldSpec] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({normalise_header(f.header): f for f in self.fields})
+
+    @property
+    def headers(self) -> list[str]:
+        return [f.header for f in self.fields]
+
+    def field_for(self, header: str) -> FieldSpec | None:
+        """The field a CSV header names, matching case- and space-insensitively."""
+        return self._by_name.get(normalise_header(header))
+
+    def field_for_column(self, column: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.column == column), None)
+
+    @property
+    def unique_fields(self) -> list[FieldSpec]:
+        return [f for f in self.fields if f.unique]
+
+
+def normalise_header(name: str) -> str:
+    """`Account Reference ID`, `account_reference_id` and `AccountReferenceID` are one name."""
+    return re.sub(r"[\s_\-]+", "", name).casefold()
+
+
+# --- field types -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldType:
+    sql_type: Callable[[FieldSpec], str]
+    sql_cast: str  # the staged text value `{}` as a typed SQL value
+    rules: Callable[[FieldSpec], list[Rule]]
+
+
+def _regex_rule(regex: str, code: str, message: str) -> Rule:
+    return Rule("ExpectColumnValuesToMatchRegex", {"regex": regex}, code, message)
+
+
+def _country_codes() -> list[str]:
+    import pycountry
+
+    return sorted(c.alpha_2 for c in pycountry.countries)
+
+
+FIELD_TYPES: dict[str, FieldType] = {
+    "text": FieldType(
+        sql_type=lambda f: f"varchar({f.max_length})" if f.max_length else "text",
+        sql_cast="{}",
+        rules=lambda f: [],
+    ),
+    "email": FieldType(
+        sql_type=lambda f: f"varchar({f.max_length or 254})",
+        sql_cast="{}",
+        rules=lambda f: [
+            _regex_rule(
+                r"^[^@\s]+@[^@\s]+\.[^@\s.]+$",
+                "invalid_email",
+                "`{value}` is not a valid email address: write it as name@domain, e.g. {example}.",
+            )
+        ],
+    ),
+    "phone": FieldType(
+        sql_type=lambda f: "varchar(32)",
+        sql_cast="{}",
+        rules=lambda f: [
+            _regex_rule(
+                r"^(?=(?:\D*\d){7,20}\D*$)\+?[0-9 ()\-]+$",
+                "invalid_phone",
+                "`{value}` is not a valid phone number: use 7 to 20 digits, optionally with a"
+                " leading +, spaces, -, ( and ), e.g. {example}.",
+            )
+        ],
+    ),
+    "country": FieldType(
+        sql_type=lambda f: "char(2)",
+        sql_cast="upper({})",
+        rules=lambda f: [
+            _regex_rule(
+                "(?i)^(" + "|".join(_country_codes()) + ")$",
+                "invalid_country",
+                "`{value}` is not an ISO 3166-1 alpha-2 country code: use two letters such as"
+                " US, DE or GB.",
+            )
+        ],
+    ),
+    "date": FieldType(
+        sql_type=lambda f: "date",
+        sql_cast="{}::date",
+        rules=lambda f: [
+            _regex_rule(
+                r"^\d{4}-\d{2}-\d{2}$",
+                "invalid_date",
+                "`{value}` is not a date in YYYY-MM-DD form: write it like {example}.",
+            ),
+            Rule(
+                "ExpectColumnValuesToMatchStrftimeFormat",
+                {"strftime_format": "%Y-%m-%d"},
+                "invalid_date",
+                "`{value}` is not a real calendar date: check the day and month.",
+            ),
+        ],
+    ),
+    "integer": FieldType(
+        sql_type=lambda f: "integer",
+        sql_cast="{}::integer",
+        rules=lambda f: [
+            _regex_rule(
+                r"^[0-9]{1,9}$" if f.minimum == 0 else r"^-?[0-9]{1,9}$",
+                "invalid_integer",
+                "`{value}` is not a whole number"
+                + (" of 0 or more" if f.minimum == 0 else "")
+                + ": write digits only, e.g. {example}.",
+            )
+        ],
+    ),
+    "boolean": FieldType(
+        sql_type=lambda f: "boolean",
+        sql_cast="{}::boolean",
+        rules=lambda f: [
+            _regex_rule(
+                r"(?i)^(true|false|yes|no|1|0)$",
+                "invalid_boolean",
+                "`{value}` is not a yes/no value: write true or false (yes/no and 1/0 work too).",
+            )
+        ],
+    ),
+}
+
+_CONTROL_CHARS = r"[\x00-\x1f\x7f]"
+_CONTROL_CHARS_EXCEPT_LINE_BREAKS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def _rules(f: FieldSpec) -> list[Rule]:
+    """Every rule of a field, in the order they are checked (the first broken one is reported)."""
+    rules: list[Rule] = []
+    if f.required == "always":
+        rules.append(
+            Rule(
+                "ExpectColumnValuesToNotBeNull",
+                {},
+                "required",
+                "{header} is missing: every row needs one, e.g. {example}.",
+            )
+        )
+    if f.required != "never":
+        rules.append(
+            Rule(
+                "ExpectColumnValuesToNotBeInSet",
+                {"value_set": [CLEAR_MARKER]},
+                "required",
+                f"{{header}} cannot be cleared with {CLEAR_MARKER}: it is required. Write a value"
+                " or leave the cell blank to keep the stored one.",
+            )
+        )
+    rules.append(
+        Rule(
+            "ExpectColumnValuesToNotMatchRegex",
+            {"regex": _CONTROL_CHARS_EXCEPT_LINE_BREAKS if f.multiline else _CONTROL_CHARS},
+            "control_character",
+            "{header} contains a control character"
+            + ("" if f.multiline else " or line break")
+            + ": remove it (it is often an invisible paste from another program).",
+        )
+    )
+    if f.required == "always":
+        rules.append(
+            Rule(
+                "ExpectColumnValuesToNotMatchRegex",
+                {"regex": r"^\s|\s$"},
+                "surrounding_space",
+                "{header} `{value}` starts or ends with a space: remove the spaces, the key is"
+                " matched exactly.",
+            )
+        )
+    if f.max_length:
+        rules.append(
+            Rule(
+                "ExpectColumnValueLengthsToBeBetween",
+                {"min_value": None, "max_value": f.max_length},
+                "too_long",
+                "{header} is {length} characters long; the limit is {max_length}: shorten it.",
+            )
+        )
+    rules.extend(FIELD_TYPES[f.type].rules(f))
+    return rules
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+@cache
+def load_contract(path: Path = CONTRACT_PATH) -> Contract:
+    """Read and check the contract file."""
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    specs = tuple(_field_spec(entry) for entry in raw["fields"])
+    by_header = {f.header: f for f in specs}
+    if len(by_header) != len(specs) or len({f.column for f in specs}) != len(specs):
+        raise ContractError("two fields share a header or a column")
+    if len({normalise_header(h) for h in by_header}) != len(specs):
+        raise ContractError("two headers differ only in case or spacing")
+    key = by_header.get(raw["key"])
+    if key is None or key.required != "always":
+        raise ContractError(f"the key {raw['key']!r} must be a field with required: always")
+    if not _IDENTIFIER.match(raw["table"]):
+        raise ContractError(f"table {raw['table']!r} is not a plain lower-case SQL identifier")
+    return Contract(table=raw["table"], key=key, fields=specs, version=raw.get("version", 1))
+
+
+def _field_spec(entry: dict[str, Any]) -> FieldSpec:
+    spec = FieldSpec(**{k: (str(v) if k == "example" else v) for k, v in entry.items()})
+    if spec.type not in FIELD_TYPES:
+        raise ContractError(f"{spec.header}: unknown type {spec.type!r}; use one of {sorted(FIELD_TYPES)}")
+    if not _IDENTIFIER.match(spec.column):
+        raise ContractError(f"{spec.header}: column {spec.column!r} is not a lower-case SQL identifier")
+    if spec.required not in ("always", "on_insert", "never"):
+        raise ContractError(f"{spec.header}: required must be always, on_insert or never")
+    if spec.max_length is not None and (not isinstance(spec.max_length, int) or spec.max_length < 1):
+        raise ContractError(f"{spec.header}: max_length must be a positive whole number")
+    if spec.minimum not in (None, 0):
+        raise ContractError(f"{spec.header}: only `minimum: 0` is supported")
+    return spec

@@ -1,0 +1,81 @@
+"""Connections and the schema: the tables are created and migrated additively, idempotently.
+
+Identifiers come from the contract only (checked to be plain lower-case names) and are
+quoted with `psycopg.sql`; values always travel as bind parameters or through COPY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from customer_import.contract import Contract
+
+SQL_DIR = Path(__file__).with_name("sql")
+MIGRATE_LOCK = "customer_import:migrate"
+MERGE_LOCK = "customer_import:merge"
+#: Bookkeeping columns of the customers table, besides the contract's fields.
+AUDIT_COLUMNS = ("created_at", "updated_at", "created_by_run", "updated_by_run")
+
+
+def connect(conninfo: str) -> psycopg.Connection:
+    return psycopg.connect(conninfo, autocommit=True)
+
+
+def use_schema(conn: psycopg.Connection, schema: str) -> psycopg.Connection:
+    """Point the session at `schema` (created if missing) and switch to autocommit.
+
+    Every multi-statement change of the project runs in an explicit `conn.transaction()`.
+    """
+    conn.autocommit = True
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    conn.execute("SELECT set_config('search_path', %s, false)", [schema])
+    return conn
+
+
+@contextmanager
+def locked(conn: psycopg.Connection, name: str) -> Iterator[psycopg.Connection]:
+    """A transaction holding the advisory lock `name`: such transactions run one at a time."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
+        yield conn
+
+
+def migrate(conn: psycopg.Connection, contract: Contract) -> None:
+    """Create or extend the tables. Safe to run concurrently and repeatedly."""
+    with locked(conn, MIGRATE_LOCK):
+        conn.execute((SQL_DIR / "schema.sql").read_text(encoding="utf-8"))
+        for statement in customers_ddl(contract):
+            conn.execute(statement)
+
+
+def customers_ddl(contract: Contract) -> list[sql.Composed]:
+    table, key = sql.Identifier(contract.table), contract.key
+    statements = [
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {table} ("
+            " {key} {key_type} PRIMARY KEY,"
+            " created_at timestamptz NOT NULL DEFAULT now(),"
+            " updated_at timestamptz NOT NULL DEFAULT now(),"
+            " created_by_run bigint,"
+            " updated_by_run bigint)"
+        ).format(table=table, key=sql.Identifier(key.column), key_type=sql.SQL(key.sql_type))
+    ]
+    for spec in contract.fields:
+        if spec is not key:
+            statements.append(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    table, sql.Identifier(spec.column), sql.SQL(spec.sql_type)
+                )
+            )
+    for spec in contract.unique_fields:
+        statements.append(
+            sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (lower({}))").format(
+                sql.Identifier(f"{contract.table}_{spec.column}_unique"), table, sql.Identifier(spec.column)
+            )
+        )
+    return statements

@@ -1,0 +1,111 @@
+"""The Great Expectations suite: generated from the contract, stored as JSON, run per chunk.
+
+`expectations/customers.json` is written by `make expectations` from the contract and read
+back at import time, so the rules GX runs are the ones a reviewer sees in the repo. Each
+expectation carries in its `meta` the issue code and the message template it reports.
+
+GX is imported inside the functions: it takes seconds to import and must never slow down
+Airflow's DAG parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from customer_import.contract import Contract, FieldSpec
+from customer_import.issues import Issue
+
+SUITE_NAME = "customers"
+LINE = "line"  # the DataFrame column holding each row's physical line number
+
+
+def build_suite(contract: Contract) -> dict[str, Any]:
+    """The suite as GX serialises it, one expectation per rule of each contract field."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    _quiet(gx)
+    expectations = [
+        getattr(gxe, rule.expectation)(
+            column=spec.column,
+            **rule.kwargs,
+            meta={"code": rule.code, "message": rule.message, "header": spec.header},
+        )
+        for spec in contract.fields
+        for rule in spec.rules
+    ]
+    suite = gx.ExpectationSuite(
+        name=SUITE_NAME,
+        expectations=expectations,
+        meta={"generated_from": "include/customer_import/contract.yaml",
+              "contract_version": contract.version,
+              "regenerate_with": "make expectations"},
+    )
+    return suite.to_json_dict()
+
+
+def write_suite(contract: Contract, directory: Path) -> Path:
+    path = directory / f"{SUITE_NAME}.json"
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(build_suite(contract), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_suite(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / f"{SUITE_NAME}.json").read_text(encoding="utf-8"))
+
+
+class RowValidator:
+    """Runs the stored suite over DataFrame chunks of one file and turns failures into issues.
+
+    Only the expectations of the columns present in the file's header are run: a file that
+    updates two columns is checked on those two.
+    """
+
+    def __init__(self, suite: dict[str, Any], fields: Iterable[FieldSpec]) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        _quiet(gx)
+        self.fields = {spec.column: spec for spec in fields}
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        asset = context.data_sources.add_pandas("customer_file").add_dataframe_asset("chunk")
+        self._batches = asset.add_batch_definition_whole_dataframe("whole_chunk")
+        expectations = [e for e in suite["expectations"] if e["kwargs"].get("column") in self.fields]
+        self._suite = gx.ExpectationSuite(name=suite["name"], expectations=expectations)
+        self._result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [LINE]}
+
+    def validate(self, frame: Any) -> list[Issue]:
+        """Issues of one chunk, at most one per cell (the first rule a value breaks)."""
+        batch = self._batches.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(self._suite, result_format=self._result_format)
+        issues: dict[tuple[int, str], Issue] = {}
+        for outcome in result.results:
+            if outcome.success:
+                continue
+            config = outcome.expectation_config
+            column = config.kwargs["column"]
+            spec = self.fields[column]
+            for unexpected in outcome.result.get("unexpected_index_list") or []:
+                line = int(unexpected[LINE])
+                if (line, column) not in issues:
+                    value = unexpected.get(column)
+                    issues[(line, column)] = Issue(line, spec.header, config.meta["code"],
+                                                   _message(config.meta["message"], spec, value))
+        return list(issues.values())
+
+
+def _message(template: str, spec: FieldSpec, value: Any) -> str:
+    text = "" if value is None or value != value else str(value)  # NaN != NaN: a blank cell
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    return template.format(header=spec.header, value=shown, length=len(text),
+                           max_length=spec.max_length, example=spec.example)
+
+
+def _quiet(gx_module: Any) -> None:
+    logging.getLogger(gx_module.__name__).setLevel(logging.WARNING)

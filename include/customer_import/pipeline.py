@@ -1,0 +1,197 @@
+"""The import of one file, step by step: claim, validate, stage, merge, publish.
+
+Each step is what one task of the `customer_import` DAG does. A step reads the run's state
+from `import_runs`, so every step can be retried or cleared and run again: a decided run is
+left alone, and the merge commits together with the mark that it happened.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+
+from customer_import import db, merge, runs
+from customer_import.contract import Contract, load_contract
+from customer_import.expectations import read_suite
+from customer_import.folders import Folders, move, sha256_of
+from customer_import.issues import read_issues, write_issues
+from customer_import.report import ERRORS_CSV, write_reports
+from customer_import.runs import FAILED_STATUSES, ImportOptions, ImportRun
+from customer_import.settings import Settings
+from customer_import.validation import ISSUES_FILE, STAGED_FILE, validate_file
+
+DATABASE_ISSUES_FILE = "issues-database.jsonl"
+INFRASTRUCTURE_FAILURE = (
+    "The import stopped on an error outside the file (database or infrastructure): see the log of"
+    " the failed task. Nothing was merged and the file is kept; clear the run in Airflow to retry."
+)
+
+
+def decide(run: ImportRun) -> tuple[Literal["rejected", "dry_run", "merge"], str]:
+    """What happens to a validated and staged run, and the sentence that says so."""
+    total, bad = run.rows_total or 0, run.rows_rejected or 0
+    if run.file_rejected:
+        return "rejected", "The file was rejected as a whole: see the issues in the report, fix the file and drop it again."
+    if bad and run.on_error == "reject_file":
+        return "rejected", (f"{bad} of {total} rows have problems and on_error is reject_file, so nothing was"
+                            " imported: fix the rows errors.csv marks and drop the file again.")
+    if bad and bad / total > run.max_error_rate:
+        return "rejected", (f"{bad} of {total} rows ({bad / total:.1%}) have problems, more than max_error_rate"
+                            f" {run.max_error_rate:.1%} allows, so nothing was imported.")
+    if run.dry_run:
+        return "dry_run", "Dry run: nothing was written."
+    return "merge", ""
+
+
+@dataclass
+class Importer:
+    settings: Settings = field(default_factory=Settings.from_env)
+    contract: Contract = field(default_factory=load_contract)
+
+    @property
+    def folders(self) -> Folders:
+        return Folders(self.settings.data_dir)
+
+    def _path(self, relative: str) -> Path:
+        return self.settings.data_dir / relative
+
+    def _relative(self, path: Path) -> str:
+        return str(path.relative_to(self.settings.data_dir))
+
+    def _open(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
+        db.use_schema(conn, self.settings.schema)
+        return runs.get_run(conn, run_id)
+
+    # --- the steps -----------------------------------------------------------------
+
+    def claim_file(self, conn: psycopg.Connection, file_name: str, options: ImportOptions,
+                   dag_id: str | None = None, airflow_run_id: str | None = None) -> int:
+        """Move `file_name` out of landing into the run's processing folder; return the run id.
+
+        Run again for the same Airflow run, it finds the run's file where it is; a rejected or
+        failed run is reopened, so fixing the kept file and clearing the run imports it.
+        """
+        db.use_schema(conn, self.settings.schema)
+        db.migrate(conn, self.contract)
+        folders = self.folders.create()
+        source = folders.landing_file(file_name)
+        if airflow_run_id is None and not source.exists():
+            raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
+        run = runs.create_run(conn, file_name, options, dag_id, airflow_run_id)
+        if run.file_path is None:
+            if not source.exists():
+                raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
+            self._take(conn, run.id, source)
+        elif run.status in FAILED_STATUSES:
+            self._take(conn, run.id, self._path(run.file_path))
+            runs.update_run(conn, run.id, status="running", message=None, file_rejected=False, rows_total=None,
+                            rows_valid=None, rows_rejected=None, finished_at=None, report_dir=None)
+        run = runs.get_run(conn, run.id)
+        if run.is_open and not options.force:
+            earlier = runs.find_imported(conn, run.sha256, run.id)
+            if earlier is not None:
+                runs.update_run(conn, run.id, status="duplicate", message=(
+                    f"The same content was imported by import run {earlier.id} ({earlier.file_name}), so"
+                    " nothing was applied. Import it again with force to apply it anyway."))
+        return run.id
+
+    def _take(self, conn: psycopg.Connection, run_id: int, source: Path) -> None:
+        path = move(source, self.folders.processing(run_id))
+        sha256, size = sha256_of(path)
+        runs.update_run(conn, run_id, file_path=self._relative(path), sha256=sha256, size_bytes=size)
+
+    def validate_file(self, conn: psycopg.Connection, run_id: int) -> None:
+        """Check the file (bytes, header, then GX rules per chunk) and stage its rows on disk."""
+        run = self._open(conn, run_id)
+        if not run.is_open:
+            return
+        result = validate_file(self._path(run.file_path), self.folders.processing(run_id), self.contract,
+                               read_suite(self.settings.expectations_dir), self.settings.chunk_rows)
+        runs.update_run(conn, run_id, rows_total=result.rows, file_rejected=result.file_rejected,
+                        rows_rejected=len(result.rejected_lines),
+                        rows_valid=None if result.file_rejected else result.rows - len(result.rejected_lines))
+
+    def load_staging(self, conn: psycopg.Connection, run_id: int) -> None:
+        """COPY the staged rows into the run's staging table and run the database-level checks."""
+        run = self._open(conn, run_id)
+        if not run.is_open or run.file_rejected:
+            return
+        work = self.folders.processing(run_id)
+        fields = merge.load_staging(conn, run_id, work / STAGED_FILE, self.contract)
+        issues = merge.check_staging(conn, run_id, self.contract, fields, run.mode)
+        write_issues(work / DATABASE_ISSUES_FILE, issues)
+        merge.reject_lines(conn, run_id, sorted({i.line for i in issues}))
+        rejected = {i.line for i in read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)}
+        runs.update_run(conn, run_id, rows_rejected=len(rejected), rows_valid=run.rows_total - len(rejected))
+
+    def merge_customers(self, conn: psycopg.Connection, run_id: int) -> None:
+        """Decide the outcome; merge the accepted rows in one transaction under the merge lock."""
+        run = self._open(conn, run_id)
+        if not run.is_open:
+            return
+        verdict, message = decide(run)
+        if verdict == "rejected":
+            runs.update_run(conn, run_id, status="rejected", message=message)
+            return
+        fields = merge.staged_fields(self.folders.processing(run_id) / STAGED_FILE, self.contract)
+        if verdict == "dry_run":
+            counts = merge.preview_counts(conn, run_id, self.contract, fields)
+            runs.update_run(conn, run_id, status="dry_run", message=message, **vars(counts))
+            return
+        with db.locked(conn, db.MERGE_LOCK):
+            run = runs.get_run(conn, run_id, for_update=True)
+            if run.merged_at is not None:
+                return
+            counts = merge.merge_customers(conn, run_id, self.contract, fields, run.mode)
+            skipped = run.rows_rejected or 0
+            runs.update_run(
+                conn, run_id, status="partial" if skipped else "succeeded", merged_at=datetime.now(UTC),
+                message=f"{skipped} rows with problems were skipped (see errors.csv)." if skipped else None,
+                **vars(counts))
+
+    def publish_report(self, conn: psycopg.Connection, run_id: int, failure: str | None = None) -> ImportRun:
+        """Write the reports, move the file to archive/ or rejected/, and close the run.
+
+        A run still open here had a step fail on infrastructure: it ends `failed`.
+        """
+        run = self._open(conn, run_id)
+        if run.finished_at is not None:
+            return run
+        if run.is_open:
+            runs.update_run(conn, run_id, status="failed", message=failure or INFRASTRUCTURE_FAILURE)
+            run = runs.get_run(conn, run_id)
+        folders, work = self.folders, self.folders.processing(run_id)
+        failed = run.status in FAILED_STATUSES
+        target_dir = folders.rejected(run_id) if failed else folders.archive(run_id)
+        source = self._path(run.file_path)
+        if not source.exists():  # moved already, by a publish that stopped before it recorded that
+            source = target_dir / source.name
+        report_dir = folders.reports(run_id)
+        write_reports(run, source, read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE), report_dir,
+                      self.contract, self.settings.issues_in_summary)
+        kept = source if source.parent == target_dir else move(source, target_dir)
+        if failed:
+            shutil.copyfile(report_dir / ERRORS_CSV, target_dir / f"{kept.stem}.errors.csv")
+        runs.update_run(conn, run_id, file_path=self._relative(kept), report_dir=self._relative(report_dir))
+        merge.drop_staging(conn, run_id)
+        shutil.rmtree(work, ignore_errors=True)  # staged rows and issues: derived, now in the reports
+        runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
+        return runs.get_run(conn, run_id)
+
+    # --- all at once -----------------------------------------------------------------
+
+    def import_file(self, conn: psycopg.Connection, file_name: str, options: ImportOptions | None = None) -> ImportRun:
+        """Every step in this process, for a file in the landing folder (tests, notebooks, bench)."""
+        run_id = self.claim_file(conn, file_name, options or ImportOptions())
+        try:
+            self.validate_file(conn, run_id)
+            self.load_staging(conn, run_id)
+            self.merge_customers(conn, run_id)
+        except psycopg.OperationalError as error:
+            return self.publish_report(conn, run_id, failure=f"{INFRASTRUCTURE_FAILURE} ({error})")
+        return self.publish_report(conn, run_id)

@@ -1,0 +1,91 @@
+"""The reports of one run: errors.csv (fix it in Excel, drop it again), summary.json, report.html."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from customer_import.contract import Contract
+from customer_import.csvfile import FORMULA_PREFIXES, REPORT_COLUMNS, CsvFile
+from customer_import.issues import Issue
+from customer_import.runs import ImportRun
+
+ERRORS_CSV = "errors.csv"
+SUMMARY_JSON = "summary.json"
+REPORT_HTML = "report.html"
+_HTML_ISSUES = 500
+
+_templates = Environment(loader=PackageLoader("customer_import"), autoescape=select_autoescape())
+
+
+def write_reports(run: ImportRun, source: Path, issues: Iterable[Issue], report_dir: Path,
+                  contract: Contract, issues_in_summary: int) -> None:
+    """Write the three reports of `run` into `report_dir`."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    file_issues: list[Issue] = []
+    by_line: dict[int, list[Issue]] = defaultdict(list)
+    for issue in issues:
+        (file_issues if issue.line is None or issue.code == "not_utf8" else by_line[issue.line]).append(issue)
+    write_errors_csv(run, source, file_issues, by_line, report_dir / ERRORS_CSV, contract)
+    everything = sorted([*file_issues, *(i for line in by_line.values() for i in line)],
+                        key=lambda i: (i.line or 0, i.column or ""))
+    counts = Counter(i.code for i in everything)
+    listed, per_code = [], Counter()
+    for issue in everything:
+        per_code[issue.code] += 1
+        if per_code[issue.code] <= issues_in_summary:
+            listed.append(issue)
+    summary = {
+        "import_run": run.to_dict(),
+        "issue_counts": dict(counts),
+        "issues": [i.to_dict() for i in listed],
+        "issues_listed": f"{len(listed)} of {len(everything)}"
+                         + ("" if len(listed) == len(everything) else
+                            f" (at most {issues_in_summary} of each code; errors.csv marks every row)"),
+    }
+    (report_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    html = _templates.get_template("report.html").render(
+        run=run, counts=counts, issues=everything[:_HTML_ISSUES], total=len(everything), errors_csv=ERRORS_CSV)
+    (report_dir / REPORT_HTML).write_text(html, encoding="utf-8")
+
+
+def write_errors_csv(run: ImportRun, source: Path, file_issues: list[Issue], by_line: dict[int, list[Issue]],
+                     target: Path, contract: Contract) -> None:
+    """Every row of the file, in its column order, after ImportLine, ImportStatus, ImportIssues.
+
+    UTF-8 with a BOM (Excel reads it right); cells a spreadsheet would take for a formula get a
+    leading `'`, which the importer removes again when the fixed report is dropped back in.
+    """
+    merged = run.merged_at is not None
+    with target.open("w", encoding="utf-8-sig", newline="") as out:
+        writer = csv.writer(out)
+        with CsvFile(source, contract) as rows:
+            keep = rows.data_columns
+            writer.writerow([*REPORT_COLUMNS, *(_safe(rows.header[i]) for i in keep)])
+            if file_issues:
+                writer.writerow(["", "error", _joined(file_issues)])
+            if rows.file_issues and not rows.header:
+                return
+            for record in rows.records():
+                problems = by_line.get(record.line, [])
+                if record.issue and record.issue not in problems:
+                    problems = [record.issue, *problems]
+                status = "error" if problems else ("imported" if merged else "not imported")
+                cells = [record.cells[i] if i < len(record.cells) else "" for i in keep]
+                if len(record.cells) > len(rows.header):
+                    cells += record.cells[len(rows.header):]
+                writer.writerow([record.line, status, _joined(problems), *(_safe(c) for c in cells)])
+
+
+def _joined(issues: list[Issue]) -> str:
+    return _safe(" | ".join(i.message for i in issues))
+
+
+def _safe(cell: str) -> str:
+    """Neutralise formula injection: a cell starting like a formula gets a leading `'`."""
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell

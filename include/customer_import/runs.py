@@ -1,0 +1,161 @@
+"""Import runs: the options a run is asked for, and its row in `import_runs` (the status box)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+Mode = Literal["upsert", "insert_only", "update_only"]
+OnError = Literal["reject_file", "skip_invalid_rows"]
+Status = Literal["running", "succeeded", "partial", "rejected", "failed", "dry_run", "duplicate", "rolled_back"]
+
+#: Outcomes after which the Airflow run is red and `make import` exits 1.
+FAILED_STATUSES = frozenset({"rejected", "failed"})
+#: Outcomes whose content counts as imported, for the duplicate check.
+IMPORTED_STATUSES = ("succeeded", "partial")
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """The run parameters of SPEC §6 (besides `file`)."""
+
+    mode: Mode = "upsert"
+    on_error: OnError = "reject_file"
+    max_error_rate: float = 0.0
+    dry_run: bool = False
+    force: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ImportOptions:
+        """Options from Airflow params or the command line, checked with a clear message."""
+        options = cls(
+            mode=params.get("mode") or "upsert",
+            on_error=params.get("on_error") or "reject_file",
+            max_error_rate=float(params.get("max_error_rate") or 0.0),
+            dry_run=_flag(params.get("dry_run")),
+            force=_flag(params.get("force")),
+        )
+        if options.mode not in get_args(Mode):
+            raise ValueError(f"mode must be one of {', '.join(get_args(Mode))}, not {options.mode!r}")
+        if options.on_error not in get_args(OnError):
+            raise ValueError(f"on_error must be one of {', '.join(get_args(OnError))}, not {options.on_error!r}")
+        if not 0.0 <= options.max_error_rate <= 1.0:
+            raise ValueError(f"max_error_rate is a fraction from 0 to 1, not {options.max_error_rate}")
+        return options
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in {"1", "true", "yes"}
+
+
+@dataclass
+class ImportRun:
+    id: int
+    file_name: str
+    file_path: str | None
+    sha256: str | None
+    size_bytes: int | None
+    received_at: datetime
+    finished_at: datetime | None
+    mode: Mode
+    on_error: OnError
+    max_error_rate: float
+    dry_run: bool
+    force: bool
+    dag_id: str | None
+    airflow_run_id: str | None
+    status: Status
+    message: str | None
+    file_rejected: bool
+    rows_total: int | None
+    rows_valid: int | None
+    rows_rejected: int | None
+    inserted: int | None
+    updated: int | None
+    unchanged: int | None
+    merged_at: datetime | None
+    report_dir: str | None
+
+    @property
+    def options(self) -> ImportOptions:
+        return ImportOptions(self.mode, self.on_error, self.max_error_rate, self.dry_run, self.force)
+
+    @property
+    def is_open(self) -> bool:
+        """The run is still being processed: its outcome is not decided yet."""
+        return self.status == "running"
+
+    @property
+    def outcome(self) -> str:
+        """The one-line outcome `make import` prints."""
+        counts = ""
+        if self.rows_total is not None:
+            counts = f": {self.rows_total} rows"
+            if self.inserted is not None:
+                counts += f", {self.inserted} inserted, {self.updated} updated, {self.unchanged} unchanged"
+            if self.rows_rejected:
+                counts += f", {self.rows_rejected} rejected"
+        text = f"{self.status}{counts} (import run {self.id}, {self.file_name})"
+        return f"{text}. {self.message}" if self.message else text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+
+
+_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(ImportRun))
+
+
+def create_run(conn: psycopg.Connection, file_name: str, options: ImportOptions,
+               dag_id: str | None = None, airflow_run_id: str | None = None) -> ImportRun:
+    """The run's row; an Airflow run that is cleared and run again gets its existing row back."""
+    with conn.cursor(row_factory=class_row(ImportRun)) as cur:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO import_runs (file_name, mode, on_error, max_error_rate, dry_run, force,"
+                " dag_id, airflow_run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (dag_id, airflow_run_id) DO UPDATE SET dag_id = EXCLUDED.dag_id"
+                " RETURNING {}"
+            ).format(_COLUMNS),
+            [file_name, options.mode, options.on_error, options.max_error_rate, options.dry_run,
+             options.force, dag_id, airflow_run_id],
+        )
+        return cur.fetchone()
+
+
+def get_run(conn: psycopg.Connection, run_id: int, *, for_update: bool = False) -> ImportRun:
+    with conn.cursor(row_factory=class_row(ImportRun)) as cur:
+        query = sql.SQL("SELECT {} FROM import_runs WHERE id = %s").format(_COLUMNS)
+        if for_update:
+            query += sql.SQL(" FOR UPDATE")
+        cur.execute(query, [run_id])
+        run = cur.fetchone()
+    if run is None:
+        raise LookupError(f"there is no import run {run_id}")
+    return run
+
+
+def find_imported(conn: psycopg.Connection, sha256: str, other_than: int) -> ImportRun | None:
+    """The latest run that imported the same content, if any."""
+    with conn.cursor(row_factory=class_row(ImportRun)) as cur:
+        cur.execute(
+            sql.SQL("SELECT {} FROM import_runs WHERE sha256 = %s AND id <> %s AND status = ANY(%s)"
+                    " ORDER BY id DESC LIMIT 1").format(_COLUMNS),
+            [sha256, other_than, list(IMPORTED_STATUSES)],
+        )
+        return cur.fetchone()
+
+
+def update_run(conn: psycopg.Connection, run_id: int, **values: Any) -> None:
+    known = {f.name for f in fields(ImportRun)}
+    unknown = set(values) - known
+    if unknown:
+        raise TypeError(f"import_runs has no column {', '.join(sorted(unknown))}")
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in values
+    )
+    conn.execute(sql.SQL("UPDATE import_runs SET {} WHERE id = %(id)s").format(assignments), {**values, "id": run_id})

@@ -1,0 +1,44 @@
+"""Every setting of the project, read from the environment in one place.
+
+| variable | default | meaning |
+|---|---|---|
+| CUSTOMER_IMPORT_DATA_DIR | `<repo>/.state/data` | root of landing/, processing/, archive/, rejected/, reports/ |
+| CUSTOMER_IMPORT_EXPECTATIONS_DIR | `<repo>/expectations` | where the GX suites are read from |
+| CUSTOMER_IMPORT_SCHEMA | `public` | schema of the customers, import_runs and history tables |
+| CUSTOMER_IMPORT_CONN_ID | `customer_db` | the Airflow connection of the target database |
+| CUSTOMER_IMPORT_CHUNK_ROWS | `100000` | rows validated by GX at a time (memory is flat in file size) |
+| CUSTOMER_IMPORT_ISSUES_IN_SUMMARY | `1000` | issues of one code listed in summary.json (all are counted) |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _path(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name) or default).resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    expectations_dir: Path
+    schema: str
+    conn_id: str
+    chunk_rows: int
+    issues_in_summary: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            data_dir=_path("CUSTOMER_IMPORT_DATA_DIR", REPO_ROOT / ".state" / "data"),
+            expectations_dir=_path("CUSTOMER_IMPORT_EXPECTATIONS_DIR", REPO_ROOT / "expectations"),
+            schema=os.environ.get("CUSTOMER_IMPORT_SCHEMA", "public"),
+            conn_id=os.environ.get("CUSTOMER_IMPORT_CONN_ID", "customer_db"),
+            chunk_rows=int(os.environ.get("CUSTOMER_IMPORT_CHUNK_ROWS", "100000")),
+            issues_in_summary=int(os.environ.get("CUSTOMER_IMPORT_ISSUES_IN_SUMMARY", "1000")),
+        )

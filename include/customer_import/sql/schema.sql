@@ -1,0 +1,48 @@
+-- The import bookkeeping tables. Idempotent: run before every import, under an advisory lock.
+-- The customers table itself is derived from the field contract (see db.py).
+
+-- The status box: one row per file, from the moment it is claimed.
+CREATE TABLE IF NOT EXISTS import_runs (
+    id               bigserial PRIMARY KEY,
+    file_name        text        NOT NULL,
+    file_path        text,                   -- where the file rests now (processing/, archive/, rejected/)
+    sha256           char(64),
+    size_bytes       bigint,
+    received_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at      timestamptz,
+    mode             text        NOT NULL CHECK (mode IN ('upsert', 'insert_only', 'update_only')),
+    on_error         text        NOT NULL CHECK (on_error IN ('reject_file', 'skip_invalid_rows')),
+    max_error_rate   double precision NOT NULL DEFAULT 0,
+    dry_run          boolean     NOT NULL DEFAULT false,
+    force            boolean     NOT NULL DEFAULT false,
+    dag_id           text,
+    airflow_run_id   text,
+    status           text        NOT NULL DEFAULT 'running' CHECK (status IN (
+                         'running', 'succeeded', 'partial', 'rejected', 'failed',
+                         'dry_run', 'duplicate', 'rolled_back')),
+    message          text,                   -- the one-line outcome, in plain words
+    file_rejected    boolean     NOT NULL DEFAULT false,
+    rows_total       integer,
+    rows_valid       integer,
+    rows_rejected    integer,
+    inserted         integer,
+    updated          integer,
+    unchanged        integer,
+    merged_at        timestamptz,            -- set in the merge transaction: a rerun never merges twice
+    report_dir       text,
+    UNIQUE (dag_id, airflow_run_id)
+);
+CREATE INDEX IF NOT EXISTS import_runs_sha256_idx ON import_runs (sha256);
+
+-- What each import changed: the before and after image of the columns the file carried.
+CREATE TABLE IF NOT EXISTS customer_history (
+    id           bigserial PRIMARY KEY,
+    run_id       bigint      NOT NULL,
+    customer_key text        NOT NULL,
+    action       text        NOT NULL CHECK (action IN ('insert', 'update')),
+    before       jsonb,
+    after        jsonb       NOT NULL,
+    recorded_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS customer_history_run_idx ON customer_history (run_id);
+CREATE INDEX IF NOT EXISTS customer_history_key_idx ON customer_history (customer_key, run_id);

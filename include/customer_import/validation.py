@@ -1,0 +1,95 @@
+"""Validating a file in one streaming pass: bytes and header, then GX over chunks of rows.
+
+The pass writes two files into the run's work folder: `staged.csv` (every readable row,
+with its line number and whether it passed, ready for COPY) and the issues found. Memory
+holds one chunk at a time, whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from customer_import.contract import CLEAR_MARKER, Contract, FieldSpec
+from customer_import.csvfile import CsvFile, Record
+from customer_import.expectations import LINE, RowValidator
+from customer_import.issues import Issue, write_issues
+
+STAGED_FILE = "staged.csv"
+ISSUES_FILE = "issues-validation.jsonl"
+ACCEPTED = "accepted"  # staging column: the row passed the file and GX checks
+
+
+@dataclass
+class ValidationResult:
+    rows: int = 0
+    file_issues: list[Issue] = field(default_factory=list)
+    rejected_lines: set[int] = field(default_factory=set)
+    fields: list[FieldSpec] = field(default_factory=list)
+
+    @property
+    def file_rejected(self) -> bool:
+        return bool(self.file_issues)
+
+
+def validate_file(path: Path, work_dir: Path, contract: Contract, suite: dict[str, Any],
+                  chunk_rows: int = 100_000) -> ValidationResult:
+    """Check `path` against the contract; write `staged.csv` and the issues into `work_dir`."""
+    result = ValidationResult()
+    issues: list[Issue] = []
+    with CsvFile(path, contract) as source:
+        if not source.file_issues:
+            result.fields = list(source.fields)
+            validator = RowValidator(suite, source.fields)
+            with (work_dir / STAGED_FILE).open("w", encoding="utf-8", newline="") as staged:
+                out = csv.writer(staged)
+                out.writerow([LINE, ACCEPTED, *(f.column for f in source.fields)])
+                for chunk in _chunks(source.records(), chunk_rows):
+                    result.rows += len(chunk)
+                    chunk_issues = _check_chunk(chunk, source, validator)
+                    bad = {issue.line for issue in chunk_issues}
+                    out.writerows(
+                        [r.line, "f" if r.line in bad else "t", *source.values(r.cells)]
+                        for r in chunk if r.issue is None
+                    )
+                    result.rejected_lines |= bad
+                    issues.extend(chunk_issues)
+        result.file_issues = list(source.file_issues)
+    if not result.file_issues and result.rows == 0:
+        result.file_issues.append(Issue(None, None, "no_rows", "The file has a header but no data rows:"
+                                        " add one row per customer below the header."))
+    write_issues(work_dir / ISSUES_FILE, [*result.file_issues, *issues])
+    return result
+
+
+def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while chunk := list(islice(records, size)):
+        yield chunk
+
+
+def _check_chunk(chunk: list[Record], source: CsvFile, validator: RowValidator) -> list[Issue]:
+    """Structural issues of the chunk's records, then GX over the rows that could be read."""
+    import pandas as pd
+
+    issues = [r.issue for r in chunk if r.issue is not None]
+    readable = [r for r in chunk if r.issue is None]
+    if not readable:
+        return issues
+    columns = list(zip(*(source.values(r.cells) for r in readable)))
+    frame = pd.DataFrame(
+        {LINE: [r.line for r in readable],
+         **{spec.column: _for_gx(spec, values) for spec, values in zip(source.fields, columns)}}
+    )
+    return issues + validator.validate(frame)
+
+
+def _for_gx(spec: FieldSpec, values: Iterable[str]) -> list[str | None]:
+    """Blank cells become nulls (GX skips them in format rules). `#NULL` clears an optional
+    field, so it is a null to GX too; on a required field it stays, for the rule that forbids it."""
+    if spec.required == "never":
+        return [v if v and v != CLEAR_MARKER else None for v in values]
+    return [v or None for v in values]
