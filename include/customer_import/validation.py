@@ -79,10 +79,10 @@ def _check_chunk(chunk: list[Record], source: CsvFile, validator: RowValidator) 
     readable = [r for r in chunk if r.issue is None]
     if not readable:
         return issues
-    columns = list(zip(*(source.values(r.cells) for r in readable)))
+    columns = list(zip(*(source.values(r.cells) for r in readable), strict=True))
     frame = pd.DataFrame(
         {LINE: [r.line for r in readable],
-         **{spec.column: _for_gx(spec, values) for spec, values in zip(source.fields, columns)}}
+         **{spec.column: _for_gx(spec, values) for spec, values in zip(source.fields, columns, strict=True)}}
     )
     return issues + validator.validate(frame)
 

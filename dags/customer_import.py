@@ -1,0 +1,137 @@
+"""
+### Import one customer CSV file
+
+One run imports one file from the landing folder into the `customers` table:
+
+1. **wait_for_file**: the file named by the `file` param (or the oldest one waiting) is in landing;
+2. **claim_file**: it is moved to `processing/<run id>/`, hashed, and gets a row in `import_runs`;
+   content that was imported before ends the run as `duplicate` (unless `force`);
+3. **validate_file**: bytes, header and every row are checked (the GX suite in `expectations/`);
+4. **load_staging**: the rows are COPYed into an unlogged staging table and checked against the
+   stored customers (unique emails, the mode's rules, required fields of new customers);
+5. **merge_customers**: one MERGE on `AccountReferenceID`, in one transaction, one import at a time;
+6. **publish_report**: `errors.csv`, `summary.json` and `report.html` under `reports/<run id>/`;
+   the file goes to `archive/` or, when rejected, to `rejected/` with its errors beside it;
+7. **check_outcome**: the run turns red when the file was rejected or the import failed.
+
+Data problems are never retried: they are reported. Infrastructure errors are retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, PokeReturnValue, TriggerRule, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+
+CONN_ID = os.environ.get("CUSTOMER_IMPORT_CONN_ID", "customer_db")
+log = logging.getLogger(__name__)
+
+
+def _importer():
+    from customer_import.pipeline import Importer
+
+    return Importer()
+
+
+def _connect():
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=CONN_ID).get_conn()
+
+
+@dag(
+    dag_id="customer_import",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    doc_md=__doc__,
+    tags=["customer-import"],
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
+    params={
+        "file": Param("", type="string", title="File",
+                      description="Name of the file in the landing folder; empty: the oldest one waiting."),
+        "mode": Param("upsert", enum=["upsert", "insert_only", "update_only"], title="Mode",
+                      description="upsert inserts new keys and updates existing ones."),
+        "on_error": Param("reject_file", enum=["reject_file", "skip_invalid_rows"], title="On error",
+                          description="reject_file: any bad row rejects the file. skip_invalid_rows:"
+                                      " the valid rows are imported, up to max_error_rate bad rows."),
+        "max_error_rate": Param(0.0, type="number", minimum=0, maximum=1, title="Max error rate",
+                                description="With skip_invalid_rows: the largest share of bad rows accepted."),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Validate and preview; write nothing to customers."),
+        "force": Param(False, type="boolean", title="Force",
+                       description="Import even if the same content was imported before."),
+    },
+)
+def customer_import():
+    @task.sensor(poke_interval=15, timeout=timedelta(hours=6), mode="reschedule")
+    def wait_for_file(params=None) -> PokeReturnValue:
+        from customer_import.folders import Folders
+
+        folders = Folders(_importer().settings.data_dir)
+        wanted = params["file"]
+        waiting = folders.waiting_files()
+        name = wanted if wanted in waiting else (None if wanted else next(iter(waiting), None))
+        return PokeReturnValue(is_done=name is not None, xcom_value=name)
+
+    @task(retries=0)
+    def claim_file(file_name: str, params=None, dag_run=None) -> int:
+        from customer_import.runs import ImportOptions
+
+        try:
+            options = ImportOptions.from_params(params)
+            with _connect() as conn:
+                import_run_id = _importer().claim_file(conn, file_name, options, dag_run.dag_id, dag_run.run_id)
+        except (ValueError, FileNotFoundError) as error:
+            raise AirflowFailException(str(error)) from error
+        log.info("Claimed %s as import run %s.", file_name, import_run_id)
+        return import_run_id
+
+    @task
+    def validate_file(import_run_id: int) -> None:
+        _run_step("validate_file", import_run_id)
+
+    @task
+    def load_staging(import_run_id: int) -> None:
+        _run_step("load_staging", import_run_id)
+
+    @task
+    def merge_customers(import_run_id: int) -> None:
+        _run_step("merge_customers", import_run_id)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def publish_report(import_run_id: int) -> dict:
+        with _connect() as conn:
+            run = _importer().publish_report(conn, import_run_id)
+        log.info("Import run %s: %s", run.id, run.outcome)
+        log.info("Reports: %s", run.report_dir)
+        return {"import_run_id": run.id, "status": run.status, "report_dir": run.report_dir}
+
+    @task
+    def check_outcome(outcome: dict) -> None:
+        from customer_import.runs import FAILED_STATUSES
+
+        if outcome["status"] in FAILED_STATUSES:
+            run, status, reports = outcome["import_run_id"], outcome["status"], outcome["report_dir"]
+            raise AirflowFailException(f"Import run {run} ended {status}: see {reports}/report.html")
+
+    import_run_id = claim_file(wait_for_file())
+    outcome = publish_report(import_run_id)
+    validate_file(import_run_id) >> load_staging(import_run_id) >> merge_customers(import_run_id) >> outcome
+    check_outcome(outcome)
+
+
+def _run_step(step: str, import_run_id: int) -> None:
+    """Run one step of the core pipeline and say in the task log where the import stands."""
+    from customer_import.runs import get_run
+
+    with _connect() as conn:
+        getattr(_importer(), step)(conn, import_run_id)
+        log.info("Import run %s: %s", import_run_id, get_run(conn, import_run_id).outcome)
+
+
+customer_import_dag = customer_import()

@@ -1,0 +1,239 @@
+"""The local commands behind the Makefile: `python -m customer_import.cli <command>`.
+
+Every command resolves the databases the same way: the target database is the Airflow
+connection `customer_db` (AIRFLOW_CONN_CUSTOMER_DB) when it is set, else a database on the
+embedded PostgreSQL; Airflow's own metadata goes to AIRFLOW__DATABASE__SQL_ALCHEMY_CONN when
+set, else to another database of the embedded server. This module is the one place of the
+package that starts Airflow (lazily, for the commands that run the DAG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from customer_import.contract import load_contract
+from customer_import.settings import REPO_ROOT, Settings
+
+SAMPLE_FILE = Path(__file__).with_name("sample") / "customers_sample.csv"
+DAG_FILE = REPO_ROOT / "dags" / "customer_import.py"
+
+
+# --- environment ---------------------------------------------------------------------
+
+
+def configure_databases() -> None:
+    """Point the target and Airflow's metadata at the embedded server unless configured."""
+    from customer_import import localdb
+
+    if not os.environ.get("AIRFLOW_CONN_CUSTOMER_DB"):
+        os.environ["AIRFLOW_CONN_CUSTOMER_DB"] = localdb.database_url("customers")
+    if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = localdb.database_url("airflow", "postgresql+psycopg2")
+
+
+def customer_db_url() -> str:
+    """The libpq URI of the target database (from the Airflow connection, in URI or JSON form)."""
+    configure_databases()
+    value = os.environ["AIRFLOW_CONN_CUSTOMER_DB"]
+    if value.lstrip().startswith("{"):
+        from airflow.sdk import Connection
+
+        value = Connection.from_json(value, conn_id="customer_db").get_uri()
+    scheme, rest = value.split("://", 1)
+    return "postgresql://" + rest if scheme.startswith(("postgres", "postgresql")) else value
+
+
+def migrate_airflow() -> None:
+    """`airflow db migrate`, once per metadata database and Airflow version."""
+    import airflow
+
+    home = Path(os.environ.get("AIRFLOW_HOME", REPO_ROOT / ".state" / "airflow"))
+    home.mkdir(parents=True, exist_ok=True)
+    stamp = home / ".migrated"
+    wanted = f"{airflow.__version__} {os.environ['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}"
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    print("Preparing Airflow's metadata database (first run only)...", flush=True)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+    stamp.write_text(wanted)
+
+
+# --- running the DAG -----------------------------------------------------------------
+
+
+def run_import_dag(conf: dict, log_file: Path) -> str:
+    """Run `customer_import` once through Airflow (`dag.test`); return the Airflow run id.
+
+    Airflow's own output (every task's log) goes to `log_file`.
+    """
+    import importlib.util
+
+    migrate_airflow()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with _output_to(log_file):
+        spec = importlib.util.spec_from_file_location("customer_import_dag", DAG_FILE)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        dag_run = module.customer_import_dag.test(run_conf=conf)
+    return dag_run.run_id
+
+
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to `path`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def import_through_dag(path: Path, options: dict) -> int:
+    """Drop `path` into landing, import it through the DAG, print the outcome; the exit code."""
+    from customer_import import db
+    from customer_import.folders import Folders, drop_into_landing
+    from customer_import.runs import FAILED_STATUSES, ImportRun
+
+    configure_databases()
+    settings = Settings.from_env()
+    name = drop_into_landing(path, Folders(settings.data_dir))
+    started = time.monotonic()
+    log_file = settings.data_dir.parent / "logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}.log"
+    airflow_run_id = run_import_dag({"file": name, **options}, log_file)
+    with db.use_schema(db.connect(customer_db_url()), settings.schema) as conn:
+        run_id = conn.execute("SELECT id FROM import_runs WHERE dag_id = %s AND airflow_run_id = %s",
+                              ["customer_import", airflow_run_id]).fetchone()
+        if run_id is None:
+            print(f"failed: the DAG run {airflow_run_id} did not register {name}; see {log_file}")
+            return 1
+        from customer_import.runs import get_run
+
+        run: ImportRun = get_run(conn, run_id[0])
+    print()
+    print(run.outcome)
+    if run.report_dir:
+        report_dir = settings.data_dir / run.report_dir
+        print(f"  report:     {report_dir / 'report.html'}")
+        print(f"  errors.csv: {report_dir / 'errors.csv'}")
+        print(f"  summary:    {report_dir / 'summary.json'}")
+        print(f"  file kept:  {settings.data_dir / run.file_path}")
+    print(f"  Airflow:    DAG run {airflow_run_id}, log {log_file}")
+    print(f"  took {time.monotonic() - started:.1f} s")
+    return 1 if run.status in FAILED_STATUSES else 0
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"{path} is not a file")
+        return 2
+    options = {"mode": args.mode, "on_error": args.on_error, "max_error_rate": args.max_error_rate,
+               "dry_run": args.dry_run, "force": args.force}
+    return import_through_dag(path, options)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    print(f"Importing the bundled sample {SAMPLE_FILE.relative_to(REPO_ROOT)} through the customer_import DAG...")
+    code = import_through_dag(SAMPLE_FILE, {})
+    print("\nThe customers are in the database `make db-url` prints (e.g. `psql \"$(make -s db-url)\"`)."
+          "\nRun `make demo` again: the same content is recognised as a duplicate and not applied twice.")
+    return code
+
+
+def cmd_template(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    with path.open("w", encoding="utf-8-sig", newline="") as out:
+        csv.writer(out).writerow(load_contract().headers)
+    print(f"Wrote {path}: the header row of the customer CSV file; fill in one row per customer.")
+    return 0
+
+
+def cmd_expectations(args: argparse.Namespace) -> int:
+    from customer_import.expectations import write_suite
+
+    path = write_suite(load_contract(), Settings.from_env().expectations_dir)
+    print(f"Wrote {path.relative_to(REPO_ROOT)} from the contract.")
+    return 0
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    print(customer_db_url())
+    return 0
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """Airflow standalone (API server with the UI, scheduler, DAG processor, triggerer)."""
+    configure_databases()
+    migrate_airflow()
+    home = Path(os.environ["AIRFLOW_HOME"])
+    password = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    passwords = home / "simple_auth_manager_passwords.json"
+    passwords.write_text(json.dumps({"admin": password}))
+    passwords.chmod(0o600)
+    port = os.environ.get("AIRFLOW_PORT", "8080")
+    os.environ.update({
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API__PORT": port,
+        "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://localhost:{port}"),
+    })
+    shown = password if "AIRFLOW_ADMIN_PASSWORD" not in os.environ else "(AIRFLOW_ADMIN_PASSWORD)"
+    print(f"Airflow on http://localhost:{port}  user: admin  password: {shown}", flush=True)
+    os.execvp(sys.executable, [sys.executable, "-m", "airflow", "standalone"])
+
+
+def cmd_stop_db(args: argparse.Namespace) -> int:
+    from customer_import import localdb
+
+    localdb.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="customer_import", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("import", help="import one file through the customer_import DAG")
+    one.add_argument("file")
+    one.add_argument("--mode", default="upsert", choices=["upsert", "insert_only", "update_only"])
+    one.add_argument("--on-error", default="reject_file", choices=["reject_file", "skip_invalid_rows"])
+    one.add_argument("--max-error-rate", type=float, default=0.0)
+    one.add_argument("--dry-run", action="store_true")
+    one.add_argument("--force", action="store_true")
+    one.set_defaults(run=cmd_import)
+    commands.add_parser("demo", help="import the bundled sample").set_defaults(run=cmd_demo)
+    template = commands.add_parser("template", help="write the CSV template")
+    template.add_argument("path", nargs="?", default="customers_template.csv")
+    template.set_defaults(run=cmd_template)
+    commands.add_parser("expectations", help="regenerate the GX suite").set_defaults(run=cmd_expectations)
+    commands.add_parser("db-url", help="print the target database URI").set_defaults(run=cmd_db_url)
+    commands.add_parser("airflow", help="run Airflow locally").set_defaults(run=cmd_airflow)
+    commands.add_parser("stop-db", help="stop the embedded PostgreSQL").set_defaults(run=cmd_stop_db)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

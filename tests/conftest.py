@@ -1,0 +1,101 @@
+"""Shared fixtures: real PostgreSQL servers, a fresh schema and data folder per test.
+
+Integration tests run on every server that is available: always the embedded PostgreSQL
+(started on demand under .state/), and the PostgreSQL 15 service on 127.0.0.1:5432 when it
+answers (PG15_URL overrides its address). Each test works in a schema of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+# Airflow reads its configuration when first imported: the test session gets its own home.
+os.environ["AIRFLOW_HOME"] = str(REPO / ".state" / "test-airflow")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["GX_ANALYTICS_ENABLED"] = "False"
+os.environ.pop("AIRFLOW_CONN_CUSTOMER_DB", None)
+
+PG15_URL = os.environ.get("PG15_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _servers() -> list:
+    servers = [pytest.param("embedded", id="pg-embedded")]
+    if _reachable(PG15_URL):
+        servers.append(pytest.param(PG15_URL, id="pg15-service"))
+    return servers
+
+
+@pytest.fixture(scope="session")
+def embedded_url() -> str:
+    from customer_import import localdb
+
+    return localdb.database_url("test_customers")
+
+
+@pytest.fixture(params=_servers())
+def database_url(request, embedded_url) -> str:
+    return embedded_url if request.param == "embedded" else request.param
+
+
+@pytest.fixture
+def schema(database_url) -> str:
+    """A fresh schema for the test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def conn(database_url, schema):
+    from customer_import import db
+
+    with db.connect(database_url) as connection:
+        db.use_schema(connection, schema)
+        yield connection
+
+
+@pytest.fixture
+def importer(tmp_path, schema):
+    """The core pipeline with its data folders under tmp_path and its tables in `schema`."""
+    from customer_import.pipeline import Importer
+    from customer_import.settings import Settings
+
+    return Importer(settings=replace(Settings.from_env(), data_dir=tmp_path / "data", schema=schema))
+
+
+@pytest.fixture
+def land(importer):
+    """Put a file from tests/data (or any path) into the landing folder; returns its name."""
+    from customer_import.folders import drop_into_landing
+
+    def _land(name_or_path: str | Path, as_name: str | None = None) -> str:
+        source = Path(name_or_path) if Path(name_or_path).is_absolute() else DATA / name_or_path
+        if as_name:
+            renamed = importer.settings.data_dir.parent / as_name
+            renamed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, renamed)
+            source = renamed
+        return drop_into_landing(source, importer.folders)
+
+    return _land

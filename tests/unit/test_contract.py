@@ -1,0 +1,53 @@
+"""The contract is the single source: everything about a field derives from it."""
+
+from pathlib import Path
+
+import pytest
+
+from customer_import.contract import ContractError, load_contract, normalise_header
+from customer_import.db import customers_ddl
+
+
+def test_default_contract_has_the_spec_fields():
+    contract = load_contract()
+    assert contract.key.header == "AccountReferenceID"
+    assert contract.headers == [
+        "AccountReferenceID", "Name", "Description", "ContactEmail", "ContactFirstName",
+        "ContactLastName", "Phone", "Country", "CustomerSince", "Seats", "IsReseller",
+    ]
+    assert [f.header for f in contract.unique_fields] == ["ContactEmail"]
+
+
+@pytest.mark.parametrize("written", ["account reference id", "ACCOUNT_REFERENCE_ID", " AccountReferenceId "])
+def test_headers_match_ignoring_case_and_spaces(written):
+    assert load_contract().field_for(written).column == "account_reference_id"
+    assert normalise_header(written) == "accountreferenceid"
+
+
+def test_every_field_becomes_a_column_and_unique_fields_an_index():
+    contract = load_contract()
+    ddl = " ".join(s.as_string() for s in customers_ddl(contract))
+    for spec in contract.fields:
+        assert f'"{spec.column}" {spec.sql_type}' in ddl
+    assert 'CREATE UNIQUE INDEX IF NOT EXISTS "customers_contact_email_unique"' in ddl
+    assert '"account_reference_id" varchar(64) PRIMARY KEY' in ddl
+
+
+def test_rules_follow_the_field_type():
+    contract = load_contract()
+    codes = {f.header: [r.code for r in f.rules] for f in contract.fields}
+    assert codes["AccountReferenceID"] == ["required", "required", "control_character", "surrounding_space", "too_long"]
+    assert codes["ContactEmail"][-1] == "invalid_email"
+    assert codes["CustomerSince"][-2:] == ["invalid_date", "invalid_date"]
+    assert "too_long" not in codes["Seats"]
+
+
+def test_a_broken_contract_is_refused(tmp_path: Path):
+    broken = tmp_path / "contract.yaml"
+    head = "table: customers\nkey: Id\nfields:\n"
+    broken.write_text(head + "  - {header: Id, column: id, type: money, required: always}\n")
+    with pytest.raises(ContractError, match="unknown type 'money'"):
+        load_contract(broken)
+    broken.write_text(head + "  - {header: Id, column: Id-1, type: text, required: always}\n")
+    with pytest.raises(ContractError, match="not a lower-case SQL identifier"):
+        load_contract(broken)
