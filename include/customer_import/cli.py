@@ -71,8 +71,8 @@ def migrate_airflow() -> None:
 # --- running the DAG -----------------------------------------------------------------
 
 
-def run_import_dag(conf: dict, log_file: Path) -> str:
-    """Run `customer_import` once through Airflow (`dag.test`); return the Airflow run id.
+def run_import_dag(conf: dict, log_file: Path):
+    """Run `customer_import` once through Airflow (`dag.test`); return the DagRun.
 
     Airflow's own output (every task's log) goes to `log_file`.
     """
@@ -84,8 +84,7 @@ def run_import_dag(conf: dict, log_file: Path) -> str:
         spec = importlib.util.spec_from_file_location("customer_import_dag", DAG_FILE)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        dag_run = module.customer_import_dag.test(run_conf=conf)
-    return dag_run.run_id
+        return module.customer_import_dag.test(run_conf=conf)
 
 
 @contextmanager
@@ -119,7 +118,7 @@ def import_through_dag(path: Path, options: dict) -> int:
     name = drop_into_landing(path, Folders(settings.data_dir))
     started = time.monotonic()
     log_file = settings.data_dir.parent / "logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}.log"
-    airflow_run_id = run_import_dag({"file": name, **options}, log_file)
+    airflow_run_id = run_import_dag({"file": name, **options}, log_file).run_id
     with db.use_schema(db.connect(customer_db_url()), settings.schema) as conn:
         run_id = conn.execute("SELECT id FROM import_runs WHERE dag_id = %s AND airflow_run_id = %s",
                               ["customer_import", airflow_run_id]).fetchone()

@@ -1,0 +1,87 @@
+"""The customer_import DAG run through Airflow (dag.test): green for an import, red for a rejection."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import psycopg
+import pytest
+
+from tests.conftest import DATA
+
+pytestmark = [pytest.mark.dag, pytest.mark.integration]
+
+
+@pytest.fixture(scope="session")
+def airflow_ready(embedded_url):
+    """Airflow's metadata in a database of the embedded server; the target is `embedded_url`."""
+    from customer_import import cli, localdb
+
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = localdb.database_url("test_airflow", "postgresql+psycopg2")
+    os.environ["AIRFLOW_CONN_CUSTOMER_DB"] = embedded_url
+    cli.migrate_airflow()
+
+
+@pytest.fixture
+def run_dag(airflow_ready, embedded_url, tmp_path, monkeypatch, schema):
+    """Import a tests/data file through the DAG; returns (DagRun state, import_runs row, connection)."""
+    from customer_import.cli import run_import_dag
+    from customer_import.folders import Folders, drop_into_landing
+
+    monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CUSTOMER_IMPORT_SCHEMA", schema)
+    conn = psycopg.connect(embedded_url, autocommit=True)
+
+    def _run(name: str, **params):
+        landed = drop_into_landing(DATA / name, Folders(tmp_path / "data"))
+        dag_run = run_import_dag({"file": landed, **params}, tmp_path / "airflow.log")
+        cur = conn.execute(f'SELECT * FROM "{schema}".import_runs WHERE airflow_run_id = %s', [dag_run.run_id])
+        row = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
+        return str(dag_run.state), row
+
+    yield _run
+    conn.close()
+
+
+@pytest.fixture
+def database_url(embedded_url):
+    return embedded_url  # the DAG tests run on the embedded server only
+
+
+def stored(schema, url):
+    with psycopg.connect(url) as conn:
+        return conn.execute(f'SELECT account_reference_id, name, phone FROM "{schema}".customers ORDER BY 1').fetchall()
+
+
+def test_a_valid_file_makes_a_green_run(run_dag, schema, embedded_url, tmp_path):
+    state, run = run_dag("valid_customers.csv")
+
+    assert state == "success"
+    assert (run["status"], run["inserted"], run["dag_id"]) == ("succeeded", 3, "customer_import")
+    assert [key for key, *_ in stored(schema, embedded_url)] == ["007", "1E5", "abc-Lower"]
+    assert (tmp_path / "data" / run["report_dir"] / "errors.csv").exists()
+    assert (tmp_path / "data" / run["file_path"]).parent.parent.name == "archive"
+
+
+def test_a_rejected_file_makes_a_red_run_and_changes_nothing(run_dag, schema, embedded_url, tmp_path):
+    state, run = run_dag("one_bad_email.csv")
+
+    assert state == "failed"
+    assert run["status"] == "rejected"
+    assert stored(schema, embedded_url) == []
+    assert (tmp_path / "data" / "rejected" / str(run["id"]) / "one_bad_email.csv").exists()
+    summary = json.loads((tmp_path / "data" / run["report_dir"] / "summary.json").read_text())
+    assert [(i["line"], i["column"], i["code"]) for i in summary["issues"]] == [(3, "ContactEmail", "invalid_email")]
+
+
+def test_a_header_subset_updates_only_its_columns(run_dag, schema, embedded_url):
+    run_dag("valid_customers.csv")
+    before = stored(schema, embedded_url)
+
+    state, run = run_dag("update_phone_only.csv")
+
+    assert (state, run["status"], run["updated"]) == ("success", "succeeded", 2)
+    after = stored(schema, embedded_url)
+    assert [(k, n) for k, n, _ in after] == [(k, n) for k, n, _ in before]
+    assert [p for _, _, p in after] == ["+1 555 000 1111", "+1 555 000 2222", None]
