@@ -194,11 +194,14 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     passwords.chmod(0o600)
     port = os.environ.get("AIRFLOW_PORT", "8080")
     os.environ.update({
+        # standalone starts its components as `airflow ...`: the venv's one must come first
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API__PORT": port,
         "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://localhost:{port}"),
     })
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
     shown = password if "AIRFLOW_ADMIN_PASSWORD" not in os.environ else "(AIRFLOW_ADMIN_PASSWORD)"
     print(f"Airflow on http://localhost:{port}  user: admin  password: {shown}", flush=True)
     os.execvp(sys.executable, [sys.executable, "-m", "airflow", "standalone"])
