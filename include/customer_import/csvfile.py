@@ -120,10 +120,6 @@ class CsvFile:
     def _check_bytes(self) -> Issue | None:
         with self.path.open("rb") as raw:
             head = raw.read(_SNIFF_BYTES)
-        if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-            return Issue(None, None, "wrong_encoding", f"The file is encoded as UTF-32, not UTF-8. {_RE_SAVE}")
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _looks_utf16(head):
-            return Issue(None, None, "wrong_encoding", f"The file is encoded as UTF-16, not UTF-8. {_RE_SAVE}")
         if head.startswith(b"PK\x03\x04"):
             return Issue(None, None, "binary_file",
                          "The file is an Excel workbook (.xlsx) with a .csv name, not a CSV file. "
@@ -132,6 +128,10 @@ class CsvFile:
             return Issue(None, None, "binary_file",
                          "The file is an old Excel workbook (.xls) with a .csv name, not a CSV file. "
                          + _RE_SAVE)
+        if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+            return Issue(None, None, "wrong_encoding", f"The file is encoded as UTF-32, not UTF-8. {_RE_SAVE}")
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _looks_utf16(head):
+            return Issue(None, None, "wrong_encoding", f"The file is encoded as UTF-16, not UTF-8. {_RE_SAVE}")
         if b"\x00" in head:
             offset = head.index(b"\x00")
             return Issue(None, None, "binary_file",
@@ -238,7 +238,7 @@ class CsvFile:
                 self.file_issues.append(self._encoding_issue())
                 return
             except csv.Error as err:
-                yield Record(start, [], _quote_issue(start, reader.line_num, str(err)))
+                yield Record(start, [], _quote_issue(start, str(err)))
                 if "unexpected end of data" in str(err) or "field larger" in str(err):
                     return
                 end = reader.line_num
@@ -271,23 +271,22 @@ def _looks_utf16(head: bytes) -> bool:
 def _not_utf8_message(line: bytes, err: UnicodeDecodeError, offset: int, line_no: int) -> str:
     bad, around = line[err.start], line[max(0, err.start - 20): err.start + 20]
     try:  # Windows-1252 leaves five bytes undefined; Latin-1 decodes anything
-        encoding, label, snippet = "cp1252", "Windows-1252 (Western European)", around.decode("cp1252").strip()
+        encoding, label, snippet = "WINDOWS-1252", "Windows-1252 (Western European)", around.decode("cp1252").strip()
     except UnicodeDecodeError:
-        encoding, label, snippet = "latin-1", "ISO-8859-1 (Latin-1)", around.decode("latin-1").strip()
+        encoding, label, snippet = "ISO-8859-1", "ISO-8859-1 (Latin-1)", around.decode("latin-1").strip()
     return (f"Line {line_no} is not valid UTF-8: byte 0x{bad:02X} at byte offset {offset + err.start}"
             f" (byte {err.start + 1} of the line, near `{snippet}`). The file looks like {label}."
-            f" {_RE_SAVE} Or convert it: iconv -f {encoding.upper()} -t UTF-8 in.csv > out.csv")
+            f" {_RE_SAVE} Or convert it: iconv -f {encoding} -t UTF-8 in.csv > out.csv")
 
 
-def _quote_issue(start: int, end: int, error: str) -> Issue:
+def _quote_issue(start: int, error: str) -> Issue:
     if "unexpected end of data" in error or "field larger" in error:
         return Issue(start, None, "unterminated_quote",
                      f"A quoted value opened on line {start} is never closed: add the closing double"
                      " quote (\") or remove the opening one.")
     return Issue(start, None, "stray_quote",
-                 f"Line {start} has a double quote inside a value that is not quoted as a whole"
-                 f" ({error}): wrap the value in double quotes and double the quotes inside it"
-                 " (\"\"), e.g. \"Acme \"\"East\"\"\".")
+                 f"Line {start} has a stray double quote: a value wrapped in double quotes must double"
+                 " every quote inside it, e.g. \"The \"\"Best\"\" Shop\".")
 
 
 def _width_issue(line: int, found: int, expected: int) -> Issue:

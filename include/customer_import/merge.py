@@ -125,18 +125,18 @@ def _duplicates(conn: psycopg.Connection, q: _Names, spec: FieldSpec, *, casefol
     column = sql.Identifier(spec.column)
     value = sql.SQL("lower({})").format(column) if casefold else column
     rows = conn.execute(
-        sql.SQL("SELECT min({col}), array_agg(line ORDER BY line) FROM {staging}"
+        sql.SQL("SELECT array_agg({col} ORDER BY line), array_agg(line ORDER BY line) FROM {staging}"
                 " WHERE {col} IS NOT NULL AND {col} <> %s GROUP BY {value} HAVING count(*) > 1").format(
             col=column, staging=q.staging, value=value),
         [CLEAR_MARKER],
     ).fetchall()
     what = "customer" if spec.header == q.key_header else "value"
     issues = []
-    for shown, lines in rows:
-        for line in lines:
+    for values, lines in rows:
+        for value, line in zip(values, lines, strict=True):
             others = ", ".join(str(n) for n in lines if n != line)
             issues.append(Issue(line, spec.header, "duplicate_in_file",
-                                f"{spec.header} `{shown}` also appears on line{'s' if len(lines) > 2 else ''}"
+                                f"{spec.header} `{value}` also appears on line{'s' if len(lines) > 2 else ''}"
                                 f" {others}: each {what} may appear only once per file"
                                 + (" (compared ignoring case)" if casefold else "")
                                 + ". Keep one row and delete the others."))

@@ -85,3 +85,11 @@ def test_a_header_subset_updates_only_its_columns(run_dag, schema, embedded_url)
     after = stored(schema, embedded_url)
     assert [(k, n) for k, n, _ in after] == [(k, n) for k, n, _ in before]
     assert [p for _, _, p in after] == ["+1 555 000 1111", "+1 555 000 2222", None]
+
+
+def test_a_file_rejected_as_a_whole_is_red_with_its_reason(run_dag, tmp_path):
+    state, run = run_dag("windows1252.csv")
+
+    assert (state, run["status"], run["file_rejected"]) == ("failed", "rejected", True)
+    summary = json.loads((tmp_path / "data" / run["report_dir"] / "summary.json").read_text())
+    assert "Windows-1252" in summary["issues"][0]["message"]

@@ -49,7 +49,7 @@ def test_file_level_problems_say_what_and_how_to_fix(name, code, words):
 def test_windows_1252_is_recognised_and_the_fix_named():
     source, _ = read("windows1252.csv")
     message = source.file_issues[0].message
-    assert "Windows-1252" in message and "CSV UTF-8" in message and "iconv -f CP1252" in message
+    assert "Windows-1252" in message and "CSV UTF-8" in message and "iconv -f WINDOWS-1252" in message
 
 
 def test_an_unterminated_quote_is_reported_where_it_opens():
