@@ -50,12 +50,11 @@ def validate_file(path: Path, work_dir: Path, contract: Contract, suite: dict[st
                 out.writerow([LINE, ACCEPTED, *(f.column for f in source.fields)])
                 for chunk in _chunks(source.records(), chunk_rows):
                     result.rows += len(chunk)
-                    chunk_issues = _check_chunk(chunk, source, validator)
+                    readable = [(r.line, source.values(r.cells)) for r in chunk if r.issue is None]
+                    chunk_issues = [r.issue for r in chunk if r.issue is not None]
+                    chunk_issues += _check_rows(readable, source.fields, validator)
                     bad = {issue.line for issue in chunk_issues}
-                    out.writerows(
-                        [r.line, "f" if r.line in bad else "t", *source.values(r.cells)]
-                        for r in chunk if r.issue is None
-                    )
+                    out.writerows([line, "f" if line in bad else "t", *values] for line, values in readable)
                     result.rejected_lines |= bad
                     issues.extend(chunk_issues)
         result.file_issues = list(source.file_issues)
@@ -71,20 +70,18 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _check_chunk(chunk: list[Record], source: CsvFile, validator: RowValidator) -> list[Issue]:
-    """Structural issues of the chunk's records, then GX over the rows that could be read."""
+def _check_rows(rows: list[tuple[int, list[str]]], fields: list[FieldSpec], validator: RowValidator) -> list[Issue]:
+    """GX over a chunk of (line, field values) rows."""
     import pandas as pd
 
-    issues = [r.issue for r in chunk if r.issue is not None]
-    readable = [r for r in chunk if r.issue is None]
-    if not readable:
-        return issues
-    columns = list(zip(*(source.values(r.cells) for r in readable), strict=True))
+    if not rows:
+        return []
+    lines, values = zip(*rows, strict=True)
+    columns = zip(*values, strict=True)
     frame = pd.DataFrame(
-        {LINE: [r.line for r in readable],
-         **{spec.column: _for_gx(spec, values) for spec, values in zip(source.fields, columns, strict=True)}}
+        {LINE: lines, **{spec.column: _for_gx(spec, col) for spec, col in zip(fields, columns, strict=True)}}
     )
-    return issues + validator.validate(frame)
+    return validator.validate(frame)
 
 
 def _for_gx(spec: FieldSpec, values: Iterable[str]) -> list[str | None]:
