@@ -21,7 +21,7 @@ MAX_ERROR_RATE ?= 0
 DRY_RUN ?=
 FORCE ?=
 
-.PHONY: help install demo import template expectations db-url airflow test lint clean
+.PHONY: help install demo import template expectations db-url airflow rollback test lint clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -53,6 +53,10 @@ db-url: install  ## print the libpq URI of the database in use
 
 airflow: install  ## run Airflow locally (UI on port $$AIRFLOW_PORT, default 8080)
 	@$(CLI) airflow
+
+rollback: install  ## roll back one import run: make rollback RUN_ID=<import run id>
+	@test -n "$(RUN_ID)" || { echo "usage: make rollback RUN_ID=<import run id>"; exit 2; }
+	@$(CLI) rollback "$(RUN_ID)"
 
 test: install  ## the whole test suite (what CI runs)
 	$(PY) -m pytest

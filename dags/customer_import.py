@@ -12,7 +12,8 @@ One run imports one file from the landing folder into the `customers` table:
 5. **merge_customers**: one MERGE on `AccountReferenceID`, in one transaction, one import at a time;
 6. **publish_report**: `errors.csv`, `summary.json` and `report.html` under `reports/<run id>/`;
    the file goes to `archive/` or, when rejected, to `rejected/` with its errors beside it;
-7. **check_outcome**: the run turns red when the file was rejected or the import failed.
+7. **announce_changes**: an asset event on `customers` (with the counts) when customers changed;
+8. **check_outcome**: the run turns red when the file was rejected or the import failed.
 
 Data problems are never retried: they are reported. Infrastructure errors are retried.
 """
@@ -24,9 +25,12 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, PokeReturnValue, TriggerRule, dag, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import Asset, Param, PokeReturnValue, TriggerRule, dag, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from customer_import.settings import CUSTOMERS_ASSET
+
+CUSTOMERS = Asset(**CUSTOMERS_ASSET)
 CONN_ID = os.environ.get("CUSTOMER_IMPORT_CONN_ID", "customer_db")
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,15 @@ def customer_import():
             run = _importer().publish_report(conn, import_run_id)
         log.info("Import run %s: %s", run.id, run.outcome)
         log.info("Reports: %s", run.report_dir)
-        return {"import_run_id": run.id, "status": run.status, "report_dir": run.report_dir}
+        return {"import_run_id": run.id, "status": run.status, "report_dir": run.report_dir,
+                "inserted": run.inserted or 0, "updated": run.updated or 0, "dry_run": run.dry_run}
+
+    @task(outlets=[CUSTOMERS])
+    def announce_changes(outcome: dict, outlet_events=None) -> None:
+        """An asset event on the customers table, with the counts, when this import changed customers."""
+        if outcome["dry_run"] or not (outcome["inserted"] or outcome["updated"]):
+            raise AirflowSkipException("No customer changed.")
+        outlet_events[CUSTOMERS].extra = {k: outcome[k] for k in ("import_run_id", "inserted", "updated")}
 
     @task
     def check_outcome(outcome: dict) -> None:
@@ -122,6 +134,7 @@ def customer_import():
     import_run_id = claim_file(wait_for_file())
     outcome = publish_report(import_run_id)
     validate_file(import_run_id) >> load_staging(import_run_id) >> merge_customers(import_run_id) >> outcome
+    announce_changes(outcome)
     check_outcome(outcome)
 
 

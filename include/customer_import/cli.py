@@ -25,7 +25,7 @@ from customer_import.contract import load_contract
 from customer_import.settings import REPO_ROOT, Settings
 
 SAMPLE_FILE = Path(__file__).with_name("sample") / "customers_sample.csv"
-DAG_FILE = REPO_ROOT / "dags" / "customer_import.py"
+DAGS = REPO_ROOT / "dags"
 
 
 # --- environment ---------------------------------------------------------------------
@@ -71,20 +71,27 @@ def migrate_airflow() -> None:
 # --- running the DAG -----------------------------------------------------------------
 
 
-def run_import_dag(conf: dict, log_file: Path):
-    """Run `customer_import` once through Airflow (`dag.test`); return the DagRun.
+def run_dag(dag_id: str, conf: dict, log_file: Path):
+    """Run DAG `dag_id` (the file of that name in dags/) once through Airflow (`dag.test`).
 
-    Airflow's own output (every task's log) goes to `log_file`.
+    Returns the DagRun; Airflow's own output (every task's log) goes to `log_file`.
     """
     import importlib.util
+
+    from airflow.sdk import DAG
 
     migrate_airflow()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with _output_to(log_file):
-        spec = importlib.util.spec_from_file_location("customer_import_dag", DAG_FILE)
+        spec = importlib.util.spec_from_file_location(f"{dag_id}_dag_file", DAGS / f"{dag_id}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return module.customer_import_dag.test(run_conf=conf)
+        dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == dag_id)
+        return dag.test(run_conf=conf)
+
+
+def _log_file(settings: Settings, what: str) -> Path:
+    return settings.data_dir.parent / "logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{what}.log"
 
 
 @contextmanager
@@ -117,8 +124,8 @@ def import_through_dag(path: Path, options: dict) -> int:
     settings = Settings.from_env()
     name = drop_into_landing(path, Folders(settings.data_dir))
     started = time.monotonic()
-    log_file = settings.data_dir.parent / "logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}.log"
-    airflow_run_id = run_import_dag({"file": name, **options}, log_file).run_id
+    log_file = _log_file(settings, name)
+    airflow_run_id = run_dag("customer_import", {"file": name, **options}, log_file).run_id
     with db.use_schema(db.connect(customer_db_url()), settings.schema) as conn:
         run_id = conn.execute("SELECT id FROM import_runs WHERE dag_id = %s AND airflow_run_id = %s",
                               ["customer_import", airflow_run_id]).fetchone()
@@ -160,6 +167,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nThe customers are in the database `make db-url` prints (e.g. `psql \"$(make -s db-url)\"`)."
           "\nRun `make demo` again: the same content is recognised as a duplicate and not applied twice.")
     return code
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from customer_import import db
+    from customer_import.runs import get_run
+
+    configure_databases()
+    settings = Settings.from_env()
+    log_file = _log_file(settings, f"rollback-{args.run_id}")
+    dag_run = run_dag("customer_import_rollback", {"import_run_id": args.run_id}, log_file)
+    with db.use_schema(db.connect(customer_db_url()), settings.schema) as conn:
+        try:
+            run = get_run(conn, args.run_id)
+        except LookupError:
+            run = None
+    if str(dag_run.state) != "success" or run is None:
+        reason = f"{run.status} ({run.message})" if run else "there is no such import run"
+        print(f"rollback of import run {args.run_id} failed: the run is {reason}. Airflow log: {log_file}")
+        return 1
+    print(f"rolled_back (import run {run.id}, {run.file_name}). {run.message}")
+    print(f"  report:     {settings.data_dir / 'reports' / str(run.id) / 'rollback.json'}")
+    return 0
 
 
 def cmd_template(args: argparse.Namespace) -> int:
@@ -226,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--force", action="store_true")
     one.set_defaults(run=cmd_import)
     commands.add_parser("demo", help="import the bundled sample").set_defaults(run=cmd_demo)
+    rollback = commands.add_parser("rollback", help="roll back one import run through its DAG")
+    rollback.add_argument("run_id", type=int)
+    rollback.set_defaults(run=cmd_rollback)
     template = commands.add_parser("template", help="write the CSV template")
     template.add_argument("path", nargs="?", default="customers_template.csv")
     template.set_defaults(run=cmd_template)

@@ -18,8 +18,8 @@ from customer_import.contract import Contract
 SQL_DIR = Path(__file__).with_name("sql")
 MIGRATE_LOCK = "customer_import:migrate"
 MERGE_LOCK = "customer_import:merge"
-#: Bookkeeping columns of the customers table, besides the contract's fields.
-AUDIT_COLUMNS = ("created_at", "updated_at", "created_by_run", "updated_by_run")
+#: Bookkeeping columns a history before-image keeps, so that a rollback restores them too.
+RESTORED_AUDIT_COLUMNS = ("updated_at", "updated_by_run")
 
 
 def connect(conninfo: str) -> psycopg.Connection:
@@ -27,12 +27,11 @@ def connect(conninfo: str) -> psycopg.Connection:
 
 
 def use_schema(conn: psycopg.Connection, schema: str) -> psycopg.Connection:
-    """Point the session at `schema` (created if missing) and switch to autocommit.
+    """Point the session at `schema` and switch to autocommit (`migrate` creates the schema).
 
     Every multi-statement change of the project runs in an explicit `conn.transaction()`.
     """
     conn.autocommit = True
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     conn.execute("SELECT set_config('search_path', %s, false)", [schema])
     return conn
 
@@ -45,9 +44,15 @@ def locked(conn: psycopg.Connection, name: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def migrate(conn: psycopg.Connection, contract: Contract) -> None:
-    """Create or extend the tables. Safe to run concurrently and repeatedly."""
+def migrate(conn: psycopg.Connection, contract: Contract, schema: str) -> None:
+    """Create or extend the schema and its tables. Safe to run concurrently and repeatedly.
+
+    (`CREATE ... IF NOT EXISTS` alone is not: two sessions creating the same object at once
+    collide on the catalog's unique index. The advisory lock serialises them.)
+    """
     with locked(conn, MIGRATE_LOCK):
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute("SELECT set_config('search_path', %s, false)", [schema])
         conn.execute((SQL_DIR / "schema.sql").read_text(encoding="utf-8"))
         for statement in customers_ddl(contract):
             conn.execute(statement)

@@ -13,6 +13,7 @@ and a customer whose new values equal the stored ones is not written at all.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from customer_import.contract import CLEAR_MARKER, Contract, FieldSpec
+from customer_import.db import RESTORED_AUDIT_COLUMNS
 from customer_import.issues import Issue
 from customer_import.runs import Mode
 from customer_import.validation import ACCEPTED
@@ -210,8 +212,9 @@ class _MergeSql:
             sql.SQL(", ").join(self.new_value(f) for f in self.values),
         )
 
-    def image(self, value) -> sql.Composable:
+    def image(self, value, *bookkeeping: str) -> sql.Composable:
         pairs = [sql.SQL("{}, {}").format(sql.Literal(f.column), value(f)) for f in self.values]
+        pairs += [sql.SQL("{}, c.{}").format(sql.Literal(name), sql.Identifier(name)) for name in bookkeeping]
         return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(pairs))
 
     def diff(self) -> sql.Composable:
@@ -224,7 +227,8 @@ class _MergeSql:
             " WHERE c.{key} IS NULL OR {changed}"
         ).format(
             key=self.key, accepted=self.accepted, customers=self.customers, changed=self.changed(),
-            before=self.image(lambda f: sql.SQL("c.{}").format(sql.Identifier(f.column))),
+            before=self.image(lambda f: sql.SQL("c.{}").format(sql.Identifier(f.column)),
+                              *RESTORED_AUDIT_COLUMNS),
             after=self.image(self.new_value),
         )
 
@@ -267,9 +271,26 @@ def merge_customers(conn: psycopg.Connection, run_id: int, contract: Contract, f
     """
     q = _MergeSql(contract, fields, run_id)
     inserted, updated = conn.execute(
-        sql.SQL("WITH recorded AS (INSERT INTO customer_history (run_id, customer_key, action, before, after)"
-                " SELECT {run}, customer_key, action, before, after FROM ({diff}) d RETURNING action)"
+        sql.SQL("WITH recorded AS (INSERT INTO customer_history (run_id, line, customer_key, action, before, after)"
+                " SELECT {run}, line, customer_key, action, before, after FROM ({diff}) d RETURNING action)"
                 " SELECT count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update')"
                 " FROM recorded").format(run=sql.Literal(run_id), diff=q.diff())).fetchone()
     conn.execute(q.merge(mode, run_id))
     return MergeCounts(inserted, updated, count_accepted(conn, run_id) - inserted - updated)
+
+
+def changes(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec],
+            *, merged: bool) -> Iterator[tuple[int, str, str, dict | None, dict]]:
+    """Every change of the run, by line: (line, key, action, before, after), streamed.
+
+    A merged run's changes come from its history; a dry run's from what the merge would do.
+    """
+    if merged:
+        query = sql.SQL("SELECT line, customer_key, action, before, after FROM customer_history"
+                        " WHERE run_id = {} ORDER BY line").format(sql.Literal(run_id))
+    else:
+        query = sql.SQL("SELECT line, customer_key, action, before, after FROM ({}) d ORDER BY line").format(
+            _MergeSql(contract, fields, run_id).diff())
+    with conn.transaction(), conn.cursor(name=f"changes_{run_id}") as cur:
+        cur.execute(query)
+        yield from cur

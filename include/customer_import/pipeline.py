@@ -7,6 +7,7 @@ left alone, and the merge commits together with the mark that it happened.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from customer_import.expectations import read_suite
 from customer_import.folders import Folders, move, sha256_of
 from customer_import.issues import read_issues, write_issues
 from customer_import.report import ERRORS_CSV, write_reports
+from customer_import.rollback import RollbackResult, roll_back
 from customer_import.runs import FAILED_STATUSES, ImportOptions, ImportRun
 from customer_import.settings import Settings
 from customer_import.validation import ISSUES_FILE, STAGED_FILE, validate_file
@@ -78,8 +80,7 @@ class Importer:
         Run again for the same Airflow run, it finds the run's file where it is; a rejected or
         failed run is reopened, so fixing the kept file and clearing the run imports it.
         """
-        db.use_schema(conn, self.settings.schema)
-        db.migrate(conn, self.contract)
+        db.migrate(conn, self.contract, self.settings.schema)
         folders = self.folders.create()
         source = folders.landing_file(file_name)
         if airflow_run_id is None and not source.exists():
@@ -143,6 +144,8 @@ class Importer:
         fields = merge.staged_fields(self.folders.processing(run_id) / STAGED_FILE, self.contract)
         if verdict == "dry_run":
             counts = merge.preview_counts(conn, run_id, self.contract, fields)
+            message += (f" It would insert {counts.inserted}, update {counts.updated} and leave {counts.unchanged}"
+                        " unchanged: changes.csv lists every field it would change, before and after.")
             runs.update_run(conn, run_id, status="dry_run", message=message, **vars(counts))
             return
         with db.locked(conn, db.MERGE_LOCK):
@@ -174,8 +177,14 @@ class Importer:
         if not source.exists():  # moved already, by a publish that stopped before it recorded that
             source = target_dir / source.name
         report_dir = folders.reports(run_id)
+        changes = ()
+        if run.merged_at is not None:
+            changes = merge.changes(conn, run_id, self.contract, [], merged=True)
+        elif run.status == "dry_run":
+            fields = merge.staged_fields(work / STAGED_FILE, self.contract)
+            changes = merge.changes(conn, run_id, self.contract, fields, merged=False)
         write_reports(run, source, read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE), report_dir,
-                      self.contract, self.settings.issues_in_summary)
+                      self.contract, self.settings.issues_in_summary, changes)
         kept = source if source.parent == target_dir else move(source, target_dir)
         if failed:
             shutil.copyfile(report_dir / ERRORS_CSV, target_dir / f"{kept.stem}.errors.csv")
@@ -184,6 +193,15 @@ class Importer:
         shutil.rmtree(work, ignore_errors=True)  # staged rows and issues: derived, now in the reports
         runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
         return runs.get_run(conn, run_id)
+
+    def roll_back(self, conn: psycopg.Connection, run_id: int) -> RollbackResult:
+        """Undo an import run (see `rollback`); the result is also written to its rollback.json."""
+        db.use_schema(conn, self.settings.schema)
+        result = roll_back(conn, run_id, self.contract)
+        report_dir = self.folders.reports(run_id)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "rollback.json").write_text(json.dumps({**vars(result), "message": result.message}, indent=2))
+        return result
 
     # --- all at once -----------------------------------------------------------------
 

@@ -16,16 +16,18 @@ from customer_import.issues import Issue
 from customer_import.runs import ImportRun
 
 ERRORS_CSV = "errors.csv"
+CHANGES_CSV = "changes.csv"
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
 _HTML_ISSUES = 500
+_HTML_CHANGES = 200
 
 _templates = Environment(loader=PackageLoader("customer_import"), autoescape=select_autoescape())
 
 
 def write_reports(run: ImportRun, source: Path, issues: Iterable[Issue], report_dir: Path,
-                  contract: Contract, issues_in_summary: int) -> None:
-    """Write the three reports of `run` into `report_dir`."""
+                  contract: Contract, issues_in_summary: int, changes: Iterable[tuple] = ()) -> None:
+    """Write the reports of `run` into `report_dir`; `changes` as `merge.changes` yields them."""
     report_dir.mkdir(parents=True, exist_ok=True)
     file_issues: list[Issue] = []
     by_line: dict[int, list[Issue]] = defaultdict(list)
@@ -49,8 +51,10 @@ def write_reports(run: ImportRun, source: Path, issues: Iterable[Issue], report_
                             f" (at most {issues_in_summary} of each code; errors.csv marks every row)"),
     }
     (report_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    first_changes = write_changes_csv(changes, report_dir / CHANGES_CSV, contract)
     html = _templates.get_template("report.html").render(
-        run=run, counts=counts, issues=everything[:_HTML_ISSUES], total=len(everything), errors_csv=ERRORS_CSV)
+        run=run, counts=counts, issues=everything[:_HTML_ISSUES], total=len(everything), errors_csv=ERRORS_CSV,
+        changes=first_changes, changes_csv=CHANGES_CSV)
     (report_dir / REPORT_HTML).write_text(html, encoding="utf-8")
 
 
@@ -80,6 +84,34 @@ def write_errors_csv(run: ImportRun, source: Path, file_issues: list[Issue], by_
                 if len(record.cells) > len(rows.header):
                     cells += record.cells[len(rows.header):]
                 writer.writerow([record.line, status, _joined(problems), *(_safe(c) for c in cells)])
+
+
+def write_changes_csv(changes: Iterable[tuple], target: Path, contract: Contract) -> list[list]:
+    """One row per changed field (in contract order): line, key, insert/update, field, before, after.
+    Returns the first rows, for the HTML page."""
+    first: list[list] = []
+    with target.open("w", encoding="utf-8-sig", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["ImportLine", contract.key.header, "Action", "Field", "Before", "After"])
+        for line, key, action, before, after in changes:
+            for spec in contract.fields:
+                if spec.column not in after:
+                    continue
+                old, value = (before or {}).get(spec.column), after[spec.column]
+                unchanged = value is None if before is None else old == value
+                if unchanged:
+                    continue
+                row = [line, key, action, spec.header, _text(old), _text(value)]
+                writer.writerow([_safe(str(cell)) for cell in row])
+                if len(first) < _HTML_CHANGES:
+                    first.append(row)
+    return first
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _joined(issues: list[Issue]) -> str:

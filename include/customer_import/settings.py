@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The Airflow asset that stands for the customers table: an event is emitted when customers change.
+CUSTOMERS_ASSET = {"name": "customers", "uri": "customer-import://customer_db/customers"}
 
 
 def _path(name: str, default: Path) -> Path:

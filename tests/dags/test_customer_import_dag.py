@@ -26,7 +26,7 @@ def airflow_ready(embedded_url):
 @pytest.fixture
 def run_dag(airflow_ready, embedded_url, tmp_path, monkeypatch, schema):
     """Import a tests/data file through the DAG; returns (DagRun state, import_runs row, connection)."""
-    from customer_import.cli import run_import_dag
+    from customer_import.cli import run_dag
     from customer_import.folders import Folders, drop_into_landing
 
     monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(tmp_path / "data"))
@@ -35,7 +35,7 @@ def run_dag(airflow_ready, embedded_url, tmp_path, monkeypatch, schema):
 
     def _run(name: str, **params):
         landed = drop_into_landing(DATA / name, Folders(tmp_path / "data"))
-        dag_run = run_import_dag({"file": landed, **params}, tmp_path / "airflow.log")
+        dag_run = run_dag("customer_import", {"file": landed, **params}, tmp_path / "airflow.log")
         cur = conn.execute(f'SELECT * FROM "{schema}".import_runs WHERE airflow_run_id = %s', [dag_run.run_id])
         row = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
         return str(dag_run.state), row
@@ -93,3 +93,39 @@ def test_a_file_rejected_as_a_whole_is_red_with_its_reason(run_dag, tmp_path):
     assert (state, run["status"], run["file_rejected"]) == ("failed", "rejected", True)
     summary = json.loads((tmp_path / "data" / run["report_dir"] / "summary.json").read_text())
     assert "Windows-1252" in summary["issues"][0]["message"]
+
+
+def asset_events(airflow_run_id: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.scalars(select(AssetEvent).where(AssetEvent.source_run_id == airflow_run_id)).all()
+        return [dict(e.extra) for e in events]
+
+
+def test_changed_customers_emit_an_asset_event_with_the_counts(run_dag):
+    state, run = run_dag("valid_customers.csv")
+    assert asset_events(run["airflow_run_id"]) == [{"import_run_id": run["id"], "inserted": 3, "updated": 0}]
+
+    state, rejected = run_dag("one_bad_email.csv")
+    assert state == "failed" and asset_events(rejected["airflow_run_id"]) == []
+
+
+def test_the_rollback_dag_undoes_an_import(run_dag, schema, embedded_url, tmp_path):
+    from customer_import.cli import run_dag as run_any_dag
+
+    state, run = run_dag("valid_customers.csv")
+    rollback = run_any_dag("customer_import_rollback", {"import_run_id": run["id"]}, tmp_path / "rollback.log")
+
+    assert str(rollback.state) == "success"
+    assert stored(schema, embedded_url) == []
+    with psycopg.connect(embedded_url) as conn:
+        status, message = conn.execute(f'SELECT status, message FROM "{schema}".import_runs WHERE id = %s',
+                                       [run["id"]]).fetchone()
+    assert status == "rolled_back" and "3 inserted customers removed" in message
+    assert asset_events(rollback.run_id) == [{"rolled_back_run": run["id"], "removed": 3, "restored": 0,
+                                              "conflicts": 0}]
+    again = run_any_dag("customer_import_rollback", {"import_run_id": run["id"]}, tmp_path / "rollback.log")
+    assert str(again.state) == "failed"  # a run is rolled back once

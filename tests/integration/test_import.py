@@ -140,11 +140,47 @@ def test_skip_invalid_rows_imports_the_valid_ones(conn, importer, land):
     assert list(customers(conn)) == ["N-1", "N-3"]
 
 
+def changes_csv(importer, run) -> list[list[str]]:
+    with (importer.folders.reports(run.id) / "changes.csv").open(encoding="utf-8-sig", newline="") as report:
+        return list(csv.reader(report))
+
+
 def test_a_dry_run_writes_no_customer(conn, importer, land):
     run = importer.import_file(conn, land("valid_customers.csv"), ImportOptions(dry_run=True))
 
     assert (run.status, run.inserted, run.updated) == ("dry_run", 3, 0)
     assert customers(conn) == {}
+    assert conn.execute("SELECT count(*) FROM customer_history").fetchone()[0] == 0
+
+
+def test_a_dry_run_previews_each_change_before_and_after(conn, importer, land):
+    importer.import_file(conn, land("valid_customers.csv"))
+    before = customers(conn)
+
+    run = importer.import_file(conn, land("update_phone_only.csv"), ImportOptions(dry_run=True))
+
+    assert (run.status, run.inserted, run.updated, run.unchanged) == ("dry_run", 0, 2, 0)
+    assert "would insert 0, update 2 and leave 0 unchanged" in run.message
+    assert customers(conn) == before
+    assert changes_csv(importer, run) == [
+        ["ImportLine", "AccountReferenceID", "Action", "Field", "Before", "After"],
+        ["2", "007", "update", "Phone", "'+46 8 123 456", "'+1 555 000 1111"],
+        ["3", "1E5", "update", "Phone", "(555) 010-2030", "'+1 555 000 2222"],
+    ]
+    assert (importer.folders.archive(run.id) / "update_phone_only.csv").exists()
+
+
+def test_a_real_run_reports_its_changes_from_the_history(conn, importer, land):
+    first = importer.import_file(conn, land("valid_customers.csv"))
+    assert [row[:5] for row in changes_csv(importer, first)[1:4]] == [
+        ["2", "007", "insert", "Name", ""], ["2", "007", "insert", "Description", ""],
+        ["2", "007", "insert", "ContactEmail", ""]]
+
+    run = importer.import_file(conn, land("blank_keeps_null_clears.csv"))
+
+    assert changes_csv(importer, run)[1:] == [["2", "007", "update", "Phone", "'+46 8 123 456", ""]]
+    history = conn.execute("SELECT run_id, line, action FROM customer_history ORDER BY id DESC LIMIT 1").fetchone()
+    assert history == (run.id, 2, "update")
 
 
 def test_a_fixed_error_report_imports_as_it_is(conn, importer, land, tmp_path):
@@ -170,6 +206,6 @@ def test_a_fixed_error_report_imports_as_it_is(conn, importer, land, tmp_path):
 def test_migrations_are_idempotent(conn, importer, land):
     from customer_import import db
 
-    db.migrate(conn, importer.contract)
-    db.migrate(conn, importer.contract)
+    db.migrate(conn, importer.contract, importer.settings.schema)
+    db.migrate(conn, importer.contract, importer.settings.schema)
     assert importer.import_file(conn, land("valid_customers.csv")).status == "succeeded"

@@ -34,10 +34,12 @@ CREATE TABLE IF NOT EXISTS import_runs (
 );
 CREATE INDEX IF NOT EXISTS import_runs_sha256_idx ON import_runs (sha256);
 
--- What each import changed: the before and after image of the columns the file carried.
+-- What each import changed: the before and after image of the columns the file carried (the
+-- before image also keeps updated_at and updated_by_run, so that a rollback restores them).
 CREATE TABLE IF NOT EXISTS customer_history (
     id           bigserial PRIMARY KEY,
     run_id       bigint      NOT NULL,
+    line         integer     NOT NULL,        -- the line of the file the change came from
     customer_key text        NOT NULL,
     action       text        NOT NULL CHECK (action IN ('insert', 'update')),
     before       jsonb,

@@ -1,0 +1,187 @@
+"""SPEC §4 on real PostgreSQL: modes, error policy, reruns, concurrency, history and rollback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+
+import pytest
+
+from customer_import import db
+from customer_import.rollback import RollbackRefused
+from customer_import.runs import ImportOptions
+
+pytestmark = pytest.mark.integration
+
+
+def rows(conn, columns="account_reference_id, name, phone, updated_by_run, updated_at"):
+    return conn.execute(f"SELECT {columns} FROM customers ORDER BY account_reference_id").fetchall()
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / "files" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_update_only_changes_existing_customers(conn, importer, land, tmp_path):
+    importer.import_file(conn, land("valid_customers.csv"))
+    run = importer.import_file(conn, land(write(tmp_path, "u.csv", "AccountReferenceID,Seats\n007,9\n1E5,0\n")),
+                               ImportOptions(mode="update_only"))
+    assert (run.status, run.inserted, run.updated, run.unchanged) == ("succeeded", 0, 1, 1)
+    assert conn.execute("SELECT seats FROM customers WHERE account_reference_id = '007'").fetchone() == (9,)
+
+
+def test_insert_only_adds_new_customers(conn, importer, land, tmp_path):
+    run = importer.import_file(conn, land(write(tmp_path, "i.csv", "AccountReferenceID,Name\nI-1,New\n")),
+                               ImportOptions(mode="insert_only"))
+    assert (run.status, run.inserted) == ("succeeded", 1)
+
+
+def test_skip_invalid_rows_rejects_the_file_above_the_error_rate(conn, importer, land):
+    run = importer.import_file(conn, land("one_bad_email.csv"),
+                               ImportOptions(on_error="skip_invalid_rows", max_error_rate=0.3))
+    assert run.status == "rejected"
+    assert "1 of 3 rows (33.3%) have problems, more than max_error_rate 30.0% allows" in run.message
+    assert rows(conn) == []
+
+
+def test_rerunning_any_step_never_applies_a_file_twice(conn, importer, land):
+    name = land("valid_customers.csv")
+    options = ImportOptions()
+    run_id = importer.claim_file(conn, name, options, "customer_import", "manual__1")
+    importer.validate_file(conn, run_id)
+    importer.load_staging(conn, run_id)
+    importer.merge_customers(conn, run_id)
+    after_merge = rows(conn)
+
+    # Airflow clears and reruns tasks: every step again, in any order.
+    assert importer.claim_file(conn, name, options, "customer_import", "manual__1") == run_id
+    importer.merge_customers(conn, run_id)
+    importer.validate_file(conn, run_id)
+    importer.load_staging(conn, run_id)
+    importer.merge_customers(conn, run_id)
+    first = importer.publish_report(conn, run_id)
+    second = importer.publish_report(conn, run_id)
+
+    assert rows(conn) == after_merge
+    assert (first.status, first.inserted, second.finished_at) == ("succeeded", 3, first.finished_at)
+    assert conn.execute("SELECT count(*) FROM customer_history WHERE run_id = %s", [run_id]).fetchone() == (3,)
+
+
+def test_a_cleared_rejected_run_imports_the_fixed_file(conn, importer, land):
+    name = land("one_bad_email.csv")
+    run_id = importer.claim_file(conn, name, ImportOptions(), "customer_import", "manual__fix")
+    for step in (importer.validate_file, importer.load_staging, importer.merge_customers):
+        step(conn, run_id)
+    rejected = importer.publish_report(conn, run_id)
+    kept = importer.settings.data_dir / rejected.file_path
+    assert rejected.status == "rejected" and kept.parent == importer.folders.rejected(run_id)
+
+    kept.write_text(kept.read_text().replace("not-an-email", "two@example.com"))  # fixed where it is kept
+    assert importer.claim_file(conn, name, ImportOptions(), "customer_import", "manual__fix") == run_id
+    for step in (importer.validate_file, importer.load_staging, importer.merge_customers):
+        step(conn, run_id)
+    fixed = importer.publish_report(conn, run_id)
+
+    assert (fixed.status, fixed.inserted) == ("succeeded", 3)
+    assert (importer.folders.archive(run_id) / "one_bad_email.csv").exists()
+
+
+def test_two_imports_at_once_end_as_if_one_ran_after_the_other(database_url, schema, importer, land, tmp_path):
+    a = land(write(tmp_path, "a.csv", "AccountReferenceID,Name\n" + "".join(f"K-{n},A\n" for n in range(0, 3000))))
+    b = land(write(tmp_path, "b.csv", "AccountReferenceID,Name\n" + "".join(f"K-{n},B\n" for n in range(2000, 5000))))
+    outcomes, barrier = {}, threading.Barrier(2)
+
+    def run(name):
+        with db.connect(database_url) as own:
+            db.use_schema(own, schema)
+            barrier.wait(timeout=30)
+            outcomes[name] = importer.import_file(own, name)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+    assert {o.status for o in outcomes.values()} == {"succeeded"}
+    assert sum(o.inserted for o in outcomes.values()) == 5000
+    assert sum(o.updated for o in outcomes.values()) == 1000
+    with db.connect(database_url) as conn:
+        db.use_schema(conn, schema)
+        names = dict(conn.execute("SELECT account_reference_id, name FROM customers").fetchall())
+        last = max(outcomes.values(), key=lambda o: o.merged_at).file_name
+    assert len(names) == 5000
+    assert {names[f"K-{n}"] for n in range(2000, 3000)} == {"A" if last == "a.csv" else "B"}
+
+
+def test_history_and_audit_columns_say_which_run_did_what(conn, importer, land):
+    first = importer.import_file(conn, land("valid_customers.csv"))
+    second = importer.import_file(conn, land("update_phone_only.csv"))
+
+    assert conn.execute("SELECT account_reference_id, created_by_run, updated_by_run FROM customers"
+                        " ORDER BY 1").fetchall() == [
+        ("007", first.id, second.id), ("1E5", first.id, second.id), ("abc-Lower", first.id, first.id)]
+    before, after = conn.execute("SELECT before, after FROM customer_history WHERE run_id = %s"
+                                 " AND customer_key = '007'", [second.id]).fetchone()
+    assert (before["phone"], after) == ("+46 8 123 456", {"phone": "+1 555 000 1111"})
+
+
+def test_rollback_restores_updates_and_removes_inserts(conn, importer, land):
+    first = importer.import_file(conn, land("valid_customers.csv"))
+    original = rows(conn)
+    second = importer.import_file(conn, land("update_phone_only.csv"))
+    assert rows(conn) != original
+
+    result = importer.roll_back(conn, second.id)
+
+    assert (result.removed, result.restored, result.conflicts) == (0, 2, [])
+    assert rows(conn) == original  # values, updated_by_run and updated_at all as before
+    assert conn.execute("SELECT status FROM import_runs WHERE id = %s", [second.id]).fetchone() == ("rolled_back",)
+    report = json.loads((importer.folders.reports(second.id) / "rollback.json").read_text())
+    assert report["restored"] == 2 and "2 updated customers restored" in report["message"]
+
+    assert importer.roll_back(conn, first.id).removed == 3
+    assert rows(conn) == []
+
+
+def test_rollback_leaves_customers_changed_later_as_conflicts(conn, importer, land):
+    first = importer.import_file(conn, land("valid_customers.csv"))
+    importer.import_file(conn, land("update_phone_only.csv"))  # changes 007 and 1E5 again
+    after_second = rows(conn)
+
+    result = importer.roll_back(conn, first.id)
+
+    assert (result.removed, result.conflicts) == (1, ["007", "1E5"])
+    assert rows(conn) == [r for r in after_second if r[0] != "abc-Lower"]
+    assert "changed again by later imports and were left as they are: 007, 1E5" in result.message
+
+
+def test_a_rolled_back_import_can_be_imported_again(conn, importer, land):
+    first = importer.import_file(conn, land("valid_customers.csv"))
+    importer.roll_back(conn, first.id)
+
+    again = importer.import_file(conn, land("valid_customers.csv"))
+
+    assert (again.status, again.inserted) == ("succeeded", 3)
+
+
+@pytest.mark.parametrize("fixture_file", ["one_bad_email.csv"])
+def test_only_an_import_that_changed_customers_can_be_rolled_back(fixture_file, conn, importer, land):
+    rejected = importer.import_file(conn, land(fixture_file))
+    with pytest.raises(RollbackRefused, match=f"Import run {rejected.id} ended rejected"):
+        importer.roll_back(conn, rejected.id)
+    with pytest.raises(RollbackRefused, match="There is no import run 999"):
+        importer.roll_back(conn, 999)
+
+
+def test_the_schema_setting_keeps_tables_apart(conn, importer, land, database_url, schema):
+    other = replace(importer, settings=replace(importer.settings, schema=f"{schema}_other"))
+    with db.connect(database_url) as own:
+        run = other.import_file(own, land("valid_customers.csv"))
+        own.execute(f'DROP SCHEMA "{schema}_other" CASCADE')
+    assert run.status == "succeeded"
+    assert conn.execute("SELECT to_regclass('customers')").fetchone() == (None,)
