@@ -116,7 +116,7 @@ def test_changed_customers_emit_an_asset_event_with_the_counts(run_dag):
 def test_the_rollback_dag_undoes_an_import(run_dag, schema, embedded_url, tmp_path):
     from customer_import.cli import run_dag as run_any_dag
 
-    state, run = run_dag("valid_customers.csv")
+    _, run = run_dag("valid_customers.csv")
     rollback = run_any_dag("customer_import_rollback", {"import_run_id": run["id"]}, tmp_path / "rollback.log")
 
     assert str(rollback.state) == "success"
