@@ -183,8 +183,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         except LookupError:
             run = None
     if str(dag_run.state) != "success" or run is None:
-        reason = f"{run.status} ({run.message})" if run else "there is no such import run"
-        print(f"rollback of import run {args.run_id} failed: the run is {reason}. Airflow log: {log_file}")
+        reason = f"the run is {run.status} ({run.message})" if run else "there is no such import run"
+        print(f"rollback of import run {args.run_id} failed: {reason}. Airflow log: {log_file}")
         return 1
     print(f"rolled_back (import run {run.id}, {run.file_name}). {run.message}")
     print(f"  report:     {settings.data_dir / 'reports' / str(run.id) / 'rollback.json'}")

@@ -156,7 +156,8 @@ class Importer:
             skipped = run.rows_rejected or 0
             runs.update_run(
                 conn, run_id, status="partial" if skipped else "succeeded", merged_at=datetime.now(UTC),
-                message=f"{skipped} rows with problems were skipped (see errors.csv)." if skipped else None,
+                message=(f"{skipped} row{' was' if skipped == 1 else 's were'} skipped for their problems"
+                         " (see errors.csv).") if skipped else None,
                 **vars(counts))
 
     def publish_report(self, conn: psycopg.Connection, run_id: int, failure: str | None = None) -> ImportRun:

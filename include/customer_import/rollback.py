@@ -29,13 +29,16 @@ class RollbackResult:
 
     @property
     def message(self) -> str:
-        text = (f"Rolled back: {self.removed} inserted customers removed, {self.restored} updated customers"
-                " restored.")
+        text = f"Rolled back: {_customers(self.removed)} removed, {_customers(self.restored)} restored."
         if self.conflicts:
             shown = ", ".join(self.conflicts[:20]) + (" …" if len(self.conflicts) > 20 else "")
-            text += (f" {len(self.conflicts)} customers were changed again by later imports and were left as"
-                     f" they are: {shown}.")
+            text += (f" {_customers(len(self.conflicts))} changed again by later imports"
+                     f" {'was' if len(self.conflicts) == 1 else 'were'} left as they are: {shown}.")
         return text
+
+
+def _customers(n: int) -> str:
+    return f"{n} customer{'' if n == 1 else 's'}"
 
 
 def roll_back(conn: psycopg.Connection, run_id: int, contract: Contract) -> RollbackResult:

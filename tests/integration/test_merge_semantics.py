@@ -142,7 +142,7 @@ def test_rollback_restores_updates_and_removes_inserts(conn, importer, land):
     assert rows(conn) == original  # values, updated_by_run and updated_at all as before
     assert conn.execute("SELECT status FROM import_runs WHERE id = %s", [second.id]).fetchone() == ("rolled_back",)
     report = json.loads((importer.folders.reports(second.id) / "rollback.json").read_text())
-    assert report["restored"] == 2 and "2 updated customers restored" in report["message"]
+    assert report["restored"] == 2 and report["message"] == "Rolled back: 0 customers removed, 2 customers restored."
 
     assert importer.roll_back(conn, first.id).removed == 3
     assert rows(conn) == []
@@ -157,7 +157,8 @@ def test_rollback_leaves_customers_changed_later_as_conflicts(conn, importer, la
 
     assert (result.removed, result.conflicts) == (1, ["007", "1E5"])
     assert rows(conn) == [r for r in after_second if r[0] != "abc-Lower"]
-    assert "changed again by later imports and were left as they are: 007, 1E5" in result.message
+    assert result.message == ("Rolled back: 1 customer removed, 0 customers restored. 2 customers changed again"
+                              " by later imports were left as they are: 007, 1E5.")
 
 
 def test_a_rolled_back_import_can_be_imported_again(conn, importer, land):
