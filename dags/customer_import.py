@@ -52,6 +52,7 @@ def _connect():
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    max_active_runs=1,  # files are imported one after the other, in the order they were handed over
     doc_md=__doc__,
     tags=["customer-import"],
     default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
@@ -72,7 +73,7 @@ def _connect():
     },
 )
 def customer_import():
-    @task.sensor(poke_interval=15, timeout=timedelta(hours=6), mode="reschedule")
+    @task.sensor(poke_interval=10, timeout=timedelta(minutes=15), mode="reschedule")
     def wait_for_file(params=None) -> PokeReturnValue:
         from customer_import.folders import Folders
 

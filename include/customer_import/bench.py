@@ -3,9 +3,10 @@
 The floor is what a hand-written script with no validation does: `psql \\copy` of the file into
 an unlogged all-text table, then one bare MERGE of all columns into a customers table with the
 same indexes. Both run on a fresh-insert file and on an all-update file of the same keys
-(deterministic, from `generate`). Each measured run is a child process, so its peak RSS is its
-own. Last, a small file goes through the whole DAG (`dag.test`) and through the core alone:
-the difference is Airflow's overhead per run.
+(deterministic, from `generate`), and on the fresh file imported a second time (every row
+unchanged). Each measured run is a child process, so its peak RSS is its own. Last, a small
+file goes through the whole DAG (`dag.test`) and through the core alone: the difference is
+Airflow's overhead per run.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def run_benchmark(rows: int) -> None:
     header = f"{'file':<8} {'run':<6} {'stage':<16} {'seconds':>8} {'rows/s':>10} {'× floor':>8} {'peak RSS':>9}"
     print(header)
     print("-" * len(header))
-    for label, path, preload in (("insert", fresh, None), ("update", update, fresh)):
+    scenarios = (("insert", fresh, None), ("update", update, fresh), ("same", fresh, fresh))
+    for label, path, preload in scenarios:
         base = _child("floor", url, path, preload)
         ours = _child("core", url, path, preload)
         floor_s = sum(base["stages"].values())

@@ -228,6 +228,12 @@ class CsvFile:
         assert self._reader is not None and self.header, "open() a file with a header first"
         reader, width, end = self._reader, len(self.header), self._header_end
         data_columns = self.data_columns
+
+        def blank(cells: list[str]) -> bool:  # joined first: one C-level strip per row, not per cell
+            if self.is_report:
+                cells = [cells[i] for i in data_columns if i < len(cells)]
+            return not "".join(cells).strip()
+
         while True:
             start = end + 1
             try:
@@ -244,7 +250,7 @@ class CsvFile:
                 end = reader.line_num
                 continue
             end = reader.line_num
-            if not any(cells[i].strip() for i in data_columns if i < len(cells)):
+            if blank(cells):
                 continue  # blank lines and rows of empty cells (left by spreadsheets) are skipped
             if len(cells) != width:
                 yield Record(start, cells, _width_issue(start, len(cells), width))
@@ -254,12 +260,9 @@ class CsvFile:
     def values(self, cells: list[str]) -> list[str]:
         """The cells of the contract fields, in `fields` order: blank is '', report escaping undone."""
         values = [cells[i] for i in self._field_indexes]
-        for n, value in enumerate(values):
-            if not value.strip():
-                values[n] = ""
-            elif self.is_report and value[0] == "'" and value[1:2] and value[1] in FORMULA_PREFIXES:
-                values[n] = value[1:]
-        return values
+        if self.is_report:
+            values = [v[1:] if v[:1] == "'" and v[1:2] and v[1] in FORMULA_PREFIXES else v for v in values]
+        return [v if not v[:1].isspace() or v.strip() else "" for v in values]  # strip only what may be blank
 
 
 def _looks_utf16(head: bytes) -> bool:

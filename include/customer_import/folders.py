@@ -13,11 +13,13 @@ import hashlib
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 _SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
 _IN_PROGRESS = {".part", ".tmp", ".crdownload"}
+_RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.~:+-]")
 
 
 @dataclass(frozen=True)
@@ -46,16 +48,23 @@ class Folders:
             raise ValueError(f"{name!r} is not a plain file name in the landing folder")
         return self.landing / name
 
-    def waiting_files(self) -> list[str]:
-        """Names of the files ready in landing, oldest first.
+    def waiting_files(self, settled_seconds: float = 0) -> list[str]:
+        """Names of the files waiting in landing, oldest first.
 
-        Dotfiles and names ending .part/.tmp/.crdownload are uploads still being written.
+        Dotfiles and names ending .part/.tmp/.crdownload are uploads still being written, and so is
+        a file changed less than `settled_seconds` ago (its writer may not be done).
         """
         if not self.landing.is_dir():
             return []
-        ready = [p for p in self.landing.iterdir()
+        now = time.time()
+        ready = [(p.stat().st_mtime, p.name) for p in self.landing.iterdir()
                  if p.is_file() and not p.name.startswith(".") and p.suffix not in _IN_PROGRESS]
-        return [p.name for p in sorted(ready, key=lambda p: (p.stat().st_mtime, p.name))]
+        return [name for mtime, name in sorted(ready) if now - mtime >= settled_seconds]
+
+    def arrival_id(self, name: str) -> str:
+        """An id of this version of a landing file (name, size, mtime): the watch triggers one run per id."""
+        stat = self.landing_file(name).stat()
+        return f"{_RUN_ID_UNSAFE.sub('_', name)}__{stat.st_size}__{stat.st_mtime_ns}"
 
     def create(self) -> Folders:
         for path in (self.landing, self.root / "processing", self.root / "archive",

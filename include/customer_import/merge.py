@@ -280,8 +280,8 @@ def merge_customers(conn: psycopg.Connection, run_id: int, contract: Contract, f
 
 
 def changes(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec],
-            *, merged: bool) -> Iterator[tuple[int, str, str, dict | None, dict]]:
-    """Every change of the run, by line: (line, key, action, before, after), streamed.
+            *, merged: bool, limit: int | None = None) -> Iterator[tuple[int, str, str, dict | None, dict]]:
+    """The changes of the run, by line: (line, key, action, before, after), streamed.
 
     A merged run's changes come from its history; a dry run's from what the merge would do.
     """
@@ -291,6 +291,8 @@ def changes(conn: psycopg.Connection, run_id: int, contract: Contract, fields: l
     else:
         query = sql.SQL("SELECT line, customer_key, action, before, after FROM ({}) d ORDER BY line").format(
             _MergeSql(contract, fields, run_id).diff())
+    if limit is not None:
+        query += sql.SQL(" LIMIT {}").format(sql.Literal(limit))
     with conn.transaction(), conn.cursor(name=f"changes_{run_id}") as cur:
         cur.execute(query)
         yield from cur

@@ -180,7 +180,7 @@ class Importer:
         report_dir = folders.reports(run_id)
         changes = ()
         if run.merged_at is not None:
-            changes = merge.changes(conn, run_id, self.contract, [], merged=True)
+            changes = merge.changes(conn, run_id, self.contract, [], merged=True, limit=200)
         elif run.status == "dry_run":
             fields = merge.staged_fields(work / STAGED_FILE, self.contract)
             changes = merge.changes(conn, run_id, self.contract, fields, merged=False)

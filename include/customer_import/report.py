@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -27,7 +28,11 @@ _templates = Environment(loader=PackageLoader("customer_import"), autoescape=sel
 
 def write_reports(run: ImportRun, source: Path, issues: Iterable[Issue], report_dir: Path,
                   contract: Contract, issues_in_summary: int, changes: Iterable[tuple] = ()) -> None:
-    """Write the reports of `run` into `report_dir`; `changes` as `merge.changes` yields them."""
+    """Write the reports of `run` into `report_dir`; `changes` as `merge.changes` yields them.
+
+    A dry run's changes are its preview: all go to changes.csv. A real run's complete record is
+    the customer_history table; the first ones are shown on the HTML page.
+    """
     report_dir.mkdir(parents=True, exist_ok=True)
     file_issues: list[Issue] = []
     by_line: dict[int, list[Issue]] = defaultdict(list)
@@ -51,7 +56,7 @@ def write_reports(run: ImportRun, source: Path, issues: Iterable[Issue], report_
                             f" (at most {issues_in_summary} of each code; errors.csv marks every row)"),
     }
     (report_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
-    first_changes = write_changes_csv(changes, report_dir / CHANGES_CSV, contract)
+    first_changes = write_changes_csv(changes, report_dir / CHANGES_CSV if run.dry_run else None, contract)
     html = _templates.get_template("report.html").render(
         run=run, counts=counts, issues=everything[:_HTML_ISSUES], total=len(everything), errors_csv=ERRORS_CSV,
         changes=first_changes, changes_csv=CHANGES_CSV)
@@ -86,30 +91,32 @@ def write_errors_csv(run: ImportRun, source: Path, file_issues: list[Issue], by_
                 writer.writerow([record.line, status, _joined(problems), *(_safe(c) for c in cells)])
 
 
-def write_changes_csv(changes: Iterable[tuple], target: Path, contract: Contract) -> list[list]:
+def write_changes_csv(changes: Iterable[tuple], target: Path | None, contract: Contract) -> list[list]:
     """A row per new customer, and a row per changed field of an updated one (in contract order,
-    with its value before and after). Returns the first rows, for the HTML page."""
+    with its value before and after), into `target` if given. Returns the first rows."""
     first: list[list] = []
-    with target.open("w", encoding="utf-8-sig", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["ImportLine", contract.key.header, "Action", "Field", "Before", "After"])
-        for line, key, action, before, after in changes:
-            if before is None:
-                writer.writerow([line, _safe(key), action, "", "", ""])
-                if len(first) < _HTML_CHANGES:
-                    first.append([line, key, action, "", "", ""])
-                continue
-            for spec in contract.fields:
-                if spec.column not in after:
-                    continue
-                old, value = before.get(spec.column), after[spec.column]
-                if old == value:
-                    continue
-                row = [line, key, action, spec.header, _text(old), _text(value)]
+    with (target.open("w", encoding="utf-8-sig", newline="") if target else nullcontext()) as out:
+        writer = csv.writer(out) if out else None
+        if writer:
+            writer.writerow(["ImportLine", contract.key.header, "Action", "Field", "Before", "After"])
+        for row in _change_rows(changes, contract):
+            if writer:
                 writer.writerow([_safe(str(cell)) for cell in row])
-                if len(first) < _HTML_CHANGES:
-                    first.append(row)
+            if len(first) < _HTML_CHANGES:
+                first.append(row)
+            elif not writer:
+                break
     return first
+
+
+def _change_rows(changes: Iterable[tuple], contract: Contract) -> Iterator[list]:
+    for line, key, action, before, after in changes:
+        if before is None:
+            yield [line, key, action, "", "", ""]
+            continue
+        for spec in contract.fields:
+            if spec.column in after and before.get(spec.column) != after[spec.column]:
+                yield [line, key, action, spec.header, _text(before.get(spec.column)), _text(after[spec.column])]
 
 
 def _text(value: object) -> str:

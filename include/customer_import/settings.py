@@ -8,6 +8,7 @@
 | CUSTOMER_IMPORT_CONN_ID | `customer_db` | the Airflow connection of the target database |
 | CUSTOMER_IMPORT_CHUNK_ROWS | `100000` | rows validated by GX at a time (memory is flat in file size) |
 | CUSTOMER_IMPORT_ISSUES_IN_SUMMARY | `1000` | issues of one code listed in summary.json (all are counted) |
+| CUSTOMER_IMPORT_SETTLED_SECONDS | `10` | a landing file unchanged this long is complete and gets imported |
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Settings:
     conn_id: str
     chunk_rows: int
     issues_in_summary: int
+    settled_seconds: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,4 +45,5 @@ class Settings:
             conn_id=os.environ.get("CUSTOMER_IMPORT_CONN_ID", "customer_db"),
             chunk_rows=int(os.environ.get("CUSTOMER_IMPORT_CHUNK_ROWS", "100000")),
             issues_in_summary=int(os.environ.get("CUSTOMER_IMPORT_ISSUES_IN_SUMMARY", "1000")),
+            settled_seconds=float(os.environ.get("CUSTOMER_IMPORT_SETTLED_SECONDS", "10")),
         )

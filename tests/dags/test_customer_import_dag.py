@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import psycopg
 import pytest
@@ -129,3 +130,28 @@ def test_the_rollback_dag_undoes_an_import(run_dag, schema, embedded_url, tmp_pa
                                               "conflicts": 0}]
     again = run_any_dag("customer_import_rollback", {"import_run_id": run["id"]}, tmp_path / "rollback.log")
     assert str(again.state) == "failed"  # a run is rolled back once
+
+
+def test_the_watch_hands_each_settled_file_to_one_import_run(airflow_ready, tmp_path, monkeypatch):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from customer_import.cli import run_dag
+    from customer_import.folders import Folders
+
+    monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CUSTOMER_IMPORT_SETTLED_SECONDS", "5")
+    folders = Folders(tmp_path / "data").create()
+    for n, name in enumerate(["first.csv", "second.csv", "still-writing.csv"]):
+        (folders.landing / name).write_text((DATA / "valid_customers.csv").read_text())
+        then = time.time() - (100 - n * 10 if name != "still-writing.csv" else 0)
+        os.utime(folders.landing / name, (then, then))
+    expected = {f"file__{folders.arrival_id(n)}": n for n in ["first.csv", "second.csv"]}
+
+    for _ in range(2):  # a second pass hands nothing over twice
+        assert str(run_dag("customer_import_watch", {}, tmp_path / "watch.log").state) == "success"
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == "customer_import",
+                                            DagRun.run_id.in_(list(expected))).order_by(DagRun.id).all()
+        assert [(r.run_id, r.conf) for r in runs] == [(rid, {"file": n}) for rid, n in expected.items()]

@@ -1,0 +1,52 @@
+"""
+### Watch the landing folder
+
+Every minute, the files that have settled in the landing folder (unchanged for
+`CUSTOMER_IMPORT_SETTLED_SECONDS`, not a dotfile nor a `.part`/`.tmp` upload) are handed to
+`customer_import`, one run per file, oldest first. A backlog drains in one pass: twenty files
+dropped at once become twenty runs at once, which `customer_import` then imports one after the
+other in arrival order.
+
+Each run id is made of the file's name, size and modification time, so a file already handed
+over is never handed over twice, and a file dropped again (fixed) starts a new run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, task
+
+
+@dag(
+    dag_id="customer_import_watch",
+    schedule=timedelta(minutes=1),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["customer-import"],
+)
+def customer_import_watch():
+    @task
+    def list_settled_files() -> list[dict]:
+        from customer_import.folders import Folders
+        from customer_import.settings import Settings
+
+        settings = Settings.from_env()
+        folders = Folders(settings.data_dir)
+        return [{"trigger_run_id": f"file__{folders.arrival_id(name)}", "conf": {"file": name}}
+                for name in folders.waiting_files(settings.settled_seconds)]
+
+    TriggerDagRunOperator.partial(
+        task_id="import_each_file",
+        trigger_dag_id="customer_import",
+        skip_when_already_exists=True,
+        logical_date=None,
+        max_active_tis_per_dag=1,  # runs are created one by one, in arrival order
+    ).expand_kwargs(list_settled_files())
+
+
+customer_import_watch_dag = customer_import_watch()

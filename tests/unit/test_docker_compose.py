@@ -1,0 +1,65 @@
+"""docker-compose.yaml cannot run here (no Docker engine): check that it parses and that every
+path, variable and connection it sets is one the code reads."""
+
+import re
+
+import yaml
+
+from tests.conftest import REPO
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker",
+                    "airflow-triggerer", "airflow-init"]
+
+
+def env(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in COMPOSE["services"][service]["environment"].items()}
+
+
+def mounts(service: str) -> dict[str, str]:
+    return dict(v.rsplit(":", 1) for v in COMPOSE["services"][service]["volumes"])
+
+
+def test_the_official_celery_layout():
+    assert set(COMPOSE["services"]) == {*AIRFLOW_SERVICES, "postgres", "redis", "customers-db"}
+    for service in AIRFLOW_SERVICES:
+        assert env(service)["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert COMPOSE["services"]["customers-db"]["image"] == "postgres:17"
+    assert COMPOSE["services"]["airflow-worker"]["command"] == "celery worker"
+
+
+def test_the_image_is_the_pinned_airflow_with_our_requirements():
+    pinned = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.txt").read_text(), re.M).group(1)
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert f"FROM apache/airflow:{pinned}-python3.11" in dockerfile
+    assert "-r /requirements.txt" in dockerfile
+
+
+def test_mounted_folders_exist_and_the_settings_point_into_them():
+    volumes = mounts("airflow-worker")
+    for folder in ("dags", "plugins", "include", "expectations"):
+        assert volumes[f"./{folder}"] == f"/opt/airflow/{folder}"
+        assert (REPO / folder).is_dir()
+    settings = env("airflow-worker")
+    inside = set(volumes.values())
+    assert settings["PYTHONPATH"] in inside  # the customer_import package is importable
+    assert (REPO / "include" / "customer_import" / "__init__.py").exists()
+    assert settings["CUSTOMER_IMPORT_DATA_DIR"] in inside
+    assert settings["CUSTOMER_IMPORT_EXPECTATIONS_DIR"] in inside
+
+
+def test_every_project_variable_it_sets_is_read_by_the_code():
+    code = "".join(p.read_text() for p in [*(REPO / "include" / "customer_import").glob("*.py"),
+                                          *(REPO / "dags").glob("*.py")])
+    read = set(re.findall(r"(?:environ\.get|_path)\(\"(CUSTOMER_IMPORT_\w+)\"", code))
+    for service in AIRFLOW_SERVICES:
+        assert {k for k in env(service) if k.startswith("CUSTOMER_IMPORT_")} <= read
+
+
+def test_the_target_is_the_customer_db_connection_on_the_warehouse():
+    conn_id = re.search(r'"CUSTOMER_IMPORT_CONN_ID", "(\w+)"', (REPO / "dags" / "customer_import.py").read_text())
+    assert f"AIRFLOW_CONN_{conn_id.group(1).upper()}" in env("airflow-worker")
+    target = env("airflow-worker")["AIRFLOW_CONN_CUSTOMER_DB"]
+    db = COMPOSE["services"]["customers-db"]["environment"]
+    assert f"@customers-db:5432/{db['POSTGRES_DB']}" in target
+    assert f"postgresql://{db['POSTGRES_USER']}:" in target

@@ -1,0 +1,44 @@
+"""The landing protocol: what counts as a file ready to import, and names that cannot escape."""
+
+import os
+import time
+
+import pytest
+
+from customer_import.folders import Folders
+
+
+def drop(folders: Folders, name: str, age_seconds: float) -> None:
+    path = folders.landing / name
+    path.write_text("AccountReferenceID\nK-1\n")
+    then = time.time() - age_seconds
+    os.utime(path, (then, then))
+
+
+def test_settled_files_are_listed_oldest_first(tmp_path):
+    folders = Folders(tmp_path).create()
+    drop(folders, "b.csv", 300)
+    drop(folders, "a.csv", 200)
+    drop(folders, "c.csv", 400)
+    drop(folders, "still-writing.csv", 1)
+    drop(folders, "upload.csv.part", 500)
+    drop(folders, ".hidden.csv", 500)
+
+    assert folders.waiting_files(settled_seconds=10) == ["c.csv", "b.csv", "a.csv"]
+    assert folders.waiting_files() == ["c.csv", "b.csv", "a.csv", "still-writing.csv"]
+
+
+def test_a_file_dropped_again_gets_a_new_arrival_id(tmp_path):
+    folders = Folders(tmp_path).create()
+    drop(folders, "my file (1).csv", 100)
+    first = folders.arrival_id("my file (1).csv")
+    drop(folders, "my file (1).csv", 50)
+
+    assert first.startswith("my_file__1_.csv__")
+    assert folders.arrival_id("my file (1).csv") != first
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd", "a/b.csv", "..", ".hidden", "x\x00.csv", ""])
+def test_names_that_would_leave_the_landing_folder_are_refused(tmp_path, name):
+    with pytest.raises(ValueError, match="is not a plain file name"):
+        Folders(tmp_path).landing_file(name)
