@@ -3,9 +3,10 @@
 
 Every minute, the files that have settled in the landing folder (unchanged for
 `CUSTOMER_IMPORT_SETTLED_SECONDS`, not a dotfile nor a `.part`/`.tmp` upload) are handed to
-`customer_import`, one run per file, oldest first. A backlog drains in one pass: twenty files
-dropped at once become twenty runs at once, which `customer_import` then imports one after the
-other in arrival order.
+`customer_import`, one run per file. A backlog drains in one pass: twenty files dropped at once
+become twenty runs at once, which `customer_import` then imports one after the other. Each run's
+logical date and `run_after` are its file's arrival time (mtime); Airflow starts queued runs by `run_after`, so
+files are imported in arrival order.
 
 Each run id is made of the file's name, size and modification time, so a file already handed
 over is never handed over twice, and a file dropped again (fixed) starts a new run.
@@ -37,15 +38,15 @@ def customer_import_watch():
 
         settings = Settings.from_env()
         folders = Folders(settings.data_dir)
-        return [{"trigger_run_id": f"file__{folders.arrival_id(name)}", "conf": {"file": name}}
-                for name in folders.waiting_files(settings.settled_seconds)]
+        names = folders.waiting_files(settings.settled_seconds)
+        return [{"trigger_run_id": f"file__{folders.arrival_id(name)}", "conf": {"file": name},
+                 "logical_date": arrived.isoformat(), "run_after": arrived.isoformat()}
+                for name, arrived in zip(names, folders.arrival_times(names), strict=True)]
 
     TriggerDagRunOperator.partial(
         task_id="import_each_file",
         trigger_dag_id="customer_import",
         skip_when_already_exists=True,
-        logical_date=None,
-        max_active_tis_per_dag=1,  # runs are created one by one, in arrival order
     ).expand_kwargs(list_settled_files())
 
 

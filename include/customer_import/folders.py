@@ -15,6 +15,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 _SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
@@ -60,6 +61,17 @@ class Folders:
         ready = [(p.stat().st_mtime, p.name) for p in self.landing.iterdir()
                  if p.is_file() and not p.name.startswith(".") and p.suffix not in _IN_PROGRESS]
         return [name for mtime, name in sorted(ready) if now - mtime >= settled_seconds]
+
+    def arrival_times(self, names: list[str]) -> list[datetime]:
+        """When each file arrived (its mtime, UTC, to the microsecond), strictly increasing along
+        `names` (oldest first): a tie is moved on by a microsecond, so each is a distinct moment."""
+        times: list[datetime] = []
+        for name in names:
+            arrived = datetime.fromtimestamp(self.landing_file(name).stat().st_mtime_ns // 1000 / 1e6, UTC)
+            if times and arrived <= times[-1]:
+                arrived = times[-1] + timedelta(microseconds=1)
+            times.append(arrived)
+        return times
 
     def arrival_id(self, name: str) -> str:
         """An id of this version of a landing file (name, size, mtime): the watch triggers one run per id."""

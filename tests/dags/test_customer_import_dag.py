@@ -151,7 +151,8 @@ def test_the_watch_hands_each_settled_file_to_one_import_run(airflow_ready, tmp_
     for _ in range(2):  # a second pass hands nothing over twice
         assert str(run_dag("customer_import_watch", {}, tmp_path / "watch.log").state) == "success"
 
-    with create_session() as session:
+    with create_session() as session:  # queued runs start in run_after order: the files' arrival order
         runs = session.query(DagRun).filter(DagRun.dag_id == "customer_import",
-                                            DagRun.run_id.in_(list(expected))).order_by(DagRun.id).all()
+                                            DagRun.run_id.in_(list(expected))).order_by(DagRun.run_after).all()
         assert [(r.run_id, r.conf) for r in runs] == [(rid, {"file": n}) for rid, n in expected.items()]
+        assert runs[0].run_after < runs[1].run_after

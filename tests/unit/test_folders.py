@@ -42,3 +42,16 @@ def test_a_file_dropped_again_gets_a_new_arrival_id(tmp_path):
 def test_names_that_would_leave_the_landing_folder_are_refused(tmp_path, name):
     with pytest.raises(ValueError, match="is not a plain file name"):
         Folders(tmp_path).landing_file(name)
+
+
+def test_arrival_times_are_distinct_and_in_arrival_order(tmp_path):
+    folders = Folders(tmp_path).create()
+    for name in ("x.csv", "y.csv", "z.csv"):
+        drop(folders, name, 100)  # the same mtime, to the second
+    os.utime(folders.landing / "z.csv", ns=(0, 200 * 10**9))
+    names = folders.waiting_files()
+
+    times = folders.arrival_times(names)
+
+    assert names[0] == "z.csv"
+    assert times == sorted(times) and len(set(times)) == 3
