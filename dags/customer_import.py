@@ -42,9 +42,18 @@ def _importer():
 
 
 def _connect():
+    """A connection to the target; unreachable, it fails the try in plain words (Airflow retries)."""
+    import psycopg
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    return PostgresHook(postgres_conn_id=CONN_ID).get_conn()
+    try:
+        return PostgresHook(postgres_conn_id=CONN_ID).get_conn()
+    except psycopg.OperationalError as error:
+        raise ConnectionError(
+            f"The customer database (Airflow connection {CONN_ID}) cannot be reached: {error}".strip()
+            + " Nothing was changed and the file is kept; this task is retried with backoff, and once the"
+            " database is back a cleared run imports the file."
+        ) from error
 
 
 @dag(
@@ -55,7 +64,8 @@ def _connect():
     max_active_runs=1,  # files are imported one after the other, in the order they were handed over
     doc_md=__doc__,
     tags=["customer-import"],
-    default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
+    default_args={"retries": int(os.environ.get("CUSTOMER_IMPORT_TASK_RETRIES", "3")),
+                  "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
     params={
         "file": Param("", type="string", title="File",
                       description="Name of the file in the landing folder; empty: the oldest one waiting."),
@@ -83,7 +93,7 @@ def customer_import():
         name = wanted if wanted in waiting else (None if wanted else next(iter(waiting), None))
         return PokeReturnValue(is_done=name is not None, xcom_value=name)
 
-    @task(retries=0)
+    @task
     def claim_file(file_name: str, params=None, dag_run=None) -> int:
         from customer_import.runs import ImportOptions
 

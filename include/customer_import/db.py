@@ -6,6 +6,7 @@ quoted with `psycopg.sql`; values always travel as bind parameters or through CO
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,15 +48,34 @@ def locked(conn: psycopg.Connection, name: str) -> Iterator[psycopg.Connection]:
 def migrate(conn: psycopg.Connection, contract: Contract, schema: str) -> None:
     """Create or extend the schema and its tables. Safe to run concurrently and repeatedly.
 
-    (`CREATE ... IF NOT EXISTS` alone is not: two sessions creating the same object at once
-    collide on the catalog's unique index. The advisory lock serialises them.)
+    When the schema already matches (the fingerprint of the DDL it was built with), nothing runs:
+    `ALTER TABLE ... ADD COLUMN IF NOT EXISTS` takes an ACCESS EXCLUSIVE lock even when the column
+    exists, and would queue every import (and every reader queued behind it) after any open
+    transaction on customers. The advisory lock serialises migrations: two sessions running
+    `CREATE ... IF NOT EXISTS` at once would collide on the catalog's unique index.
     """
+    statements = [(SQL_DIR / "schema.sql").read_text(encoding="utf-8"),
+                  *(s.as_string(conn) for s in customers_ddl(contract))]
+    fingerprint = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+    conn.execute("SELECT set_config('search_path', %s, false)", [schema])
+    if _applied(conn, schema) == fingerprint:
+        return
     with locked(conn, MIGRATE_LOCK):
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute("SELECT set_config('search_path', %s, false)", [schema])
-        conn.execute((SQL_DIR / "schema.sql").read_text(encoding="utf-8"))
-        for statement in customers_ddl(contract):
+        for statement in statements:
             conn.execute(statement)
+        conn.execute("CREATE TABLE IF NOT EXISTS customer_import_schema (fingerprint text NOT NULL)")
+        conn.execute("DELETE FROM customer_import_schema")
+        conn.execute("INSERT INTO customer_import_schema VALUES (%s)", [fingerprint])
+
+
+def _applied(conn: psycopg.Connection, schema: str) -> str | None:
+    """The fingerprint of the DDL the schema was last migrated with, if any."""
+    exists = conn.execute("SELECT to_regclass(format('%%I.customer_import_schema', %s::text))", [schema])
+    if exists.fetchone()[0] is None:
+        return None
+    row = conn.execute("SELECT fingerprint FROM customer_import_schema").fetchone()
+    return row[0] if row else None
 
 
 def customers_ddl(contract: Contract) -> list[sql.Composed]:

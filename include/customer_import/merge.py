@@ -279,20 +279,22 @@ def merge_customers(conn: psycopg.Connection, run_id: int, contract: Contract, f
     return MergeCounts(inserted, updated, count_accepted(conn, run_id) - inserted - updated)
 
 
-def changes(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec],
-            *, merged: bool, limit: int | None = None) -> Iterator[tuple[int, str, str, dict | None, dict]]:
-    """The changes of the run, by line: (line, key, action, before, after), streamed.
+Change = tuple[int, str, str, dict | None, dict]  # line, key, action, before, after
 
-    A merged run's changes come from its history; a dry run's from what the merge would do.
+
+def first_changes(conn: psycopg.Connection, run_id: int, limit: int) -> list[Change]:
+    """The first changes a merged run recorded in its history, by line."""
+    return conn.execute("SELECT line, customer_key, action, before, after FROM customer_history"
+                        " WHERE run_id = %s ORDER BY line LIMIT %s", [run_id, limit]).fetchall()
+
+
+def preview(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec]) -> Iterator[Change]:
+    """Every change the dry run's merge would make, by line, streamed (a server-side cursor).
+
+    Read it to the end, or close it: the cursor's transaction stays open until then.
     """
-    if merged:
-        query = sql.SQL("SELECT line, customer_key, action, before, after FROM customer_history"
-                        " WHERE run_id = {} ORDER BY line").format(sql.Literal(run_id))
-    else:
-        query = sql.SQL("SELECT line, customer_key, action, before, after FROM ({}) d ORDER BY line").format(
-            _MergeSql(contract, fields, run_id).diff())
-    if limit is not None:
-        query += sql.SQL(" LIMIT {}").format(sql.Literal(limit))
-    with conn.transaction(), conn.cursor(name=f"changes_{run_id}") as cur:
+    query = sql.SQL("SELECT line, customer_key, action, before, after FROM ({}) d ORDER BY line").format(
+        _MergeSql(contract, fields, run_id).diff())
+    with conn.transaction(), conn.cursor(name=f"preview_{run_id}") as cur:
         cur.execute(query)
         yield from cur

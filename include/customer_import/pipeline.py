@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Generator, Iterable
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ from customer_import.contract import Contract, load_contract
 from customer_import.expectations import read_suite
 from customer_import.folders import Folders, move, sha256_of
 from customer_import.issues import read_issues, write_issues
-from customer_import.report import ERRORS_CSV, write_reports
+from customer_import.report import ERRORS_CSV, HTML_CHANGES, write_reports
 from customer_import.rollback import RollbackResult, roll_back
 from customer_import.runs import FAILED_STATUSES, ImportOptions, ImportRun
 from customer_import.settings import Settings
@@ -178,14 +180,14 @@ class Importer:
         if not source.exists():  # moved already, by a publish that stopped before it recorded that
             source = target_dir / source.name
         report_dir = folders.reports(run_id)
-        changes = ()
+        changes: Iterable[merge.Change] = ()
         if run.merged_at is not None:
-            changes = merge.changes(conn, run_id, self.contract, [], merged=True, limit=200)
+            changes = merge.first_changes(conn, run_id, limit=HTML_CHANGES)
         elif run.status == "dry_run":
-            fields = merge.staged_fields(work / STAGED_FILE, self.contract)
-            changes = merge.changes(conn, run_id, self.contract, fields, merged=False)
-        write_reports(run, source, read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE), report_dir,
-                      self.contract, self.settings.issues_in_summary, changes)
+            changes = merge.preview(conn, run_id, self.contract, merge.staged_fields(work / STAGED_FILE, self.contract))
+        with closing(changes) if isinstance(changes, Generator) else nullcontext():
+            write_reports(run, source, read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE), report_dir,
+                          self.contract, self.settings.issues_in_summary, changes)
         kept = source if source.parent == target_dir else move(source, target_dir)
         if failed:
             shutil.copyfile(report_dir / ERRORS_CSV, target_dir / f"{kept.stem}.errors.csv")

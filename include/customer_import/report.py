@@ -21,14 +21,14 @@ CHANGES_CSV = "changes.csv"
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
 _HTML_ISSUES = 500
-_HTML_CHANGES = 200
+HTML_CHANGES = 200
 
 _templates = Environment(loader=PackageLoader("customer_import"), autoescape=select_autoescape())
 
 
 def write_reports(run: ImportRun, source: Path, issues: Iterable[Issue], report_dir: Path,
                   contract: Contract, issues_in_summary: int, changes: Iterable[tuple] = ()) -> None:
-    """Write the reports of `run` into `report_dir`; `changes` as `merge.changes` yields them.
+    """Write the reports of `run` into `report_dir`; `changes` as `merge.preview` yields them.
 
     A dry run's changes are its preview: all go to changes.csv. A real run's complete record is
     the customer_history table; the first ones are shown on the HTML page.
@@ -99,13 +99,11 @@ def write_changes_csv(changes: Iterable[tuple], target: Path | None, contract: C
         writer = csv.writer(out) if out else None
         if writer:
             writer.writerow(["ImportLine", contract.key.header, "Action", "Field", "Before", "After"])
-        for row in _change_rows(changes, contract):
+        for row in _change_rows(changes, contract):  # read to the end: see merge.preview
             if writer:
                 writer.writerow([_safe(str(cell)) for cell in row])
-            if len(first) < _HTML_CHANGES:
+            if len(first) < HTML_CHANGES:
                 first.append(row)
-            elif not writer:
-                break
     return first
 
 

@@ -9,6 +9,7 @@
 | CUSTOMER_IMPORT_CHUNK_ROWS | `100000` | rows validated by GX at a time (memory is flat in file size) |
 | CUSTOMER_IMPORT_ISSUES_IN_SUMMARY | `1000` | issues of one code listed in summary.json (all are counted) |
 | CUSTOMER_IMPORT_SETTLED_SECONDS | `10` | a landing file unchanged this long is complete and gets imported |
+| CUSTOMER_IMPORT_TASK_RETRIES | `3` | retries of a task that failed on infrastructure (read by the DAG at parse time) |
 """
 
 from __future__ import annotations

@@ -208,3 +208,15 @@ def test_migrations_are_idempotent(conn, importer, land):
     db.migrate(conn, importer.contract, importer.settings.schema)
     db.migrate(conn, importer.contract, importer.settings.schema)
     assert importer.import_file(conn, land("valid_customers.csv")).status == "succeeded"
+
+
+def test_a_run_with_more_changes_than_the_page_shows_is_published_completely(conn, importer, land, tmp_path):
+    from customer_import.generate import write_customers
+    from customer_import.report import HTML_CHANGES
+
+    importer.import_file(conn, land(write_customers(tmp_path / "first.csv", HTML_CHANGES + 50, seed=1)))
+    run = importer.import_file(conn, land(write_customers(tmp_path / "second.csv", HTML_CHANGES + 50, seed=2)))
+
+    assert (run.status, run.updated) == ("succeeded", HTML_CHANGES + 50)
+    stored = conn.execute("SELECT finished_at IS NOT NULL, file_path FROM import_runs WHERE id = %s", [run.id])
+    assert stored.fetchone() == (True, f"archive/{run.id}/second.csv")
