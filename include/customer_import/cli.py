@@ -32,9 +32,14 @@ DAGS = REPO_ROOT / "dags"
 
 
 def configure_databases() -> None:
-    """Point the target and Airflow's metadata at the embedded server unless configured."""
+    """Point the target and Airflow's metadata at the embedded server unless configured.
+
+    Also: the project's DAGs start unpaused locally, whichever command registers them first
+    (`make demo` does, through `dag.test`), so `make airflow` watches the landing folder at once.
+    """
     from customer_import import localdb
 
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
     if not os.environ.get("AIRFLOW_CONN_CUSTOMER_DB"):
         os.environ["AIRFLOW_CONN_CUSTOMER_DB"] = localdb.database_url("customers")
     if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
@@ -230,7 +235,6 @@ def cmd_airflow(args: argparse.Namespace) -> int:
         "AIRFLOW__API__PORT": port,
         "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://localhost:{port}"),
     })
-    os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
     shown = password if "AIRFLOW_ADMIN_PASSWORD" not in os.environ else "(AIRFLOW_ADMIN_PASSWORD)"
     print(f"Airflow on http://localhost:{port}  user: admin  password: {shown}", flush=True)
     os.execvp(sys.executable, [sys.executable, "-m", "airflow", "standalone"])
