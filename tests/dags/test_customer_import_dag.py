@@ -156,3 +156,21 @@ def test_the_watch_hands_each_settled_file_to_one_import_run(airflow_ready, tmp_
                                             DagRun.run_id.in_(list(expected))).order_by(DagRun.run_after).all()
         assert [(r.run_id, r.conf) for r in runs] == [(rid, {"file": n}) for rid, n in expected.items()]
         assert runs[0].run_after < runs[1].run_after
+
+
+def test_an_unreachable_database_fails_the_run_in_plain_words_and_keeps_the_file(
+        airflow_ready, tmp_path, monkeypatch, capsys):
+    from customer_import.cli import run_dag
+    from customer_import.folders import Folders, drop_into_landing
+
+    monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AIRFLOW_CONN_CUSTOMER_DB", "postgresql://postgres@127.0.0.1:9/nowhere?connect_timeout=2")
+    monkeypatch.setenv("CUSTOMER_IMPORT_TASK_RETRIES", "0")  # read when the DAG file is loaded
+    landed = drop_into_landing(DATA / "valid_customers.csv", Folders(tmp_path / "data"))
+
+    dag_run = run_dag("customer_import", {"file": landed}, tmp_path / "airflow.log")
+
+    assert str(dag_run.state) == "failed"
+    task_log = capsys.readouterr().out + (tmp_path / "airflow.log").read_text()  # pytest takes sys.stdout
+    assert "The customer database (Airflow connection customer_db) cannot be reached" in task_log
+    assert (tmp_path / "data" / "landing" / "valid_customers.csv").exists()
