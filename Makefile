@@ -52,7 +52,7 @@ expectations: install  ## regenerate the GX suites under expectations/ from the 
 db-url: install  ## print the libpq URI of the database in use
 	@$(CLI) db-url
 
-airflow: install  ## run Airflow locally (UI on port $$AIRFLOW_PORT, default 8080)
+airflow: install  ## run Airflow locally (UI on port AIRFLOW_PORT, default 8080; user admin)
 	@$(CLI) airflow
 
 rollback: install  ## roll back one import run: make rollback RUN_ID=<import run id>
