@@ -97,6 +97,17 @@ def check_staging(conn: psycopg.Connection, run_id: int, contract: Contract, fie
     for spec in contract.unique_fields:
         if spec in fields:
             issues += _duplicates(conn, q, spec, casefold=True)
+    return issues + check_against_customers(conn, run_id, contract, fields, mode)
+
+
+def check_against_customers(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec],
+                            mode: Mode, *, accepted_only: bool = False) -> list[Issue]:
+    """The rules that depend on the stored customers. Run again under the merge lock over the
+    accepted rows (`accepted_only`), they catch what another import changed since staging."""
+    q = _Names(contract, run_id, accepted_only)
+    issues = []
+    for spec in contract.unique_fields:
+        if spec in fields:
             issues += _taken_by_other_customer(conn, q, spec)
     if mode == "update_only":
         issues += _by_existence(conn, q, exists=False, code="unknown_customer", message=(
@@ -116,8 +127,10 @@ def check_staging(conn: psycopg.Connection, run_id: int, contract: Contract, fie
 class _Names:
     """The identifiers the check queries share."""
 
-    def __init__(self, contract: Contract, run_id: int) -> None:
+    def __init__(self, contract: Contract, run_id: int, accepted_only: bool = False) -> None:
         self.staging = staging_table(run_id)
+        # a condition on the staged row `s`: every row, or the ones still accepted
+        self.rows = sql.SQL("s.{}").format(sql.Identifier(ACCEPTED)) if accepted_only else sql.SQL("true")
         self.customers = sql.Identifier(contract.table)
         self.key = sql.Identifier(contract.key.column)
         self.key_header = contract.key.header
@@ -150,8 +163,8 @@ def _taken_by_other_customer(conn: psycopg.Connection, q: _Names, spec: FieldSpe
     rows = conn.execute(
         sql.SQL("SELECT s.line, s.{col}, c.{key} FROM {staging} s JOIN {customers} c"
                 " ON lower(c.{col}) = lower(s.{col}) AND c.{key} <> s.{key}"
-                " WHERE s.{col} IS NOT NULL AND s.{col} <> %s AND s.{key} IS NOT NULL").format(
-            col=column, key=q.key, staging=q.staging, customers=q.customers),
+                " WHERE s.{col} IS NOT NULL AND s.{col} <> %s AND s.{key} IS NOT NULL AND {rows}").format(
+            col=column, key=q.key, staging=q.staging, customers=q.customers, rows=q.rows),
         [CLEAR_MARKER],
     ).fetchall()
     return [Issue(line, spec.header, "already_used",
@@ -162,9 +175,10 @@ def _taken_by_other_customer(conn: psycopg.Connection, q: _Names, spec: FieldSpe
 
 def _by_existence(conn: psycopg.Connection, q: _Names, *, exists: bool, code: str, message: str) -> list[Issue]:
     rows = conn.execute(
-        sql.SQL("SELECT s.line, s.{key} FROM {staging} s WHERE s.{key} IS NOT NULL AND {neg}"
+        sql.SQL("SELECT s.line, s.{key} FROM {staging} s WHERE s.{key} IS NOT NULL AND {rows} AND {neg}"
                 " EXISTS (SELECT 1 FROM {customers} c WHERE c.{key} = s.{key})").format(
-            key=q.key, staging=q.staging, customers=q.customers, neg=sql.SQL("" if exists else "NOT")),
+            key=q.key, staging=q.staging, customers=q.customers, neg=sql.SQL("" if exists else "NOT"),
+            rows=q.rows),
     ).fetchall()
     return [Issue(line, q.key_header, code, message.format(key=q.key_header, value=value)) for line, value in rows]
 
@@ -172,9 +186,9 @@ def _by_existence(conn: psycopg.Connection, q: _Names, *, exists: bool, code: st
 def _required_on_insert(conn: psycopg.Connection, q: _Names, spec: FieldSpec, *, present: bool) -> list[Issue]:
     blank = sql.SQL("s.{} IS NULL").format(sql.Identifier(spec.column)) if present else sql.SQL("true")
     rows = conn.execute(
-        sql.SQL("SELECT s.line, s.{key} FROM {staging} s WHERE s.{key} IS NOT NULL AND {blank}"
+        sql.SQL("SELECT s.line, s.{key} FROM {staging} s WHERE s.{key} IS NOT NULL AND {blank} AND {rows}"
                 " AND NOT EXISTS (SELECT 1 FROM {customers} c WHERE c.{key} = s.{key})").format(
-            key=q.key, staging=q.staging, customers=q.customers, blank=blank),
+            key=q.key, staging=q.staging, customers=q.customers, blank=blank, rows=q.rows),
     ).fetchall()
     where = "is blank" if present else "column is missing from the file"
     return [Issue(line, spec.header, "required",

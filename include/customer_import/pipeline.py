@@ -19,7 +19,7 @@ from typing import Literal
 import psycopg
 
 from customer_import import db, merge, runs
-from customer_import.contract import Contract, load_contract
+from customer_import.contract import Contract, FieldSpec, load_contract
 from customer_import.expectations import read_suite
 from customer_import.folders import Folders, move, sha256_of
 from customer_import.issues import read_issues, write_issues
@@ -154,6 +154,11 @@ class Importer:
             run = runs.get_run(conn, run_id, for_update=True)
             if run.merged_at is not None:
                 return
+            run = self._recheck(conn, run, fields)
+            verdict, message = decide(run)
+            if verdict == "rejected":
+                runs.update_run(conn, run_id, status="rejected", message=message)
+                return
             counts = merge.merge_customers(conn, run_id, self.contract, fields, run.mode)
             skipped = run.rows_rejected or 0
             runs.update_run(
@@ -161,6 +166,21 @@ class Importer:
                 message=(f"{skipped} row{' was' if skipped == 1 else 's were'} skipped for their problems"
                          " (see errors.csv).") if skipped else None,
                 **vars(counts))
+
+    def _recheck(self, conn: psycopg.Connection, run: ImportRun, fields: list[FieldSpec]) -> ImportRun:
+        """Check the accepted rows against the stored customers again, inside the merge transaction:
+        another import may have taken an email or added a key since staging. Rows that now break a
+        rule are rejected in this transaction and reported like any other."""
+        late = merge.check_against_customers(conn, run.id, self.contract, fields, run.mode, accepted_only=True)
+        if not late:
+            return run
+        work = self.folders.processing(run.id)
+        earlier = list(read_issues(work / DATABASE_ISSUES_FILE))
+        write_issues(work / DATABASE_ISSUES_FILE, [*earlier, *(i for i in late if i not in earlier)])
+        merge.reject_lines(conn, run.id, sorted({i.line for i in late}))
+        rejected = {i.line for i in read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)}
+        runs.update_run(conn, run.id, rows_rejected=len(rejected), rows_valid=run.rows_total - len(rejected))
+        return runs.get_run(conn, run.id)
 
     def publish_report(self, conn: psycopg.Connection, run_id: int, failure: str | None = None) -> ImportRun:
         """Write the reports, move the file to archive/ or rejected/, and close the run.

@@ -186,3 +186,20 @@ def test_the_schema_setting_keeps_tables_apart(conn, importer, land, database_ur
         own.execute(f'DROP SCHEMA "{schema}_other" CASCADE')
     assert run.status == "succeeded"
     assert conn.execute("SELECT to_regclass('customers')").fetchone() == (None,)
+
+
+def test_an_email_taken_between_staging_and_merge_rejects_the_row_not_the_merge(conn, importer, land, tmp_path):
+    first = land(write(tmp_path, "first.csv", "AccountReferenceID,Name,ContactEmail\nA-1,First,shared@example.com\n"))
+    run_id = importer.claim_file(conn, first, ImportOptions(), "customer_import", "manual__race")
+    importer.validate_file(conn, run_id)
+    importer.load_staging(conn, run_id)  # checked: the email is free
+
+    taker = write(tmp_path, "other.csv", "AccountReferenceID,Name,ContactEmail\nB-1,Other,SHARED@example.com\n")
+    other = importer.import_file(conn, land(taker))  # meanwhile another import takes the email
+    importer.merge_customers(conn, run_id)
+    run = importer.publish_report(conn, run_id)
+
+    assert (other.status, run.status, run.rows_rejected) == ("succeeded", "rejected", 1)
+    issue = json.loads((importer.folders.reports(run_id) / "summary.json").read_text())["issues"][0]
+    assert (issue["line"], issue["code"]) == (2, "already_used")
+    assert rows(conn, "account_reference_id") == [("B-1",)]
