@@ -84,13 +84,17 @@ def _connect():
 )
 def customer_import():
     @task.sensor(poke_interval=10, timeout=timedelta(minutes=15), mode="reschedule")
-    def wait_for_file(params=None) -> PokeReturnValue:
+    def wait_for_file(params=None, dag_run=None) -> PokeReturnValue:
+        """The file is in landing, or this run claimed it before (the run was cleared to retry it)."""
         from customer_import.folders import Folders
 
-        folders = Folders(_importer().settings.data_dir)
+        importer = _importer()
         wanted = params["file"]
-        waiting = folders.waiting_files()
+        waiting = Folders(importer.settings.data_dir).waiting_files()
         name = wanted if wanted in waiting else (None if wanted else next(iter(waiting), None))
+        if name is None and wanted:
+            with _connect() as conn:
+                name = wanted if importer.claimed(conn, dag_run.dag_id, dag_run.run_id) else None
         return PokeReturnValue(is_done=name is not None, xcom_value=name)
 
     @task

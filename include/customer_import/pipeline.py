@@ -105,6 +105,11 @@ class Importer:
                     " nothing was applied. Import it again with force to apply it anyway."))
         return run.id
 
+    def claimed(self, conn: psycopg.Connection, dag_id: str, airflow_run_id: str) -> bool:
+        """Whether this Airflow run claimed its file already (a cleared run finds it there)."""
+        db.use_schema(conn, self.settings.schema)
+        return runs.find_claimed(conn, dag_id, airflow_run_id) is not None
+
     def _take(self, conn: psycopg.Connection, run_id: int, source: Path) -> None:
         path = move(source, self.folders.processing(run_id))
         sha256, size = sha256_of(path)

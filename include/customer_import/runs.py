@@ -139,6 +139,16 @@ def get_run(conn: psycopg.Connection, run_id: int, *, for_update: bool = False) 
     return run
 
 
+def find_claimed(conn: psycopg.Connection, dag_id: str, airflow_run_id: str) -> ImportRun | None:
+    """The import run an Airflow run already created (it claimed its file), if any."""
+    if conn.execute("SELECT to_regclass('import_runs')").fetchone()[0] is None:
+        return None
+    with conn.cursor(row_factory=class_row(ImportRun)) as cur:
+        cur.execute(sql.SQL("SELECT {} FROM import_runs WHERE dag_id = %s AND airflow_run_id = %s").format(_COLUMNS),
+                    [dag_id, airflow_run_id])
+        return cur.fetchone()
+
+
 def find_imported(conn: psycopg.Connection, sha256: str, other_than: int) -> ImportRun | None:
     """The latest run that imported the same content, if any."""
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
