@@ -50,8 +50,10 @@ def staged_fields(staged_csv: Path, contract: Contract) -> list[FieldSpec]:
     return fields
 
 
-def load_staging(conn: psycopg.Connection, run_id: int, staged_csv: Path, contract: Contract) -> list[FieldSpec]:
-    """(Re)create the run's unlogged staging table, COPY `staged_csv` into it; return its fields."""
+def load_staging(conn: psycopg.Connection, run_id: int, staged_csv: Path,
+                 contract: Contract) -> tuple[list[FieldSpec], int]:
+    """(Re)create the run's unlogged staging table, COPY `staged_csv` into it; return its fields
+    and the number of rows staged."""
     fields = staged_fields(staged_csv, contract)
     with staged_csv.open(encoding="utf-8", newline="") as staged:
         table = staging_table(run_id)
@@ -67,8 +69,17 @@ def load_staging(conn: psycopg.Connection, run_id: int, staged_csv: Path, contra
             with cur.copy(copy_sql) as copy:
                 while block := staged.read(_COPY_BLOCK):
                     copy.write(block)
+            staged_rows = cur.rowcount
             cur.execute(sql.SQL("ANALYZE {}").format(table))
-    return fields
+    return fields, staged_rows
+
+
+def staged_count(conn: psycopg.Connection, run_id: int) -> int | None:
+    """Rows in the run's staging table; None when the table does not exist."""
+    table = staging_table(run_id)
+    if conn.execute("SELECT to_regclass(%s)", [table.as_string(conn)]).fetchone()[0] is None:
+        return None
+    return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
 
 
 def drop_staging(conn: psycopg.Connection, run_id: int) -> None:

@@ -132,7 +132,8 @@ class Importer:
         if not run.is_open or run.file_rejected:
             return
         work = self.folders.processing(run_id)
-        fields = merge.load_staging(conn, run_id, work / STAGED_FILE, self.contract)
+        fields, staged = merge.load_staging(conn, run_id, work / STAGED_FILE, self.contract)
+        runs.update_run(conn, run_id, rows_staged=staged)
         issues = merge.check_staging(conn, run_id, self.contract, fields, run.mode)
         write_issues(work / DATABASE_ISSUES_FILE, issues)
         merge.reject_lines(conn, run_id, sorted({i.line for i in issues}))
@@ -144,6 +145,9 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open:
             return
+        if not run.file_rejected and merge.staged_count(conn, run_id) != run.rows_staged:
+            self.load_staging(conn, run_id)  # the server lost the unlogged staging table (a crash)
+            run = runs.get_run(conn, run_id)
         verdict, message = decide(run)
         if verdict == "rejected":
             runs.update_run(conn, run_id, status="rejected", message=message)

@@ -80,6 +80,7 @@ class ImportRun:
     unchanged: int | None
     merged_at: datetime | None
     report_dir: str | None
+    rows_staged: int | None = None
 
     @property
     def options(self) -> ImportOptions:

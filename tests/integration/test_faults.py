@@ -1,12 +1,14 @@
 """SPEC §8: an import killed at any point leaves the database as before or fully imported, and
 running it again (as clearing the Airflow run does) imports the file exactly once.
 
-The import runs in a child process, which is SIGKILLed mid-COPY, mid-MERGE and mid-report.
+The import runs in a child process, which is SIGKILLed mid-COPY, mid-MERGE and mid-report; and
+the PostgreSQL 15 service is crash-restarted between staging and merge.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,10 +18,12 @@ import psycopg
 import pytest
 
 from customer_import.generate import write_customers
-from tests.conftest import REPO
+from customer_import.runs import ImportOptions
+from tests.conftest import PG15_URL, REPO, _reachable
 
 pytestmark = pytest.mark.integration
 ROWS = 60_000
+PG15_CLUSTER = os.environ.get("PG15_CLUSTER", "15")  # the version part of `pg_ctlcluster 15 main`
 CHILD = """
 import sys
 from dataclasses import replace
@@ -140,3 +144,34 @@ def test_killed_mid_report(conn, child, big_file, importer):
     run_id = conn.execute("SELECT id FROM import_runs").fetchone()[0]
     assert (importer.folders.archive(run_id) / "big.csv").exists()
     assert (importer.folders.reports(run_id) / "summary.json").exists()
+
+
+needs_restartable_pg15 = pytest.mark.skipif(
+    shutil.which("pg_ctlcluster") is None or not _reachable(PG15_URL),
+    reason="crash-restarts the PostgreSQL 15 service: needs it on 127.0.0.1:5432 and pg_ctlcluster")
+
+
+@needs_restartable_pg15
+@pytest.mark.parametrize("database_url", [PG15_URL])
+def test_a_server_crash_between_staging_and_merge_is_survived_by_the_retry(database_url, schema, importer,
+                                                                           big_file):
+    from customer_import import db
+
+    conn = db.use_schema(db.connect(database_url), schema)
+    run_id = importer.claim_file(conn, big_file, ImportOptions(), "customer_import", "manual__crash")
+    importer.validate_file(conn, run_id)
+    importer.load_staging(conn, run_id)
+
+    # The server crashes (immediate stop: crash recovery empties the UNLOGGED staging table).
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG15_CLUSTER, "main", "restart",
+                    "-m", "immediate"], check=True, capture_output=True)
+    with pytest.raises(psycopg.OperationalError):
+        importer.merge_customers(conn, run_id)  # this try fails on infrastructure...
+
+    retry = db.use_schema(db.connect(database_url), schema)  # ...and Airflow's next try reconnects
+    importer.merge_customers(retry, run_id)
+    run = importer.publish_report(retry, run_id)
+
+    assert (run.status, run.inserted, run.rows_staged) == ("succeeded", ROWS, ROWS)
+    assert retry.execute("SELECT count(*) FROM customers").fetchone() == (ROWS,)
+    retry.close()
