@@ -123,7 +123,7 @@ def import_through_dag(path: Path, options: dict) -> int:
     """Drop `path` into landing, import it through the DAG, print the outcome; the exit code."""
     from customer_import import db
     from customer_import.folders import Folders, drop_into_landing
-    from customer_import.runs import FAILED_STATUSES, ImportRun
+    from customer_import.runs import FAILED_STATUSES, find_claimed
 
     configure_databases()
     settings = Settings.from_env()
@@ -132,14 +132,10 @@ def import_through_dag(path: Path, options: dict) -> int:
     log_file = _log_file(settings, name)
     airflow_run_id = run_dag("customer_import", {"file": name, **options}, log_file).run_id
     with db.use_schema(db.connect(customer_db_url()), settings.schema) as conn:
-        run_id = conn.execute("SELECT id FROM import_runs WHERE dag_id = %s AND airflow_run_id = %s",
-                              ["customer_import", airflow_run_id]).fetchone()
-        if run_id is None:
-            print(f"failed: the DAG run {airflow_run_id} did not register {name}; see {log_file}")
-            return 1
-        from customer_import.runs import get_run
-
-        run: ImportRun = get_run(conn, run_id[0])
+        run = find_claimed(conn, "customer_import", airflow_run_id)
+    if run is None:
+        print(f"failed: the DAG run {airflow_run_id} did not register {name}; see {log_file}")
+        return 1
     print()
     print(run.outcome)
     if run.report_dir:

@@ -22,7 +22,7 @@ from customer_import import db, merge, runs
 from customer_import.contract import Contract, FieldSpec, load_contract
 from customer_import.expectations import read_suite
 from customer_import.folders import Folders, move, sha256_of
-from customer_import.issues import read_issues, write_issues
+from customer_import.issues import Issue, read_issues, write_issues
 from customer_import.report import ERRORS_CSV, HTML_CHANGES, write_reports
 from customer_import.rollback import RollbackResult, roll_back
 from customer_import.runs import FAILED_STATUSES, ImportOptions, ImportRun
@@ -135,10 +135,7 @@ class Importer:
         fields, staged = merge.load_staging(conn, run_id, work / STAGED_FILE, self.contract)
         runs.update_run(conn, run_id, rows_staged=staged)
         issues = merge.check_staging(conn, run_id, self.contract, fields, run.mode)
-        write_issues(work / DATABASE_ISSUES_FILE, issues)
-        merge.reject_lines(conn, run_id, sorted({i.line for i in issues}))
-        rejected = {i.line for i in read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)}
-        runs.update_run(conn, run_id, rows_rejected=len(rejected), rows_valid=run.rows_total - len(rejected))
+        self._reject_rows(conn, run, issues, keep_earlier=False)
 
     def merge_customers(self, conn: psycopg.Connection, run_id: int) -> None:
         """Decide the outcome; merge the accepted rows in one transaction under the merge lock."""
@@ -183,13 +180,18 @@ class Importer:
         late = merge.check_against_customers(conn, run.id, self.contract, fields, run.mode, accepted_only=True)
         if not late:
             return run
+        self._reject_rows(conn, run, late, keep_earlier=True)
+        return runs.get_run(conn, run.id)
+
+    def _reject_rows(self, conn: psycopg.Connection, run: ImportRun, issues: list[Issue], *,
+                     keep_earlier: bool) -> None:
+        """Record database-level issues for the report, take their rows out of the merge, recount."""
         work = self.folders.processing(run.id)
-        earlier = list(read_issues(work / DATABASE_ISSUES_FILE))
-        write_issues(work / DATABASE_ISSUES_FILE, [*earlier, *(i for i in late if i not in earlier)])
-        merge.reject_lines(conn, run.id, sorted({i.line for i in late}))
+        earlier = list(read_issues(work / DATABASE_ISSUES_FILE)) if keep_earlier else []
+        write_issues(work / DATABASE_ISSUES_FILE, [*earlier, *(i for i in issues if i not in earlier)])
+        merge.reject_lines(conn, run.id, sorted({i.line for i in issues}))
         rejected = {i.line for i in read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)}
         runs.update_run(conn, run.id, rows_rejected=len(rejected), rows_valid=run.rows_total - len(rejected))
-        return runs.get_run(conn, run.id)
 
     def publish_report(self, conn: psycopg.Connection, run_id: int, failure: str | None = None) -> ImportRun:
         """Write the reports, move the file to archive/ or rejected/, and close the run.
