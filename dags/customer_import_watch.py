@@ -38,10 +38,7 @@ def customer_import_watch():
 
         settings = Settings.from_env()
         folders = Folders(settings.data_dir)
-        names = folders.waiting_files(settings.settled_seconds)
-        return [{"trigger_run_id": f"file__{folders.arrival_id(name)}", "conf": {"file": name},
-                 "logical_date": arrived.isoformat(), "run_after": arrived.isoformat()}
-                for name, arrived in zip(names, folders.arrival_times(names), strict=True)]
+        return folders.handovers(folders.waiting_files(settings.settled_seconds))
 
     TriggerDagRunOperator.partial(
         task_id="import_each_file",

@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import time
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,20 @@ from pathlib import Path
 _SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
 _IN_PROGRESS = {".part", ".tmp", ".crdownload"}
 _RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.~:+-]")
+_UPLOAD_UNSAFE = re.compile(r"[^\w.-]+")
+_UPLOAD_NAME_LENGTH = 120
+
+
+class UploadRefused(ValueError):
+    """An upload that is not taken; the message says why and what to do."""
+
+
+class UploadTooLarge(UploadRefused):
+    """An upload over the size limit."""
+
+    def __init__(self, file_name: str, max_bytes: int) -> None:
+        super().__init__(f"{file_name} is larger than the upload limit of {max_bytes / 2**20:.3g} MiB"
+                         " (CUSTOMER_IMPORT_UPLOAD_MAX_MB): split it, or drop it into the landing folder directly.")
 
 
 @dataclass(frozen=True)
@@ -78,11 +94,67 @@ class Folders:
         stat = self.landing_file(name).stat()
         return f"{_RUN_ID_UNSAFE.sub('_', name)}__{stat.st_size}__{stat.st_mtime_ns}"
 
+    def handovers(self, names: list[str]) -> list[dict]:
+        """How each waiting file is handed to `customer_import` (TriggerDagRunOperator's kwargs):
+        one run per arrival id, its logical date and `run_after` the arrival time, so that runs
+        are started in arrival order and a file is never handed over twice."""
+        return [{"trigger_run_id": f"file__{self.arrival_id(name)}", "conf": {"file": name},
+                 "logical_date": arrived.isoformat(), "run_after": arrived.isoformat()}
+                for name, arrived in zip(names, self.arrival_times(names), strict=True)]
+
+    def receive_upload(self, chunks: Iterator[bytes], file_name: str, max_bytes: int) -> tuple[str, int]:
+        """Write an uploaded file into landing under a safe, unused name; returns (name, size).
+
+        It is written as a dotfile (which the watch ignores) and linked to its name only when
+        complete, so it is never picked up half-written and never replaces a waiting file.
+        """
+        name = safe_upload_name(file_name)
+        self.create()
+        partial = self.landing / f".{name}.{os.getpid()}.{time.monotonic_ns()}.part"
+        size = 0
+        try:
+            with partial.open("wb") as out:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UploadTooLarge(file_name, max_bytes)
+                    out.write(chunk)
+            if size == 0:
+                raise UploadRefused(f"{file_name} is empty: choose the CSV file with your customers.")
+            return self._link_unused(partial, name), size
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _link_unused(self, partial: Path, name: str) -> str:
+        """Give `partial` the name `name`, or `name-2`, `name-3`... if taken (a hard link fails
+        rather than replace a file)."""
+        stem, suffix = os.path.splitext(name)
+        for n in range(1, 1000):
+            candidate = name if n == 1 else f"{stem}-{n}{suffix}"
+            try:
+                os.link(partial, self.landing / candidate)
+                return candidate
+            except FileExistsError:
+                continue
+        raise UploadRefused(f"too many files called {name} are waiting in the landing folder")
+
     def create(self) -> Folders:
         for path in (self.landing, self.root / "processing", self.root / "archive",
                      self.root / "rejected", self.root / "reports"):
             path.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def safe_upload_name(file_name: str) -> str:
+    """A landing name for a file a browser sent: its base name only (no folders, no dotfile),
+    letters, digits, `.`, `-` and `_`, at most 120 characters, ending `.csv`."""
+    base = re.split(r"[/\\]", unicodedata.normalize("NFKC", file_name or ""))[-1]
+    if not base.lower().endswith(".csv"):
+        raise UploadRefused(
+            f"{base or 'The file'} is not a .csv file: in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'"
+            " and upload that file.")
+    stem = _UPLOAD_UNSAFE.sub("_", base[:-4]).strip("._-")[: _UPLOAD_NAME_LENGTH - 4] or "upload"
+    return f"{stem}.csv"
 
 
 def drop_into_landing(source: Path, folders: Folders) -> str:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from customer_import.folders import Folders
+from customer_import.folders import Folders, UploadRefused, UploadTooLarge, safe_upload_name
 
 
 def drop(folders: Folders, name: str, age_seconds: float) -> None:
@@ -55,3 +55,41 @@ def test_arrival_times_are_distinct_and_in_arrival_order(tmp_path):
 
     assert names[0] == "z.csv"
     assert times == sorted(times) and len(set(times)) == 3
+
+
+@pytest.mark.parametrize(("sent", "landed"), [
+    ("customers.csv", "customers.csv"),
+    ("../../etc/passwd.csv", "passwd.csv"),
+    ("C:\\Users\\me\\Desktop\\export.CSV", "export.csv"),
+    (".hidden.csv", "hidden.csv"),
+    ("my customers (v2).csv", "my_customers_v2.csv"),
+    ("Kunden-Müller.csv", "Kunden-Müller.csv"),
+    ("..csv", "upload.csv"),
+    ("x" * 300 + ".csv", "x" * 116 + ".csv"),
+])
+def test_an_uploaded_file_gets_a_plain_name_in_landing(sent, landed):
+    assert safe_upload_name(sent) == landed
+
+
+@pytest.mark.parametrize("sent", ["customers.xlsx", "customers", "", "customers.csv/"])
+def test_only_csv_files_are_taken(sent):
+    with pytest.raises(UploadRefused, match=r"not a \.csv file"):
+        safe_upload_name(sent)
+
+
+def test_an_upload_never_replaces_a_waiting_file(tmp_path):
+    folders = Folders(tmp_path).create()
+    names = [folders.receive_upload(iter([b"AccountReferenceID\n", b"K-%d\n" % n]), "c.csv", 100)[0]
+             for n in range(3)]
+
+    assert names == ["c.csv", "c-2.csv", "c-3.csv"]
+    assert sorted(p.name for p in folders.landing.iterdir()) == ["c-2.csv", "c-3.csv", "c.csv"]
+    assert (folders.landing / "c-3.csv").read_bytes() == b"AccountReferenceID\nK-2\n"
+
+
+def test_an_upload_over_the_limit_leaves_nothing_behind(tmp_path):
+    folders = Folders(tmp_path).create()
+
+    with pytest.raises(UploadTooLarge, match="larger than the upload limit"):
+        folders.receive_upload(iter([b"x" * 60, b"x" * 60]), "big.csv", 100)
+    assert list(folders.landing.iterdir()) == []
