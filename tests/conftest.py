@@ -52,6 +52,16 @@ def embedded_url() -> str:
     return localdb.database_url("test_customers")
 
 
+@pytest.fixture(scope="session")
+def airflow_ready(embedded_url):
+    """Airflow's metadata in a database of the embedded server; the target is `embedded_url`."""
+    from customer_import import cli, localdb
+
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = localdb.database_url("test_airflow", "postgresql+psycopg2")
+    os.environ["AIRFLOW_CONN_CUSTOMER_DB"] = embedded_url
+    cli.migrate_airflow()
+
+
 @pytest.fixture(params=_servers())
 def database_url(request, embedded_url) -> str:
     return embedded_url if request.param == "embedded" else request.param

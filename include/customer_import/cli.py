@@ -10,7 +10,6 @@ package that starts Airflow (lazily, for the commands that run the DAG).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import secrets
@@ -22,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from customer_import.contract import load_contract
+from customer_import.report import ROLLBACK_JSON
 from customer_import.settings import REPO_ROOT, Settings
 
 SAMPLE_FILE = Path(__file__).with_name("sample") / "customers_sample.csv"
@@ -188,14 +188,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(f"rollback of import run {args.run_id} failed: {reason}. Airflow log: {log_file}")
         return 1
     print(f"rolled_back (import run {run.id}, {run.file_name}). {run.message}")
-    print(f"  report:     {settings.data_dir / 'reports' / str(run.id) / 'rollback.json'}")
+    print(f"  report:     {settings.data_dir / 'reports' / str(run.id) / ROLLBACK_JSON}")
     return 0
 
 
 def cmd_template(args: argparse.Namespace) -> int:
     path = Path(args.path)
-    with path.open("w", encoding="utf-8-sig", newline="") as out:
-        csv.writer(out).writerow(load_contract().headers)
+    path.write_bytes(load_contract().template_csv())
     print(f"Wrote {path}: the header row of the customer CSV file; fill in one row per customer.")
     return 0
 

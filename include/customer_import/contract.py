@@ -8,6 +8,8 @@ the DDL and the MERGE are all built from `load_contract()`.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,6 +86,12 @@ class Contract:
     @property
     def headers(self) -> list[str]:
         return [f.header for f in self.fields]
+
+    def template_csv(self) -> bytes:
+        """The CSV template: the header row, UTF-8 with a BOM so that Excel reads it as UTF-8."""
+        row = io.StringIO()
+        csv.writer(row).writerow(self.headers)
+        return ("\ufeff" + row.getvalue()).encode("utf-8")
 
     def field_for(self, header: str) -> FieldSpec | None:
         """The field a CSV header names, matching case- and space-insensitively."""

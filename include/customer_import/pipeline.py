@@ -23,7 +23,7 @@ from customer_import.contract import Contract, FieldSpec, load_contract
 from customer_import.expectations import read_suite
 from customer_import.folders import Folders, move, sha256_of
 from customer_import.issues import Issue, read_issues, write_issues
-from customer_import.report import ERRORS_CSV, HTML_CHANGES, write_reports
+from customer_import.report import ERRORS_CSV, HTML_CHANGES, ROLLBACK_JSON, write_reports
 from customer_import.rollback import RollbackResult, roll_back
 from customer_import.runs import FAILED_STATUSES, ImportOptions, ImportRun
 from customer_import.settings import Settings
@@ -234,7 +234,7 @@ class Importer:
         result = roll_back(conn, run_id, self.contract)
         report_dir = self.folders.reports(run_id)
         report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "rollback.json").write_text(json.dumps({**vars(result), "message": result.message}, indent=2))
+        (report_dir / ROLLBACK_JSON).write_text(json.dumps({**vars(result), "message": result.message}, indent=2))
         return result
 
     # --- all at once -----------------------------------------------------------------

@@ -20,6 +20,7 @@ ERRORS_CSV = "errors.csv"
 CHANGES_CSV = "changes.csv"
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
+ROLLBACK_JSON = "rollback.json"
 _HTML_ISSUES = 500
 HTML_CHANGES = 200
 

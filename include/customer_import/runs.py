@@ -92,6 +92,16 @@ class ImportRun:
         return self.status == "running"
 
     @property
+    def is_finished(self) -> bool:
+        """Its reports are published and its file is in archive/ or rejected/."""
+        return self.finished_at is not None
+
+    @property
+    def shown_status(self) -> str:
+        """The status a person sees: `running` until the reports are published."""
+        return self.status if self.is_finished else "running"
+
+    @property
     def outcome(self) -> str:
         """The one-line outcome `make import` prints."""
         counts = ""
@@ -142,12 +152,28 @@ def get_run(conn: psycopg.Connection, run_id: int, *, for_update: bool = False) 
 
 def find_claimed(conn: psycopg.Connection, dag_id: str, airflow_run_id: str) -> ImportRun | None:
     """The import run an Airflow run already created (it claimed its file), if any."""
-    if conn.execute("SELECT to_regclass('import_runs')").fetchone()[0] is None:
+    if not _has_runs_table(conn):
         return None
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
         cur.execute(sql.SQL("SELECT {} FROM import_runs WHERE dag_id = %s AND airflow_run_id = %s").format(_COLUMNS),
                     [dag_id, airflow_run_id])
         return cur.fetchone()
+
+
+def list_runs(conn: psycopg.Connection, limit: int, offset: int = 0) -> tuple[list[ImportRun], int]:
+    """One page of runs, newest first, and how many there are in all (none before the first import)."""
+    if not _has_runs_table(conn):
+        return [], 0
+    with conn.cursor(row_factory=class_row(ImportRun)) as cur:
+        cur.execute(sql.SQL("SELECT {} FROM import_runs ORDER BY id DESC LIMIT %s OFFSET %s").format(_COLUMNS),
+                    [limit, offset])
+        page = cur.fetchall()
+    return page, conn.execute("SELECT count(*) FROM import_runs").fetchone()[0]
+
+
+def _has_runs_table(conn: psycopg.Connection) -> bool:
+    """Whether the schema has been created (by the first import)."""
+    return conn.execute("SELECT to_regclass('import_runs')").fetchone()[0] is not None
 
 
 def find_imported(conn: psycopg.Connection, sha256: str, other_than: int) -> ImportRun | None:

@@ -9,6 +9,7 @@
 | CUSTOMER_IMPORT_CHUNK_ROWS | `100000` | rows validated by GX at a time (memory is flat in file size) |
 | CUSTOMER_IMPORT_ISSUES_IN_SUMMARY | `1000` | issues of one code listed in summary.json (all are counted) |
 | CUSTOMER_IMPORT_SETTLED_SECONDS | `10` | a landing file unchanged this long is complete and gets imported |
+| CUSTOMER_IMPORT_UPLOAD_MAX_MB | `512` | largest file the Imports page accepts as an upload |
 | CUSTOMER_IMPORT_TASK_RETRIES | `3` | retries of a task that failed on infrastructure (read by the DAG at parse time) |
 """
 
@@ -36,6 +37,7 @@ class Settings:
     chunk_rows: int
     issues_in_summary: int
     settled_seconds: float
+    upload_max_bytes: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,4 +49,5 @@ class Settings:
             chunk_rows=int(os.environ.get("CUSTOMER_IMPORT_CHUNK_ROWS", "100000")),
             issues_in_summary=int(os.environ.get("CUSTOMER_IMPORT_ISSUES_IN_SUMMARY", "1000")),
             settled_seconds=float(os.environ.get("CUSTOMER_IMPORT_SETTLED_SECONDS", "10")),
+            upload_max_bytes=int(float(os.environ.get("CUSTOMER_IMPORT_UPLOAD_MAX_MB", "512")) * 2**20),
         )

@@ -14,16 +14,6 @@ from tests.conftest import DATA
 pytestmark = [pytest.mark.dag, pytest.mark.integration]
 
 
-@pytest.fixture(scope="session")
-def airflow_ready(embedded_url):
-    """Airflow's metadata in a database of the embedded server; the target is `embedded_url`."""
-    from customer_import import cli, localdb
-
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = localdb.database_url("test_airflow", "postgresql+psycopg2")
-    os.environ["AIRFLOW_CONN_CUSTOMER_DB"] = embedded_url
-    cli.migrate_airflow()
-
-
 @pytest.fixture
 def run_dag(airflow_ready, embedded_url, tmp_path, monkeypatch, schema):
     """Import a tests/data file through the DAG; returns (DagRun state, import_runs row, connection)."""

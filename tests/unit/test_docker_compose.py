@@ -3,6 +3,7 @@ path, variable and connection it sets is one the code reads."""
 
 import re
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -35,12 +36,13 @@ def test_the_image_is_the_pinned_airflow_with_our_requirements():
     assert "-r /requirements.txt" in dockerfile
 
 
-def test_mounted_folders_exist_and_the_settings_point_into_them():
-    volumes = mounts("airflow-worker")
+@pytest.mark.parametrize("service", ["airflow-worker", "airflow-apiserver"])  # the API server serves the page
+def test_mounted_folders_exist_and_the_settings_point_into_them(service):
+    volumes = mounts(service)
     for folder in ("dags", "plugins", "include", "expectations"):
         assert volumes[f"./{folder}"] == f"/opt/airflow/{folder}"
         assert (REPO / folder).is_dir()
-    settings = env("airflow-worker")
+    settings = env(service)
     inside = set(volumes.values())
     assert settings["PYTHONPATH"] in inside  # the customer_import package is importable
     assert (REPO / "include" / "customer_import" / "__init__.py").exists()

@@ -1,0 +1,221 @@
+"""The Imports page: the status box of every import, its reports, the template and an upload.
+
+A FastAPI app with no Airflow in it. The Airflow plugin (`plugins/customer_import_plugin.py`)
+mounts it at `/customer-import/` and hands it what only Airflow knows: who may read and who may
+upload (route dependencies), a connection to the target database, how to start an import run
+and where the login page is.
+
+Every file it serves is found through `import_runs` and must resolve inside the data folder;
+report names come from a fixed list. An upload gets a safe name of its own in landing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from customer_import import db
+from customer_import.contract import load_contract
+from customer_import.folders import Folders, UploadRefused, UploadTooLarge
+from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
+from customer_import.runs import ImportRun, get_run, list_runs
+from customer_import.settings import Settings
+
+PAGE_SIZE = 25
+ISSUES_SHOWN = 200
+IMPORT_DAG_ID = "customer_import"
+#: The reports a run may have, and how each is served (inline, or as a download).
+REPORT_FILES = {
+    ERRORS_CSV: ("text/csv; charset=utf-8", "attachment"),
+    SUMMARY_JSON: ("application/json", "inline"),
+    REPORT_HTML: ("text/html; charset=utf-8", "inline"),
+    CHANGES_CSV: ("text/csv; charset=utf-8", "attachment"),
+    ROLLBACK_JSON: ("application/json", "inline"),
+}
+#: The status box's look: (colour class, icon, what it means).
+STATUS_LOOK = {
+    "succeeded": ("ok", "✔", "imported"),
+    "partial": ("warn", "!", "imported without its invalid rows"),
+    "rejected": ("bad", "⚠", "rejected: nothing was imported; download errors.csv, fix it and upload it again"),
+    "failed": ("bad", "⚠", "failed on an infrastructure error; clear the Airflow run to retry"),
+    "dry_run": ("muted", "○", "dry run: nothing was written"),
+    "duplicate": ("muted", "=", "already imported: nothing was written"),
+    "rolled_back": ("muted", "↶", "rolled back"),
+    "running": ("busy", "…", "being imported"),
+}
+
+StartImport = Callable[[dict, Request], str | None]
+_templates = Environment(loader=PackageLoader("customer_import"), autoescape=select_autoescape())
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # "ok" or "bad"
+    text: str
+
+
+def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[[], psycopg.Connection],
+               start_import: StartImport, login_url: Callable[[Request], str] | None = None,
+               settings: Callable[[], Settings] = Settings.from_env) -> FastAPI:
+    """The Imports page app.
+
+    `read` and `upload` are the route dependencies that authorize a reader and an uploader;
+    `start_import(handover, request)` starts `customer_import` for a file just uploaded (the
+    kwargs `Folders.handovers` gives) and returns the Airflow run id, or None when it could not
+    (the landing watch then hands the file over); `login_url(request)` is where an unauthenticated
+    browser is sent.
+    """
+    app = FastAPI(title="Customer imports", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _send_browsers_to_login(request: Request, error: StarletteHTTPException) -> Response:
+        wants_page = "text/html" in request.headers.get("accept", "")
+        if error.status_code == status.HTTP_401_UNAUTHORIZED and wants_page and login_url is not None:
+            return RedirectResponse(login_url(request), status_code=status.HTTP_303_SEE_OTHER)
+        if wants_page:
+            return _page("error.html", request, status_code=error.status_code, error=error)
+        return Response(json.dumps({"detail": error.detail}), error.status_code, media_type="application/json")
+
+    @contextmanager
+    def _customer_db() -> Iterator[psycopg.Connection]:
+        with connect() as conn:
+            yield db.use_schema(conn, settings().schema)
+
+    @app.get("/", response_class=HTMLResponse, name="imports", dependencies=list(read))
+    def imports(request: Request, page: int = Query(1, ge=1), uploaded: str | None = None,
+                run: str | None = None) -> HTMLResponse:
+        return _imports_page(request, page, _upload_notice(uploaded, run))
+
+    def _imports_page(request: Request, page: int, notice: Notice | None, status_code: int = 200) -> HTMLResponse:
+        with _customer_db() as conn:
+            runs, total = list_runs(conn, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        folders = Folders(settings().data_dir)
+        waiting = [(path.name, path.stat()) for path in map(folders.landing_file, folders.waiting_files())]
+        busy = bool(waiting) or not all(r.is_finished for r in runs)
+        return _page("imports.html", request, status_code=status_code, runs=runs, total=total, page=page,
+                     pages=max(1, -(-total // PAGE_SIZE)), waiting=waiting, notice=notice, refresh=busy,
+                     upload_limit_mb=settings().upload_max_bytes / 2**20)
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse, name="import_run", dependencies=list(read))
+    def import_run(request: Request, run_id: int) -> HTMLResponse:
+        run = _find_run(run_id)
+        summary = _summary(run)
+        issues = summary.get("issues", [])
+        reports = [name for name in REPORT_FILES if _report_path(run, name) is not None]
+        return _page("import_run.html", request, run=run, issues=issues[:ISSUES_SHOWN],
+                     issues_total=sum(summary.get("issue_counts", {}).values()),
+                     issue_counts=summary.get("issue_counts", {}), reports=reports,
+                     kept_file=_data_path(run.file_path) is not None, refresh=not run.is_finished)
+
+    @app.get("/runs/{run_id}/file", name="kept_file", dependencies=list(read))
+    def kept_file(run_id: int) -> FileResponse:
+        run = _find_run(run_id)
+        path = _data_path(run.file_path)
+        if path is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"the file of import run {run_id} is not kept here")
+        return FileResponse(path, media_type="text/csv", filename=run.file_name)
+
+    @app.get("/runs/{run_id}/{report}", name="report_file", dependencies=list(read))
+    def report_file(run_id: int, report: str) -> FileResponse:
+        if report not in REPORT_FILES:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"an import run has no report called {report!r}")
+        run = _find_run(run_id)
+        path = _report_path(run, report)
+        if path is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"import run {run_id} has no {report}")
+        media_type, disposition = REPORT_FILES[report]
+        download_name = f"{Path(run.file_name).stem}.{report}" if disposition == "attachment" else None
+        return FileResponse(path, media_type=media_type, filename=download_name, content_disposition_type=disposition)
+
+    @app.get("/template.csv", name="template", dependencies=list(read))
+    def template() -> Response:
+        return Response(load_contract().template_csv(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="customers_template.csv"'})
+
+    @app.post("/upload", name="upload", dependencies=list(upload))
+    async def upload_file(request: Request) -> Response:
+        limit = settings().upload_max_bytes
+        declared = int(request.headers.get("content-length") or 0)
+        try:
+            if declared > limit + 65536:  # refuse before reading a body that cannot fit
+                raise UploadTooLarge("The file", limit)
+            async with request.form(max_files=1, max_fields=2) as form:
+                sent = form.get("file")
+                if not isinstance(sent, UploadFile) or not sent.filename:
+                    raise UploadRefused("Choose a CSV file to upload.")
+                folders = Folders(settings().data_dir)
+                name, size = await run_in_threadpool(folders.receive_upload, _chunks(sent), sent.filename, limit)
+        except UploadRefused as refused:
+            code = 413 if isinstance(refused, UploadTooLarge) else 400
+            return _imports_page(request, 1, Notice("bad", f"Not uploaded. {refused}"), status_code=code)
+        handover = folders.handovers([name])[0]
+        airflow_run = await run_in_threadpool(start_import, handover, request)
+        target = request.url_for("imports").include_query_params(uploaded=f"{name} ({size:,} bytes)",
+                                                                 **({"run": airflow_run} if airflow_run else {}))
+        return RedirectResponse(str(target), status_code=status.HTTP_303_SEE_OTHER)
+
+    def _find_run(run_id: int) -> ImportRun:
+        with _customer_db() as conn:
+            try:
+                return get_run(conn, run_id)
+            except LookupError as missing:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
+
+    def _data_path(relative: str | None) -> Path | None:
+        """A path from import_runs, only if it is a file inside the data folder."""
+        if not relative:
+            return None
+        root = settings().data_dir.resolve()
+        path = (root / relative).resolve()
+        return path if path.is_relative_to(root) and path.is_file() else None
+
+    def _report_path(run: ImportRun, report: str) -> Path | None:
+        return _data_path(f"{run.report_dir}/{report}") if run.report_dir else None
+
+    def _summary(run: ImportRun) -> dict:
+        path = _report_path(run, SUMMARY_JSON)
+        return json.loads(path.read_text(encoding="utf-8")) if path else {}
+
+    return app
+
+
+def _chunks(upload: UploadFile, size: int = 1 << 20) -> Iterator[bytes]:
+    upload.file.seek(0)
+    while chunk := upload.file.read(size):
+        yield chunk
+
+
+def _upload_notice(uploaded: str | None, airflow_run: str | None) -> Notice | None:
+    if not uploaded:
+        return None
+    then = (f"Its import started as Airflow run {airflow_run}: the list below shows its status." if airflow_run else
+            "It waits in the landing folder: the landing watch hands it to the import within a minute.")
+    return Notice("ok", f"Uploaded {uploaded}. {then}")
+
+
+def _page(template: str, request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates.get_template(template).render(
+        request=request, url=request.url_for, airflow_root=request.scope.get("app_root_path", ""),
+        dag_id=IMPORT_DAG_ID, look=STATUS_LOOK, when=_when, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def _when(moment: datetime | float | None) -> str:
+    if moment is None:
+        return ""
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
