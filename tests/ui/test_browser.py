@@ -107,12 +107,22 @@ def airflow(embedded_url, schema, tmp_path):
             time.sleep(1)
         yield base, password
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        _stop_group(server)
         log.close()
+
+
+def _stop_group(server: subprocess.Popen) -> None:
+    """Stop Airflow and every process it started (they share its process group)."""
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(30)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            os.killpg(server.pid, 0)  # raises once the whole group is gone
+            time.sleep(0.5)
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chromium, airflow, tmp_path):
