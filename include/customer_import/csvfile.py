@@ -257,12 +257,18 @@ class CsvFile:
             else:
                 yield Record(start, cells)
 
-    def values(self, cells: list[str]) -> list[str]:
-        """The cells of the contract fields, in `fields` order: blank is '', report escaping undone."""
-        values = [cells[i] for i in self._field_indexes]
-        if self.is_report:
-            values = [v[1:] if v[:1] == "'" and v[1:2] and v[1] in FORMULA_PREFIXES else v for v in values]
-        return [v if not v[:1].isspace() or v.strip() else "" for v in values]  # strip only what may be blank
+    def columns(self, rows: list[list[str]]) -> list[list[str]]:
+        """The cells of each contract field (in `fields` order) across `rows` of full width: a blank
+        or whitespace-only cell is '', the report's escaping is undone. Column-wise: one pass per
+        field rather than a function call per row."""
+        by_column = list(zip(*rows, strict=True)) if rows else [()] * len(self.header)
+        columns = []
+        for index in self._field_indexes:
+            cells = by_column[index]
+            if self.is_report:
+                cells = [v[1:] if v[:1] == "'" and v[1:2] and v[1] in FORMULA_PREFIXES else v for v in cells]
+            columns.append([v if not v[:1].isspace() or v.strip() else "" for v in cells])  # strip what may be blank
+        return columns
 
 
 def _looks_utf16(head: bytes) -> bool:

@@ -50,11 +50,13 @@ def validate_file(path: Path, work_dir: Path, contract: Contract, suite: dict[st
                 out.writerow([LINE, ACCEPTED, *(f.column for f in source.fields)])
                 for chunk in _chunks(source.records(), chunk_rows):
                     result.rows += len(chunk)
-                    readable = [(r.line, source.values(r.cells)) for r in chunk if r.issue is None]
+                    readable = [r for r in chunk if r.issue is None]
+                    lines = [r.line for r in readable]
+                    columns = source.columns([r.cells for r in readable])
                     chunk_issues = [r.issue for r in chunk if r.issue is not None]
-                    chunk_issues += _check_rows(readable, source.fields, validator)
+                    chunk_issues += _check_rows(lines, columns, source.fields, validator)
                     bad = {issue.line for issue in chunk_issues}
-                    out.writerows([line, "f" if line in bad else "t", *values] for line, values in readable)
+                    out.writerows(zip(lines, ["f" if line in bad else "t" for line in lines], *columns, strict=True))
                     result.rejected_lines |= bad
                     issues.extend(chunk_issues)
         result.file_issues = list(source.file_issues)
@@ -70,14 +72,13 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _check_rows(rows: list[tuple[int, list[str]]], fields: list[FieldSpec], validator: RowValidator) -> list[Issue]:
-    """GX over a chunk of (line, field values) rows."""
+def _check_rows(lines: list[int], columns: list[list[str]], fields: list[FieldSpec],
+                validator: RowValidator) -> list[Issue]:
+    """GX over a chunk of rows: their lines, and the values of each field."""
     import pandas as pd
 
-    if not rows:
+    if not lines:
         return []
-    lines, values = zip(*rows, strict=True)
-    columns = zip(*values, strict=True)
     frame = pd.DataFrame(
         {LINE: lines, **{spec.column: _for_gx(spec, col) for spec, col in zip(fields, columns, strict=True)}}
     )
