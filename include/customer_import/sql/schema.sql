@@ -39,15 +39,16 @@ ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS rows_staged integer;
 
 -- What each import changed: the before and after image of the columns the file carried (the
 -- before image also keeps updated_at and updated_by_run, so that a rollback restores them).
+-- A run changes a customer once, from one line: (run_id, line) is the key, and what a run changed
+-- reads in line order from it (no sequence, one index fewer to maintain on a million inserts).
 CREATE TABLE IF NOT EXISTS customer_history (
-    id           bigserial PRIMARY KEY,
     run_id       bigint      NOT NULL,
     line         integer     NOT NULL,        -- the line of the file the change came from
     customer_key text        NOT NULL,
     action       text        NOT NULL CHECK (action IN ('insert', 'update')),
     before       jsonb,
     after        jsonb       NOT NULL,
-    recorded_at  timestamptz NOT NULL DEFAULT now()
+    recorded_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, line)
 );
-CREATE INDEX IF NOT EXISTS customer_history_run_idx ON customer_history (run_id);
 CREATE INDEX IF NOT EXISTS customer_history_key_idx ON customer_history (customer_key, run_id);
