@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -87,7 +87,7 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
             return RedirectResponse(login_url(request), status_code=status.HTTP_303_SEE_OTHER)
         if wants_page:
             return _page("error.html", request, status_code=error.status_code, error=error)
-        return Response(json.dumps({"detail": error.detail}), error.status_code, media_type="application/json")
+        return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
 
     @contextmanager
     def _customer_db() -> Iterator[psycopg.Connection]:
