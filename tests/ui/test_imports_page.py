@@ -17,11 +17,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.ui]
 PASSWORDS = {"admin": "admin-secret", "viewer": "viewer-secret"}
 
 
-@pytest.fixture
-def database_url(embedded_url):
-    return embedded_url  # the page is served from one Airflow, reading the embedded server
-
-
 @pytest.fixture(scope="session")
 def client(airflow_ready, tmp_path_factory):
     """Airflow's API server app (with the plugin), users `admin` and `viewer` of the simple auth manager."""
@@ -51,8 +46,9 @@ def admin(client):
 
 
 @pytest.fixture
-def page_env(monkeypatch, importer):
-    """The page reads the test's schema and data folder."""
+def page_env(monkeypatch, importer, database_url):
+    """The page reads the test's server (through the customer_db connection), schema and data folder."""
+    monkeypatch.setenv("AIRFLOW_CONN_CUSTOMER_DB", database_url)
     monkeypatch.setenv("CUSTOMER_IMPORT_SCHEMA", importer.settings.schema)
     monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(importer.settings.data_dir))
     return importer.settings
