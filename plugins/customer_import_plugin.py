@@ -97,6 +97,7 @@ class CustomerImportPlugin(AirflowPlugin):
     external_views = [{
         "name": "Customer imports",
         "href": "customer-import/",
+        "icon": "customer-import/icon.svg",
         "url_route": "customer-imports",
         "destination": "nav",
     }]

@@ -140,6 +140,10 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         download_name = f"{Path(run.file_name).stem}.{report}" if disposition == "attachment" else None
         return FileResponse(path, media_type=media_type, filename=download_name, content_disposition_type=disposition)
 
+    @app.get("/icon.svg", name="icon", dependencies=list(read))
+    def icon() -> Response:  # the page's entry in Airflow's navigation
+        return Response(_templates.loader.get_source(_templates, "icon.svg")[0], media_type="image/svg+xml")
+
     @app.get("/template.csv", name="template", dependencies=list(read))
     def template() -> Response:
         return Response(load_contract().template_csv(), media_type="text/csv; charset=utf-8",

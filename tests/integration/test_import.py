@@ -178,7 +178,8 @@ def test_a_real_run_shows_its_changes_from_the_history(conn, importer, land):
     page = (importer.folders.reports(run.id) / "report.html").read_text()
     assert "<td>2</td><td>007</td><td>update</td><td>Phone</td><td>+46 8 123 456</td><td></td>" in page
     assert not (importer.folders.reports(run.id) / "changes.csv").exists()  # the history is the record
-    history = conn.execute("SELECT run_id, line, action FROM customer_history ORDER BY run_id DESC, line LIMIT 1").fetchone()
+    history = conn.execute("SELECT run_id, line, action FROM customer_history"
+                           " ORDER BY run_id DESC, line LIMIT 1").fetchone()
     assert history == (run.id, 2, "update")
 
 

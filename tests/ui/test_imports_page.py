@@ -74,7 +74,8 @@ def rows(html: str) -> list[tuple[str, str]]:
 
 ROUTES = [("get", "/customer-import/"), ("get", "/customer-import/runs/1"),
           ("get", "/customer-import/runs/1/errors.csv"), ("get", "/customer-import/runs/1/file"),
-          ("get", "/customer-import/template.csv"), ("post", "/customer-import/upload")]
+          ("get", "/customer-import/template.csv"), ("get", "/customer-import/icon.svg"),
+          ("post", "/customer-import/upload")]
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -93,6 +94,8 @@ def test_the_plugin_is_loaded_and_listed_in_the_navigation(client, admin):
     assert ours["fastapi_apps"][0]["url_prefix"] == "/customer-import"
     assert [(v["name"], v["href"], v["destination"]) for v in ours["external_views"]] == [
         ("Customer imports", "customer-import/", "nav")]
+    icon = client.get("/" + ours["external_views"][0]["icon"], headers=admin)
+    assert icon.headers["content-type"] == "image/svg+xml" and icon.text.startswith("<svg")
     assert client.get("/api/v2/plugins/importErrors", headers=admin).json()["total_entries"] == 0
 
 
