@@ -37,6 +37,7 @@ from customer_import.settings import Settings
 PAGE_SIZE = 25
 ISSUES_SHOWN = 200
 IMPORT_DAG_ID = "customer_import"
+ICON = Path(__file__).with_name("templates") / "icon.svg"
 #: The reports a run may have, and how each is served (inline, or as a download).
 REPORT_FILES = {
     ERRORS_CSV: ("text/csv; charset=utf-8", "attachment"),
@@ -141,8 +142,8 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         return FileResponse(path, media_type=media_type, filename=download_name, content_disposition_type=disposition)
 
     @app.get("/icon.svg", name="icon", dependencies=list(read))
-    def icon() -> Response:  # the page's entry in Airflow's navigation
-        return Response(_templates.loader.get_source(_templates, "icon.svg")[0], media_type="image/svg+xml")
+    def icon() -> FileResponse:  # the page's entry in Airflow's navigation
+        return FileResponse(ICON, media_type="image/svg+xml")
 
     @app.get("/template.csv", name="template", dependencies=list(read))
     def template() -> Response:
@@ -164,7 +165,7 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
                 name, size = await run_in_threadpool(folders.receive_upload, _chunks(sent), sent.filename, limit)
         except UploadRefused as refused:
             code = 413 if isinstance(refused, UploadTooLarge) else 400
-            return _imports_page(request, 1, Notice("bad", f"Not uploaded. {refused}"), status_code=code)
+            return await run_in_threadpool(_imports_page, request, 1, Notice("bad", f"Not uploaded. {refused}"), code)
         handover = folders.handovers([name])[0]
         airflow_run = await run_in_threadpool(start_import, handover, request)
         target = request.url_for("imports").include_query_params(uploaded=f"{name} ({size:,} bytes)",

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -48,8 +49,8 @@ def chromium() -> Path:
             subprocess.run(["apt-get", "update"], env=env, capture_output=True)
             subprocess.run(install, env=env, capture_output=True)
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed and cannot be installed here"
-                    " (as root: apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing and could not be installed here (apt-get as root failed or is"
+                    " not available): install Debian's chromium package to run the browser test")
     return CHROMIUM
 
 
