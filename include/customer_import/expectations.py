@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from customer_import.contract import Contract, FieldSpec
+from customer_import.contract import INVISIBLE, Contract, FieldSpec
 from customer_import.issues import Issue
 
 SUITE_NAME = "customers"
 LINE = "line"  # the DataFrame column holding each row's physical line number
+#: What a message or the suite file shows by its code: invisible and control characters.
+_UNSEEN = re.compile(f"{INVISIBLE}|[\x00-\x1f\x7f-\x9f]")
+_UNSEEN_IN_JSON = re.compile(f"{INVISIBLE}|[\x7f-\x9f]")
 
 
 def build_suite(contract: Contract) -> dict[str, Any]:
@@ -52,7 +56,9 @@ def build_suite(contract: Contract) -> dict[str, Any]:
 def write_suite(contract: Contract, directory: Path) -> Path:
     path = directory / f"{SUITE_NAME}.json"
     directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(build_suite(contract), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(build_suite(contract), indent=2, ensure_ascii=False)
+    # json.dumps escapes ASCII control characters itself; the invisible ones are escaped for the reader
+    path.write_text(_UNSEEN_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n", encoding="utf-8")
     return path
 
 
@@ -111,9 +117,14 @@ def _batch_definition() -> Any:
 
 def _message(template: str, spec: FieldSpec, value: Any) -> str:
     text = "" if value is None or value != value else str(value)  # NaN != NaN: a blank cell
-    shown = text if len(text) <= 60 else text[:57] + "..."
-    return template.format(header=spec.header, value=shown, length=len(text),
-                           max_length=spec.max_length, example=spec.example)
+    return template.format(header=spec.header, value=shown(text), length=f"{len(text):,}",
+                           max_length=f"{spec.limit:,}" if spec.limit else None, example=spec.example)
+
+
+def shown(text: str, width: int = 60) -> str:
+    """A value as a message quotes it: at most `width` characters, what cannot be seen by its code."""
+    text = text if len(text) <= width else text[: width - 3] + "..."
+    return _UNSEEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _quiet(gx_module: Any) -> None:
