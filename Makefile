@@ -21,6 +21,7 @@ MAX_ERROR_RATE ?= 0
 ROWS ?= 1000000
 DRY_RUN ?=
 FORCE ?=
+ENCODING ?= utf-8
 
 .PHONY: help install demo import template expectations db-url airflow rollback bench test lint clean
 
@@ -38,10 +39,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: install  ## import the bundled sample file through the DAG and print where to look
 	@$(CLI) demo
 
-import: install  ## import FILE=path.csv through the DAG [MODE= ON_ERROR= MAX_ERROR_RATE= DRY_RUN=1 FORCE=1]
+import: install  ## import FILE=path.csv through the DAG [MODE= ON_ERROR= MAX_ERROR_RATE= DRY_RUN=1 FORCE=1 ENCODING=]
 	@test -n "$(FILE)" || { echo "usage: make import FILE=path/to/customers.csv"; exit 2; }
 	@$(CLI) import "$(FILE)" --mode "$(MODE)" --on-error "$(ON_ERROR)" \
-		--max-error-rate "$(MAX_ERROR_RATE)" $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
+		--max-error-rate "$(MAX_ERROR_RATE)" --encoding "$(ENCODING)" $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
 
 template: install  ## write the CSV template (customers_template.csv)
 	@$(CLI) template customers_template.csv

@@ -80,6 +80,9 @@ def _connect():
                          description="Validate and preview; write nothing to customers."),
         "force": Param(False, type="boolean", title="Force",
                        description="Import even if the same content was imported before."),
+        "encoding": Param("utf-8", type="string", title="Encoding",
+                          description="The file's text encoding: utf-8 (Excel's CSV UTF-8), or the codec it was"
+                                      " saved in, e.g. windows-1252, mac-roman, latin-1, utf-16."),
     },
 )
 def customer_import():

@@ -158,7 +158,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"{path} is not a file")
         return 2
     options = {"mode": args.mode, "on_error": args.on_error, "max_error_rate": args.max_error_rate,
-               "dry_run": args.dry_run, "force": args.force}
+               "dry_run": args.dry_run, "force": args.force, "encoding": args.encoding}
     return import_through_dag(path, options)
 
 
@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--max-error-rate", type=float, default=0.0)
     one.add_argument("--dry-run", action="store_true")
     one.add_argument("--force", action="store_true")
+    one.add_argument("--encoding", default="utf-8", help="the file's text encoding, e.g. windows-1252")
     one.set_defaults(run=cmd_import)
     commands.add_parser("demo", help="import the bundled sample").set_defaults(run=cmd_demo)
     rollback = commands.add_parser("rollback", help="roll back one import run through its DAG")

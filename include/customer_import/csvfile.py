@@ -2,13 +2,16 @@
 
 Bytes (encoding, binary content), dialect (separator, quotes) and the header are checked
 here, in plain Python, and reported as the same `Issue` values the GX rules produce. The
-records stream out one at a time with the physical line on which each one starts, so a
-file of any size is read in constant memory.
+records stream out one at a time with the physical lines they span, so a file of any size
+is read in constant memory.
+
+Every physical line ends up in a record: a record the reader cannot parse carries an issue
+and its cells as best they can be read (errors.csv keeps them), and after a quote that is
+never closed the reader starts again on the next line, so no row after it is lost.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import difflib
 import io
@@ -17,17 +20,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from customer_import.contract import Contract, FieldSpec, normalise_header
+from customer_import import charsets
+from customer_import.charsets import RE_SAVE, SNIFF_BYTES
+from customer_import.contract import INVISIBLE, Contract, FieldSpec, normalise_header
 from customer_import.issues import Issue
 
 #: Columns the error report adds; a fixed report can be imported as it is, they are ignored.
 REPORT_COLUMNS = ("ImportLine", "ImportStatus", "ImportIssues")
-#: What a spreadsheet would read as a formula; the report prefixes such cells with `'`.
+#: What a spreadsheet would read as a formula; the report prefixes such cells with `'`, and
+#: cells that start with `'` themselves, so that removing one `'` always gives the value back.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+ESCAPED_PREFIXES = (*FORMULA_PREFIXES, "'")
+#: The most characters one value may hold before the file is refused as not a customer file.
+MAX_FIELD_CHARS = 1 << 20
 _REPORT_NAMES = {normalise_header(c) for c in REPORT_COLUMNS}
-_SNIFF_BYTES = 64 * 1024
 _SEPARATORS = {";": "semicolon (;)", "\t": "tab", "|": "pipe (|)"}
-_RE_SAVE = "In Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'."
+_SPACED_QUOTED_HEADER = re.compile(r'^\s*"[^"]*"(?:\s*,\s+"[^"]*")+\s*$')
+_SPACED_QUOTE = re.compile(r'^\s+"((?:[^"]|"")*)"\s*$')
+_INVISIBLE = re.compile(INVISIBLE)
 
 
 def column_label(index: int) -> str:
@@ -53,11 +63,16 @@ def closest_header(name: str, headers: list[str]) -> str | None:
 
 @dataclass(frozen=True)
 class Record:
-    """One record of the file: its first physical line and its cells as written."""
+    """One record of the file: the physical lines it spans and its cells as written."""
 
     line: int
     cells: list[str]
     issue: Issue | None = None  # a structural problem: the cells cannot be trusted
+    end: int = 0  # its last physical line (0: the same as `line`)
+
+    @property
+    def last_line(self) -> int:
+        return self.end or self.line
 
 
 class CsvFile:
@@ -68,17 +83,23 @@ class CsvFile:
     streams the rows.
     """
 
-    def __init__(self, path: Path, contract: Contract) -> None:
+    def __init__(self, path: Path, contract: Contract, encoding: str = "utf-8",
+                 max_field_chars: int = MAX_FIELD_CHARS) -> None:
         self.path = Path(path)
         self.contract = contract
+        self.encoding = encoding
+        self.max_field_chars = max_field_chars
         self.file_issues: list[Issue] = []
         self.header: list[str] = []
+        self.header_line = 1
         self.fields: list[FieldSpec] = []
         self._field_indexes: list[int] = []
         self.is_report = False  # the file is one of our errors.csv, fixed and dropped again
         self._text: io.TextIOWrapper | None = None
         self._reader = None
-        self._header_end = 0
+        self._spaced = False  # `"a", "b"`: a space after each comma, before the quote
+        self._head = ""  # the file's first bytes as text, to sniff the dialect
+        self._pending: list[str] = []  # the physical lines of the record being read
 
     # --- opening -------------------------------------------------------------------
 
@@ -87,24 +108,22 @@ class CsvFile:
         if issue:
             self.file_issues.append(issue)
             return self
-        raw = self.path.open("rb")
-        self._text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
-        self._reader = csv.reader(self._text, strict=True)
+        csv.field_size_limit(self.max_field_chars + 1)
+        self._reader = self._reader_after(0)
         try:
-            header = next(self._reader, None)
+            header = self._read_header()
         except UnicodeDecodeError:
-            self.file_issues.append(self._encoding_issue())
+            self.file_issues.extend(self._encoding_issues())
             return self
         except csv.Error:
             header = None
-        self._header_end = self._reader.line_num
-        if header is None or not any(cell.strip() for cell in header):
-            self.file_issues.append(
-                Issue(None, None, "empty_file", "The file has no header row: " + self._template_hint())
-            )
+        if self.file_issues:
             return self
-        self.header = header
-        self.file_issues.extend(self._check_header(header))
+        if header is None or not any(cell.strip() for cell in header):
+            self.file_issues.append(self._no_header_issue())
+            return self
+        self.header = [_unquote_spaced(_INVISIBLE.sub("", name)) for name in header]
+        self.file_issues.extend(self._check_header(self.header))
         return self
 
     def close(self) -> None:
@@ -117,29 +136,59 @@ class CsvFile:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _reader_after(self, lines: int):
+        """A CSV reader over the file from the line after `lines` (0: from the start)."""
+        self.close()
+        raw = self.path.open("rb")
+        self._text = io.TextIOWrapper(raw, encoding="utf-8-sig" if charsets.is_utf8(self.encoding) else self.encoding,
+                                      errors="strict", newline="")
+        for _ in range(lines):
+            next(self._text, None)
+        self._line_offset = lines
+        return csv.reader(self._remembered(self._text), strict=True, skipinitialspace=self._spaced)
+
+    def _remembered(self, text: io.TextIOWrapper) -> Iterator[str]:
+        """The lines of `text`, each kept in `_pending` until the next record starts."""
+        pending = self._pending
+        for line in text:
+            pending.append(line)
+            yield line
+
+    def _read_header(self) -> list[str] | None:
+        """The first row that is not blank; Excel's `sep=` line before it is read as Excel does."""
+        for row in self._reader:
+            line = self._line_offset + self._reader.line_num
+            if line == 1 and row and row[0].lower().startswith("sep=") and len(row) <= 2:
+                separator = row[0][4:] or ","
+                if separator != ",":
+                    self.file_issues.append(self._separator_issue(_SEPARATORS.get(separator, f"`{separator}`")))
+                    return None
+                continue
+            if any(cell.strip() for cell in row):
+                self.header_line = line
+                return row
+        return None
+
     def _check_bytes(self) -> Issue | None:
         with self.path.open("rb") as raw:
-            head = raw.read(_SNIFF_BYTES)
-        if head.startswith(b"PK\x03\x04"):
-            return Issue(None, None, "binary_file",
-                         "The file is an Excel workbook (.xlsx) with a .csv name, not a CSV file. "
-                         + _RE_SAVE)
-        if head.startswith(b"\xd0\xcf\x11\xe0"):
-            return Issue(None, None, "binary_file",
-                         "The file is an old Excel workbook (.xls) with a .csv name, not a CSV file. "
-                         + _RE_SAVE)
-        if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-            return Issue(None, None, "wrong_encoding", f"The file is encoded as UTF-32, not UTF-8. {_RE_SAVE}")
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _looks_utf16(head):
-            return Issue(None, None, "wrong_encoding", f"The file is encoded as UTF-16, not UTF-8. {_RE_SAVE}")
-        if b"\x00" in head:
-            offset = head.index(b"\x00")
-            return Issue(None, None, "binary_file",
-                         f"The file contains binary data (a NUL byte at byte offset {offset}), so it is"
-                         " not a text CSV file. Export the data again as CSV UTF-8.")
-        if not head.removeprefix(codecs.BOM_UTF8).strip():
+            head = raw.read(SNIFF_BYTES)
+        issue = charsets.binary_issue(self.path, head, self.encoding)
+        if issue:
+            return issue
+        text = head.decode("utf-8-sig" if charsets.is_utf8(self.encoding) else self.encoding, errors="replace")
+        if not text.strip("\x00\ufeff \t\r\n"):
             return Issue(None, None, "empty_file", "The file is empty: " + self._template_hint())
+        self._head = text
+        first = self._first_line()
+        self._spaced = bool(_SPACED_QUOTED_HEADER.match(first))
         return None
+
+    def _first_line(self) -> str:
+        """The header line as written: the first line that is neither blank nor Excel's `sep=`."""
+        for line in self._head.splitlines():
+            if line.strip() and not line.lower().startswith("sep="):
+                return line
+        return ""
 
     def _check_header(self, header: list[str]) -> list[Issue]:
         issues: list[Issue] = []
@@ -166,15 +215,7 @@ class CsvFile:
             else:
                 unknown.append((index, name))
         if not seen and not self.is_report:
-            preview = ",".join(header)[:80]
-            separator = self._detected_separator(header)
-            if separator:
-                return [Issue(None, None, "wrong_separator",
-                              f"The columns are separated by {separator}, not by commas. {_RE_SAVE}"
-                              " Or replace the separator with a comma.")]
-            return [Issue(None, None, "no_header",
-                          f"The first line (`{preview}`) is not a header row: "
-                          + self._template_hint())]
+            return [self._no_header_issue()]
         for index, name in unknown:
             guess = closest_header(name, self.contract.headers)
             hint = (f"did you mean `{guess}`?" if guess
@@ -187,30 +228,29 @@ class CsvFile:
                                 " it to match rows to customers. Add it as a column."))
         return issues
 
-    def _detected_separator(self, header: list[str]) -> str | None:
-        line = ",".join(header)
-        counts = {sep: line.count(sep) for sep in _SEPARATORS}
-        best = max(counts, key=counts.get)
-        return _SEPARATORS[best] if counts[best] else None
+    def _no_header_issue(self) -> Issue:
+        """No header the contract knows: another separator, or a file that starts with data."""
+        first = self._first_line()
+        counts = {sep: first.count(sep) for sep in _SEPARATORS}
+        separator = max(counts, key=counts.__getitem__)
+        if counts[separator] and counts[separator] >= first.count(","):
+            return self._separator_issue(_SEPARATORS[separator])
+        where = f"line {self.header_line} (`{first[:80]}`)" if self.header_line > 1 else f"first line (`{first[:80]}`)"
+        return Issue(None, None, "no_header", f"The {where} is not a header row: " + self._template_hint())
+
+    def _separator_issue(self, separator: str) -> Issue:
+        return Issue(None, None, "wrong_separator",
+                     f"The columns are separated by {separator}, not by commas. {RE_SAVE}"
+                     " Or replace the separator with a comma.")
 
     def _template_hint(self) -> str:
-        return ("the first line must be the header row of the template (`make template`): "
-                + ",".join(self.contract.headers) + ".")
+        return ("the first line must be the header row of the template (Download template on the Imports page):"
+                " " + ",".join(self.contract.headers) + ".")
 
-    def _encoding_issue(self) -> Issue:
-        """Find the first byte that is not UTF-8, by line, and guess the file's real encoding."""
-        offset = 0
-        with self.path.open("rb") as raw:
-            line_no = 0
-            for chunk in raw:
-                for line in chunk.splitlines(keepends=True):
-                    line_no += 1
-                    try:
-                        line.decode("utf-8")
-                    except UnicodeDecodeError as err:
-                        return Issue(line_no, None, "not_utf8", _not_utf8_message(line, err, offset, line_no))
-                    offset += len(line)
-        return Issue(None, None, "not_utf8", f"The file is not valid UTF-8. {_RE_SAVE}")
+    def _encoding_issues(self) -> list[Issue]:
+        if charsets.is_utf8(self.encoding):
+            return charsets.not_utf8_issues(self.path)
+        return [charsets.undeclared_issue(self.path, self.encoding)]
 
     # --- reading ---------------------------------------------------------------------
 
@@ -220,13 +260,49 @@ class CsvFile:
         return [i for i, name in enumerate(self.header) if normalise_header(name) not in _REPORT_NAMES]
 
     def records(self) -> Iterator[Record]:
-        """Every non-blank record after the header, with the line on which it starts.
+        """Every non-blank record after the header, with the physical lines it spans.
 
-        A record whose structure is broken (field count, quotes) carries an `issue`. An
-        encoding error stops the stream and is added to `file_issues`.
+        A record whose structure is broken (field count, quotes, a repeated header) carries an
+        `issue`. An encoding error, or a value over `max_field_chars` on one line, stops the
+        stream and is added to `file_issues`.
         """
         assert self._reader is not None and self.header, "open() a file with a header first"
-        reader, width, end = self._reader, len(self.header), self._header_end
+        reader, width, end, pending = self._reader, len(self.header), self.header_line, self._pending
+        blank, header_again = self._blank_test(), self._header_test()
+        while True:
+            start = end + 1
+            pending.clear()
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                self.file_issues.extend(self._encoding_issues())
+                return
+            except csv.Error as err:
+                end = self._line_offset + reader.line_num
+                broken = self._broken(start, end, str(err))
+                if broken is None:
+                    return
+                yield broken
+                if broken.issue.code == "unterminated_quote":  # start again right after the line it opened on
+                    reader, end = self._reader_after(start), start
+                continue
+            end = self._line_offset + reader.line_num
+            if blank(cells):
+                continue  # blank lines and rows of empty cells (left by spreadsheets) are skipped
+            if len(cells) != width:
+                yield Record(start, cells, _width_issue(start, len(cells), width), end)
+            elif header_again(cells):
+                yield Record(start, cells, Issue(start, None, "header_repeated", (
+                    f"The header row repeats on line {start} (two files pasted together?): delete that line."
+                )), end)
+            elif end > start:
+                yield Record(start, cells, self._swallowed_rows(start, end), end)
+            else:
+                yield Record(start, cells)
+
+    def _blank_test(self):
         data_columns = self.data_columns
 
         def blank(cells: list[str]) -> bool:  # joined first: one C-level strip per row, not per cell
@@ -234,68 +310,95 @@ class CsvFile:
                 cells = [cells[i] for i in data_columns if i < len(cells)]
             return not "".join(cells).strip()
 
-        while True:
-            start = end + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except UnicodeDecodeError:
-                self.file_issues.append(self._encoding_issue())
-                return
-            except csv.Error as err:
-                yield Record(start, [], _quote_issue(start, str(err)))
-                if "unexpected end of data" in str(err) or "field larger" in str(err):
-                    return
-                end = reader.line_num
-                continue
-            end = reader.line_num
-            if blank(cells):
-                continue  # blank lines and rows of empty cells (left by spreadsheets) are skipped
-            if len(cells) != width:
-                yield Record(start, cells, _width_issue(start, len(cells), width))
-            else:
-                yield Record(start, cells)
+        return blank
+
+    def _header_test(self):
+        names = [normalise_header(h) for h in self.header]
+        first = names[0]
+
+        def header_again(cells: list[str]) -> bool:  # a cheap look at the first cell before the whole row
+            return (cells[0][-1:].casefold() == first[-1:] and normalise_header(cells[0]) == first
+                    and [normalise_header(c) for c in cells] == names)
+
+        return header_again
+
+    def _broken(self, start: int, end: int, error: str) -> Record | None:
+        """The record the reader could not parse, with its cells as best they can be read."""
+        lines = self._pending
+        if "field larger" in error and len(lines) <= 1:
+            self.file_issues.append(Issue(None, None, "field_too_long", (
+                f"Line {start} holds a value of more than {self.max_field_chars:,} characters, the most one"
+                " value may hold: this is not a customer file, or a double quote is missing on that line.")))
+            return None
+        if "unexpected end of data" in error or "field larger" in error:
+            return Record(start, _split(lines[:1]), Issue(start, None, "unterminated_quote", (
+                f"A quoted value opened on line {start} is never closed: add the closing double quote (\")"
+                " or remove the opening one. The lines after it were read as rows of their own.")))
+        span = f"line {start}" if end == start else f"lines {start} to {end}"
+        return Record(start, _split(lines), Issue(start, None, "stray_quote", (
+            f"Line {start} has a stray double quote ({span} could not be read): a value wrapped in double quotes"
+            " must double every quote inside it, e.g. \"The \"\"Best\"\" Shop\".")), end)
+
+    def _swallowed_rows(self, start: int, end: int) -> Issue | None:
+        """A quoted value over several lines that takes in lines shaped like rows of their own:
+        a closing quote is missing, and importing the record would silently swallow those rows."""
+        width, key = len(self.header), self._key_index
+        for number, line in enumerate(self._pending[1:], start=start + 1):
+            parts = line.rstrip("\r\n").split(",")
+            if width > 2 and len(parts) >= width and parts[key].strip() and not any(c.isspace() for c in parts[key]):
+                return Issue(start, None, "swallowed_rows", (
+                    f"The quoted value opened on line {start} runs to line {end} and takes in line {number},"
+                    f" which looks like a row of its own (`{line.strip()[:60]}`): a closing double quote (\") is"
+                    f" probably missing on line {start}."))
+        return None
+
+    @property
+    def _key_index(self) -> int:
+        key = normalise_header(self.contract.key.header)
+        return next(i for i, name in enumerate(self.header) if normalise_header(name) == key)
 
     def columns(self, rows: list[list[str]]) -> list[list[str]]:
-        """The cells of each contract field (in `fields` order) across `rows` of full width: a blank
-        or whitespace-only cell is '', the report's escaping is undone. Column-wise: one pass per
-        field rather than a function call per row."""
+        """The values of each contract field (in `fields` order) across `rows` of full width.
+
+        Column-wise, one pass per rule rather than a call per row: a blank or whitespace-only cell
+        is ''; a value written `,  "quoted"` loses the spaces and quotes (as spreadsheets read it);
+        typed values lose surrounding spaces; outside the key and email fields, invisible characters
+        are removed and Unicode spaces become plain spaces; the report's escaping is undone.
+        """
         by_column = list(zip(*rows, strict=True)) if rows else [()] * len(self.header)
         columns = []
-        for index in self._field_indexes:
+        for spec, index in zip(self.fields, self._field_indexes, strict=True):
             cells = by_column[index]
             if self.is_report:
-                cells = [v[1:] if v[:1] == "'" and v[1:2] and v[1] in FORMULA_PREFIXES else v for v in cells]
-            columns.append([v if not v[:1].isspace() or v.strip() else "" for v in cells])  # strip what may be blank
+                cells = [v[1:] if v[:1] == "'" and v[1:2] and v[1] in ESCAPED_PREFIXES else v for v in cells]
+            cells = [_spaced(v) if v[:1].isspace() else v for v in cells]
+            if spec.trimmed:
+                cells = [v.strip() for v in cells]
+            if not spec.identifying and not "".join(cells).isascii():
+                cells = [v if v.isascii() else v.translate(_VISIBLE) for v in cells]
+            columns.append(cells)
         return columns
 
 
-def _looks_utf16(head: bytes) -> bool:
-    """UTF-16 without a BOM: ASCII text with a NUL byte beside every character."""
-    sample = head[:200]
-    return len(sample) >= 8 and (sample[1::2].count(0) > len(sample) // 3 or sample[0::2].count(0) > len(sample) // 3)
+def _spaced(value: str) -> str:
+    """A cell that starts with white space: blank, a quoted value after spaces, or itself."""
+    if not value.strip():
+        return ""
+    return _unquote_spaced(value)
 
 
-def _not_utf8_message(line: bytes, err: UnicodeDecodeError, offset: int, line_no: int) -> str:
-    bad, around = line[err.start], line[max(0, err.start - 20): err.start + 20]
-    try:  # Windows-1252 leaves five bytes undefined; Latin-1 decodes anything
-        encoding, label, snippet = "WINDOWS-1252", "Windows-1252 (Western European)", around.decode("cp1252").strip()
-    except UnicodeDecodeError:
-        encoding, label, snippet = "ISO-8859-1", "ISO-8859-1 (Latin-1)", around.decode("latin-1").strip()
-    return (f"Line {line_no} is not valid UTF-8: byte 0x{bad:02X} at byte offset {offset + err.start}"
-            f" (byte {err.start + 1} of the line, near `{snippet}`). The file looks like {label}."
-            f" {_RE_SAVE} Or convert it: iconv -f {encoding} -t UTF-8 in.csv > out.csv")
+def _unquote_spaced(value: str) -> str:
+    quoted = _SPACED_QUOTE.match(value)
+    return quoted.group(1).replace('""', '"') if quoted else value
 
 
-def _quote_issue(start: int, error: str) -> Issue:
-    if "unexpected end of data" in error or "field larger" in error:
-        return Issue(start, None, "unterminated_quote",
-                     f"A quoted value opened on line {start} is never closed: add the closing double"
-                     " quote (\") or remove the opening one.")
-    return Issue(start, None, "stray_quote",
-                 f"Line {start} has a stray double quote: a value wrapped in double quotes must double"
-                 " every quote inside it, e.g. \"The \"\"Best\"\" Shop\".")
+def _split(lines: list[str]) -> list[str]:
+    """Cells of lines the CSV reader refused, split at every comma, quotes left as they are."""
+    return "".join(lines).rstrip("\r\n").split(",")
+
+
+#: Invisible characters removed, Unicode spaces made plain spaces (outside key and email fields).
+_VISIBLE = {ord(ch): (" " if ch.isspace() else None) for ch in map(chr, range(0x80, 0x10000)) if _INVISIBLE.match(ch)}
 
 
 def _width_issue(line: int, found: int, expected: int) -> Issue:

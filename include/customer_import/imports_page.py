@@ -28,6 +28,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from customer_import import db
+from customer_import.charsets import check_encoding_name
 from customer_import.contract import load_contract
 from customer_import.folders import Folders, UploadRefused, UploadTooLarge
 from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
@@ -157,16 +158,19 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         try:
             if declared > limit + 65536:  # refuse before reading a body that cannot fit
                 raise UploadTooLarge("The file", limit)
-            async with request.form(max_files=1, max_fields=2) as form:
+            async with request.form(max_files=1, max_fields=3) as form:
                 sent = form.get("file")
                 if not isinstance(sent, UploadFile) or not sent.filename:
                     raise UploadRefused("Choose a CSV file to upload.")
+                encoding = _declared_encoding(form.get("encoding"))
                 folders = Folders(settings().data_dir)
                 name, size = await run_in_threadpool(folders.receive_upload, _chunks(sent), sent.filename, limit)
         except UploadRefused as refused:
             code = 413 if isinstance(refused, UploadTooLarge) else 400
             return await run_in_threadpool(_imports_page, request, 1, Notice("bad", f"Not uploaded. {refused}"), code)
         handover = folders.handovers([name])[0]
+        if encoding != "utf-8":
+            handover["conf"]["encoding"] = encoding
         airflow_run = await run_in_threadpool(start_import, handover, request)
         target = request.url_for("imports").include_query_params(uploaded=f"{name} ({size:,} bytes)",
                                                                  **({"run": airflow_run} if airflow_run else {}))
@@ -195,6 +199,14 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         return json.loads(path.read_text(encoding="utf-8")) if path else {}
 
     return app
+
+
+def _declared_encoding(value: object) -> str:
+    """The upload form's Encoding (utf-8 when not given), checked like the run's `encoding` param."""
+    try:
+        return check_encoding_name(str(value or "utf-8"))
+    except ValueError as unknown:
+        raise UploadRefused(f"{str(unknown)[0].upper()}{str(unknown)[1:]}.") from None
 
 
 def _chunks(upload: UploadFile, size: int = 1 << 20) -> Iterator[bytes]:

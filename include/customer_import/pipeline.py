@@ -30,6 +30,7 @@ from customer_import.settings import Settings
 from customer_import.validation import ISSUES_FILE, STAGED_FILE, validate_file
 
 DATABASE_ISSUES_FILE = "issues-database.jsonl"
+EMPTY_FILE = "The file has a header but no data rows (an empty export): there was nothing to import."
 INFRASTRUCTURE_FAILURE = (
     "The import stopped on an error outside the file (database or infrastructure): see the log of"
     " the failed task. Nothing was merged and the file is kept; clear the run in Airflow to retry."
@@ -121,7 +122,7 @@ class Importer:
         if not run.is_open:
             return
         result = validate_file(self._path(run.file_path), self.folders.processing(run_id), self.contract,
-                               read_suite(self.settings.expectations_dir), self.settings.chunk_rows)
+                               read_suite(self.settings.expectations_dir), self.settings.chunk_rows, run.encoding)
         runs.update_run(conn, run_id, rows_total=result.rows, file_rejected=result.file_rejected,
                         rows_rejected=len(result.rejected_lines),
                         rows_valid=None if result.file_rejected else result.rows - len(result.rejected_lines))
@@ -167,11 +168,12 @@ class Importer:
                 return
             counts = merge.merge_customers(conn, run_id, self.contract, fields, run.mode)
             skipped = run.rows_rejected or 0
-            runs.update_run(
-                conn, run_id, status="partial" if skipped else "succeeded", merged_at=datetime.now(UTC),
-                message=(f"{skipped} row{' was' if skipped == 1 else 's were'} skipped for their problems"
-                         " (see errors.csv).") if skipped else None,
-                **vars(counts))
+            message = EMPTY_FILE if not run.rows_total else None
+            if skipped:
+                message = (f"{skipped} row{' was' if skipped == 1 else 's were'} skipped for their problems"
+                           " (see errors.csv).")
+            runs.update_run(conn, run_id, status="partial" if skipped else "succeeded", merged_at=datetime.now(UTC),
+                            message=message, **vars(counts))
 
     def _recheck(self, conn: psycopg.Connection, run: ImportRun, fields: list[FieldSpec]) -> ImportRun:
         """Check the accepted rows against the stored customers again, inside the merge transaction:

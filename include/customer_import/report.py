@@ -12,7 +12,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from customer_import.contract import Contract
-from customer_import.csvfile import FORMULA_PREFIXES, REPORT_COLUMNS, CsvFile
+from customer_import.csvfile import ESCAPED_PREFIXES, REPORT_COLUMNS, CsvFile
 from customer_import.issues import Issue
 from customer_import.runs import ImportRun
 
@@ -74,7 +74,7 @@ def write_errors_csv(run: ImportRun, source: Path, file_issues: list[Issue], by_
     merged = run.merged_at is not None
     with target.open("w", encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out)
-        with CsvFile(source, contract) as rows:
+        with CsvFile(source, contract, run.encoding) as rows:
             keep = rows.data_columns
             writer.writerow([*REPORT_COLUMNS, *(_safe(rows.header[i]) for i in keep)])
             if file_issues:
@@ -129,5 +129,6 @@ def _joined(issues: list[Issue]) -> str:
 
 
 def _safe(cell: str) -> str:
-    """Neutralise formula injection: a cell starting like a formula gets a leading `'`."""
-    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+    """Neutralise formula injection: a cell starting like a formula gets a leading `'` (and so does
+    one starting with `'`, so that the importer's removing one `'` gives every value back)."""
+    return "'" + cell if cell.startswith(ESCAPED_PREFIXES) else cell

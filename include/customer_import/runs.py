@@ -10,6 +10,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from customer_import.charsets import check_encoding_name
+
 Mode = Literal["upsert", "insert_only", "update_only"]
 OnError = Literal["reject_file", "skip_invalid_rows"]
 Status = Literal["running", "succeeded", "partial", "rejected", "failed", "dry_run", "duplicate", "rolled_back"]
@@ -29,6 +31,7 @@ class ImportOptions:
     max_error_rate: float = 0.0
     dry_run: bool = False
     force: bool = False
+    encoding: str = "utf-8"
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ImportOptions:
@@ -39,6 +42,7 @@ class ImportOptions:
             max_error_rate=float(params.get("max_error_rate") or 0.0),
             dry_run=_flag(params.get("dry_run")),
             force=_flag(params.get("force")),
+            encoding=check_encoding_name(params.get("encoding") or "utf-8"),
         )
         if options.mode not in get_args(Mode):
             raise ValueError(f"mode must be one of {', '.join(get_args(Mode))}, not {options.mode!r}")
@@ -81,10 +85,11 @@ class ImportRun:
     merged_at: datetime | None
     report_dir: str | None
     rows_staged: int | None = None
+    encoding: str = "utf-8"
 
     @property
     def options(self) -> ImportOptions:
-        return ImportOptions(self.mode, self.on_error, self.max_error_rate, self.dry_run, self.force)
+        return ImportOptions(self.mode, self.on_error, self.max_error_rate, self.dry_run, self.force, self.encoding)
 
     @property
     def is_open(self) -> bool:
@@ -127,13 +132,13 @@ def create_run(conn: psycopg.Connection, file_name: str, options: ImportOptions,
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
         cur.execute(
             sql.SQL(
-                "INSERT INTO import_runs (file_name, mode, on_error, max_error_rate, dry_run, force,"
-                " dag_id, airflow_run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                "INSERT INTO import_runs (file_name, mode, on_error, max_error_rate, dry_run, force, encoding,"
+                " dag_id, airflow_run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (dag_id, airflow_run_id) DO UPDATE SET dag_id = EXCLUDED.dag_id"
                 " RETURNING {}"
             ).format(_COLUMNS),
             [file_name, options.mode, options.on_error, options.max_error_rate, options.dry_run,
-             options.force, dag_id, airflow_run_id],
+             options.force, options.encoding, dag_id, airflow_run_id],
         )
         return cur.fetchone()
 

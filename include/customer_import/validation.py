@@ -37,11 +37,11 @@ class ValidationResult:
 
 
 def validate_file(path: Path, work_dir: Path, contract: Contract, suite: dict[str, Any],
-                  chunk_rows: int = 100_000) -> ValidationResult:
+                  chunk_rows: int = 100_000, encoding: str = "utf-8") -> ValidationResult:
     """Check `path` against the contract; write `staged.csv` and the issues into `work_dir`."""
     result = ValidationResult()
     issues: list[Issue] = []
-    with CsvFile(path, contract) as source:
+    with CsvFile(path, contract, encoding) as source:
         if not source.file_issues:
             result.fields = list(source.fields)
             validator = RowValidator(suite, source.fields)
@@ -56,13 +56,11 @@ def validate_file(path: Path, work_dir: Path, contract: Contract, suite: dict[st
                     chunk_issues = [r.issue for r in chunk if r.issue is not None]
                     chunk_issues += _check_rows(lines, columns, source.fields, validator)
                     bad = {issue.line for issue in chunk_issues}
+                    _blank_nul_bytes(lines, columns, chunk_issues)
                     out.writerows(zip(lines, ["f" if line in bad else "t" for line in lines], *columns, strict=True))
                     result.rejected_lines |= bad
                     issues.extend(chunk_issues)
         result.file_issues = list(source.file_issues)
-    if not result.file_issues and result.rows == 0:
-        result.file_issues.append(Issue(None, None, "no_rows", "The file has a header but no data rows:"
-                                        " add one row per customer below the header."))
     write_issues(work_dir / ISSUES_FILE, [*result.file_issues, *issues])
     return result
 
@@ -70,6 +68,17 @@ def validate_file(path: Path, work_dir: Path, contract: Contract, suite: dict[st
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
     while chunk := list(islice(records, size)):
         yield chunk
+
+
+def _blank_nul_bytes(lines: list[int], columns: list[list[str]], issues: list[Issue]) -> None:
+    """A NUL byte is a row issue (a control character), but PostgreSQL cannot hold one even in the
+    staging table: the rejected value is staged without it, and errors.csv still shows the file's."""
+    rows = {issue.line for issue in issues if issue.code == "control_character"}
+    if rows:
+        index = {line: i for i, line in enumerate(lines)}
+        for column in columns:
+            for line in rows & index.keys():
+                column[index[line]] = column[index[line]].replace("\x00", "")
 
 
 def _check_rows(lines: list[int], columns: list[list[str]], fields: list[FieldSpec],

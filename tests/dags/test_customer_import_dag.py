@@ -164,3 +164,10 @@ def test_an_unreachable_database_fails_the_run_in_plain_words_and_keeps_the_file
     task_log = capsys.readouterr().out + (tmp_path / "airflow.log").read_text()  # pytest takes sys.stdout
     assert "The customer database (Airflow connection customer_db) cannot be reached" in task_log
     assert (tmp_path / "data" / "landing" / "valid_customers.csv").exists()
+
+
+def test_the_encoding_param_declares_the_files_codec(run_dag, schema, embedded_url):
+    state, run = run_dag("windows1252_declared.csv", encoding="windows-1252")
+
+    assert (state, run["status"], run["encoding"]) == ("success", "succeeded", "cp1252")
+    assert stored(schema, embedded_url) == [("W-1", "Café Müller", None)]

@@ -25,7 +25,7 @@ def test_customer_import_has_the_run_params_of_the_spec():
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["customer_import"]  # parsed, not read from a database
-    assert set(dag.params) == {"file", "mode", "on_error", "max_error_rate", "dry_run", "force"}
+    assert set(dag.params) == {"file", "mode", "on_error", "max_error_rate", "dry_run", "force", "encoding"}
     assert [t.task_id for t in dag.topological_sort()] == [
         "wait_for_file", "claim_file", "validate_file", "load_staging", "merge_customers",
         "publish_report", "announce_changes", "check_outcome"]

@@ -203,6 +203,28 @@ def test_an_upload_lands_under_a_safe_name_and_starts_its_import(client, admin, 
     assert "<code>my_customers_v2.csv</code>" in notice  # listed as waiting in landing
 
 
+def test_an_upload_declares_its_encoding_for_the_import(client, admin, page_env):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    content = (DATA / "windows1252_declared.csv").read_bytes()
+    sent = client.post("/customer-import/upload", headers=admin, follow_redirects=False,
+                       data={"encoding": "windows-1252"}, files={"file": ("w.csv", content, "text/csv")})
+
+    assert sent.status_code == 303
+    airflow_run = re.search(r"[?&]run=([^&]+)", sent.headers["location"]).group(1)
+    with create_session() as session:
+        dag_run = session.query(DagRun).filter_by(dag_id="customer_import", run_id=airflow_run).one()
+        assert dag_run.conf == {"file": "w.csv", "encoding": "cp1252"}
+        session.execute(delete(DagRun).where(DagRun.id == dag_run.id))
+    refused = client.post("/customer-import/upload", headers=admin, data={"encoding": "klingon"},
+                          files={"file": ("k.csv", b"AccountReferenceID\nK-1\n", "text/csv")})
+    assert refused.status_code == 400
+    assert "Encoding &#39;klingon&#39; is not a known text encoding" in refused.text
+    assert not (page_env.data_dir / "landing" / "k.csv").exists()
+
+
 @pytest.mark.parametrize(("name", "content", "code", "says"), [
     ("customers.xlsx", b"PK\x03\x04", 400, "is not a .csv file: in Excel use File > Save As"),
     ("empty.csv", b"", 400, "empty.csv is empty"),

@@ -52,8 +52,11 @@ def test_windows_1252_is_recognised_and_the_fix_named():
     assert "Windows-1252" in message and "CSV UTF-8" in message and "iconv -f WINDOWS-1252" in message
 
 
-def test_an_unterminated_quote_is_reported_where_it_opens():
+def test_an_unterminated_quote_is_reported_where_it_opens_and_the_rows_after_it_are_read():
     _, records = read("unterminated_quote.csv")
-    assert records[-1].issue.code == "unterminated_quote"
-    assert records[-1].issue.line == 3
-    assert "opened on line 3 is never closed" in records[-1].issue.message
+    broken = records[-2]
+    assert broken.issue.code == "unterminated_quote"
+    assert broken.issue.line == 3
+    assert "opened on line 3 is never closed" in broken.issue.message
+    assert broken.cells == ["T-2", '"Never closed']  # errors.csv keeps what the line holds
+    assert (records[-1].line, records[-1].cells, records[-1].issue) == (4, ["T-3", "Swallowed"], None)

@@ -36,6 +36,8 @@ CREATE INDEX IF NOT EXISTS import_runs_sha256_idx ON import_runs (sha256);
 -- Rows COPYed into the run's staging table. Staging is UNLOGGED, and crash recovery empties
 -- unlogged tables: the merge compares this count with the table and stages again if they differ.
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS rows_staged integer;
+-- The codec the file was declared in (the run's `encoding` option); UTF-8 unless declared.
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS encoding text NOT NULL DEFAULT 'utf-8';
 
 -- What each import changed: the before and after image of the columns the file carried (the
 -- before image also keeps updated_at and updated_by_run, so that a rollback restores them).

@@ -1,0 +1,204 @@
+"""What the bytes of a file are: binary content, archives, UTF-16/32, and which text encoding.
+
+A file is read as UTF-8 unless the run declares another codec (the `encoding` option). When
+UTF-8 decoding fails, `not_utf8_issues` tells the two real-world cases apart: a UTF-8 file with
+a few lines pasted in from elsewhere (fix those lines; converting the whole file would garble
+every other accented letter), and a file saved in a legacy encoding (import it with that
+encoding, or save it as UTF-8). A legacy encoding is named only when its bytes support it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from customer_import.issues import Issue
+
+SNIFF_BYTES = 64 * 1024
+RE_SAVE = "In Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'."
+_LINES_NAMED = 20  # lines named one by one in a mixed file; the rest are counted
+
+#: Legacy encodings a CSV export really comes in, with the name a person knows them by.
+_LEGACY = {"cp1252": "Windows-1252 (Western European)", "mac_roman": "Mac Roman (old Mac Excel)",
+           "latin-1": "ISO-8859-1 (Latin-1)"}
+_OPTION_NAME = {"cp1252": "windows-1252", "mac_roman": "mac-roman", "latin-1": "latin-1"}
+_ICONV_NAME = {"cp1252": "WINDOWS-1252", "mac_roman": "MACINTOSH", "latin-1": "ISO-8859-1"}
+_TYPOGRAPHY = set("’‘“”–—…€")
+
+
+def is_utf8(encoding: str) -> bool:
+    return codecs.lookup(encoding).name == "utf-8"
+
+
+def check_encoding_name(encoding: str) -> str:
+    """The codec's canonical name; a ValueError that says what to write for an unknown one."""
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"encoding {encoding!r} is not a known text encoding: use a name such as utf-8,"
+                         " windows-1252, latin-1, mac-roman or utf-16") from None
+    if not info._is_text_encoding:  # base64, zlib, rot13: codecs, but not of text files
+        raise ValueError(f"encoding {encoding!r} is not a text encoding")
+    return info.name
+
+
+def binary_issue(path: Path, head: bytes, encoding: str) -> Issue | None:
+    """The file is not text at all (an archive, a workbook, UTF-16/32 when UTF-8 is expected, NUL bytes)."""
+    if head.startswith(b"PK\x03\x04"):
+        return Issue(None, None, "binary_file",
+                     f"The file is {_zip_kind(path, head)} with a .csv name, not a CSV file. {RE_SAVE}")
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        return Issue(None, None, "binary_file",
+                     "The file is an old Excel workbook (.xls) with a .csv name, not a CSV file. " + RE_SAVE)
+    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    if wide:
+        return None  # declared: NUL bytes are part of every character
+    declare = " Or import it with that encoding declared."
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return Issue(None, None, "wrong_encoding", f"The file is encoded as UTF-32, not UTF-8. {RE_SAVE}{declare}")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _looks_utf16(head):
+        return Issue(None, None, "wrong_encoding", f"The file is encoded as UTF-16, not UTF-8. {RE_SAVE}{declare}")
+    if b"\x00" in head:
+        offset = head.index(b"\x00")
+        line = head.count(b"\n", 0, offset) + 1
+        return Issue(None, None, "binary_file",
+                     f"The file contains binary data (a NUL byte at byte offset {offset}, on line {line}), so it"
+                     " is not a text CSV file. Export the data again as CSV UTF-8.")
+    return None
+
+
+def _zip_kind(path: Path, head: bytes) -> str:
+    """What a ZIP container holds, in the words of the program that wrote it. Entry names and an
+    OpenDocument's mimetype are stored uncompressed at the start, so the first bytes tell."""
+    if b"opendocument.spreadsheet" in head:
+        return "a LibreOffice or OpenOffice spreadsheet (.ods)"
+    if b"word/" in head or b"ppt/" in head or b"opendocument" in head:
+        return "an office document, not a spreadsheet"
+    if b"xl/" in head or b"[Content_Types].xml" in head:
+        return "an Excel workbook (.xlsx)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "a ZIP archive (damaged)"
+    csvs = [n for n in names if n.lower().endswith(".csv")]
+    inside = f" holding {csvs[0]}: unzip it and import that file" if len(csvs) == 1 else ""
+    return f"a ZIP archive ({len(names)} file{'' if len(names) == 1 else 's'}{inside})"
+
+
+def _looks_utf16(head: bytes) -> bool:
+    """UTF-16 without a BOM: ASCII text with a NUL byte beside every character."""
+    sample = head[:200]
+    return len(sample) >= 8 and (sample[1::2].count(0) > len(sample) // 3 or sample[0::2].count(0) > len(sample) // 3)
+
+
+def not_utf8_issues(path: Path) -> list[Issue]:
+    """The lines that are not UTF-8, named, with advice that fits the file as a whole."""
+    bad: list[tuple[int, int, bytes, UnicodeDecodeError]] = []  # line, its byte offset, its bytes, the error
+    bad_count, utf8_lines, offset = 0, 0, 0
+    with path.open("rb") as raw:
+        for number, line in enumerate(_lines(raw), start=1):
+            try:
+                line.decode("utf-8")
+                utf8_lines += not line.isascii()
+            except UnicodeDecodeError as err:
+                bad_count += 1
+                if len(bad) < _LINES_NAMED:
+                    bad.append((number, offset, line, err))
+            offset += len(line)
+    if not bad:
+        return [Issue(None, None, "not_utf8", f"The file is not valid UTF-8. {RE_SAVE}")]
+    if utf8_lines:
+        return _pasted_lines(bad, bad_count, utf8_lines)
+    number, start, line, err = bad[0]
+    return [Issue(number, None, "not_utf8", _legacy_file_message(number, start, line, err, [b[2] for b in bad]))]
+
+
+def undeclared_issue(path: Path, encoding: str) -> Issue:
+    """The first line a declared encoding cannot read (for a codec of more than a byte a character,
+    whose lines cannot be decoded apart, the file as a whole)."""
+    where, number = "The file", None
+    if not encoding.startswith(("utf_16", "utf_32", "utf-16", "utf-32")):
+        with path.open("rb") as raw:
+            for n, line in enumerate(_lines(raw), start=1):
+                if not _decodes(line, encoding):
+                    where, number = f"Line {n}", n
+                    break
+    return Issue(number, None, "wrong_encoding", (
+        f"{where} cannot be read as {encoding}, the encoding this import declared. Import the file with the"
+        f" encoding it was saved in (UTF-8 if it came from Excel's CSV UTF-8), or save it as CSV UTF-8. {RE_SAVE}"))
+
+
+def _lines(raw: BinaryIO) -> Iterator[bytes]:
+    """Physical lines as the CSV reader counts them (LF, CRLF or a lone CR ends a line)."""
+    for chunk in raw:  # up to and including b"\n", so a CRLF is never split
+        yield from chunk.splitlines(keepends=True)
+
+
+def _pasted_lines(bad: list, bad_count: int, utf8_lines: int) -> list[Issue]:
+    issues = []
+    for number, start, line, err in bad:
+        guess = _guess(line)
+        as_what = f" (it reads as {_LEGACY[guess].split(' (')[0]}: `{_near(line, err, guess)}`)" if guess else ""
+        issues.append(Issue(number, None, "not_utf8", (
+            f"Line {number} is not valid UTF-8: byte 0x{line[err.start]:02X} at byte offset {start + err.start}"
+            f"{as_what}. The rest of the file is UTF-8 ({utf8_lines} line{'s' if utf8_lines != 1 else ''} with"
+            " accented letters read correctly), so this line was pasted in from another program: retype its"
+            " accented letters and save the file as CSV UTF-8 again. Do not convert the whole file: that would"
+            " garble every other accented letter.")))
+    if bad_count > len(bad):
+        issues.append(Issue(None, None, "not_utf8", f"{bad_count - len(bad)} more lines are not valid UTF-8;"
+                                                    f" the first {len(bad)} are named above."))
+    return issues
+
+
+def _legacy_file_message(number: int, start: int, line: bytes, err: UnicodeDecodeError, lines: list[bytes]) -> str:
+    guess = _guess(b"".join(lines))
+    where = (f"Line {number} is not valid UTF-8: byte 0x{line[err.start]:02X} at byte offset {start + err.start}"
+             f" (byte {err.start + 1} of the line, near `{_near(line, err, guess)}`).")
+    if guess is None:
+        undefined = "" if _decodes(line, "cp1252") else f" (byte 0x{line[err.start]:02X} is undefined in Windows-1252)"
+        return (f"{where} The file is in an older encoding that its bytes do not tell apart{undefined}: it may be"
+                " ISO-8859-1 (Latin-1) or Mac Roman. Save it as CSV UTF-8 from the program that made it,"
+                f" or import it with the encoding it was saved in. {RE_SAVE}")
+    return (f"{where} The file looks like {_LEGACY[guess]}: import it with encoding {_OPTION_NAME[guess]},"
+            f" or save it as CSV UTF-8. {RE_SAVE} Or convert it: iconv -f {_ICONV_NAME[guess]} -t UTF-8 in.csv"
+            " > out.csv")
+
+
+def _guess(sample: bytes) -> str | None:
+    """The legacy encoding whose reading of the non-ASCII bytes looks like text, when one clearly does.
+
+    Lower-case accented letters and typographic punctuation are what Western text is made of;
+    Windows-1252 and Mac Roman put them at different bytes, so the right one scores far higher.
+    """
+    high = bytes(b for b in sample if b >= 0x80)
+    scores = {}
+    for encoding in _LEGACY:
+        if _decodes(high, encoding):
+            scores[encoding] = sum(2 if ch.islower() or ch in _TYPOGRAPHY else 1 if ch.isalpha() else 0
+                                   for ch in high.decode(encoding))
+    if "cp1252" in scores:
+        scores.pop("latin-1")  # Windows-1252 reads every byte Latin-1 reads as text the same way
+    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+    if not ranked or ranked[0][1] < 2:
+        return None
+    if len(ranked) > 1 and ranked[0][1] < 1.5 * ranked[1][1]:
+        return None
+    return ranked[0][0]
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _near(line: bytes, err: UnicodeDecodeError, encoding: str | None) -> str:
+    around = line[max(0, err.start - 20): err.start + 20]
+    return around.decode(encoding or "utf-8", errors="replace").strip()
