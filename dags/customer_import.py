@@ -89,15 +89,11 @@ def customer_import():
     @task.sensor(poke_interval=10, timeout=timedelta(minutes=15), mode="reschedule")
     def wait_for_file(params=None, dag_run=None) -> PokeReturnValue:
         """The file is in landing, or this run claimed it before (the run was cleared to retry it)."""
-        from customer_import.folders import Folders
-
-        importer = _importer()
-        wanted = params["file"]
-        waiting = Folders(importer.settings.data_dir).waiting_files()
-        name = wanted if wanted in waiting else (None if wanted else next(iter(waiting), None))
-        if name is None and wanted:
+        try:
             with _connect() as conn:
-                name = wanted if importer.claimed(conn, dag_run.dag_id, dag_run.run_id) else None
+                name = _importer().file_to_claim(conn, params["file"] or "", dag_run.dag_id, dag_run.run_id)
+        except FileNotFoundError as missing:
+            raise AirflowFailException(str(missing)) from missing
         return PokeReturnValue(is_done=name is not None, xcom_value=name)
 
     @task
@@ -125,7 +121,8 @@ def customer_import():
     def merge_customers(import_run_id: int) -> None:
         _run_step("merge_customers", import_run_id)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    # after every step, whichever failed, once a file was claimed (no import run, nothing to report)
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     def publish_report(import_run_id: int) -> dict:
         with _connect() as conn:
             run = _importer().publish_report(conn, import_run_id)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from customer_import.folders import open_regular
 from customer_import.issues import Issue
 
 SNIFF_BYTES = 64 * 1024
@@ -80,7 +81,7 @@ def _zip_kind(path: Path, head: bytes) -> str:
     if b"xl/" in head or b"[Content_Types].xml" in head:
         return "an Excel workbook (.xlsx)"
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_regular(path) as raw, zipfile.ZipFile(raw) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError):
         return "a ZIP archive (damaged)"
@@ -99,7 +100,7 @@ def not_utf8_issues(path: Path) -> list[Issue]:
     """The lines that are not UTF-8, named, with advice that fits the file as a whole."""
     bad: list[tuple[int, int, bytes, UnicodeDecodeError]] = []  # line, its byte offset, its bytes, the error
     bad_count, utf8_lines, offset = 0, 0, 0
-    with path.open("rb") as raw:
+    with open_regular(path) as raw:
         for number, line in enumerate(_lines(raw), start=1):
             try:
                 line.decode("utf-8")
@@ -122,7 +123,7 @@ def undeclared_issue(path: Path, encoding: str) -> Issue:
     whose lines cannot be decoded apart, the file as a whole)."""
     where, number = "The file", None
     if not encoding.startswith(("utf_16", "utf_32", "utf-16", "utf-32")):
-        with path.open("rb") as raw:
+        with open_regular(path) as raw:
             for n, line in enumerate(_lines(raw), start=1):
                 if not _decodes(line, encoding):
                     where, number = f"Line {n}", n

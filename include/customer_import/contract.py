@@ -119,6 +119,12 @@ class Contract:
         return next((f for f in self.fields if f.column == column), None)
 
     @property
+    def max_columns(self) -> int:
+        """The most columns a file or a row may have (report columns and a few extras included):
+        wider is not a customer file, and is refused before any work per column is done."""
+        return max(4 * len(self.fields), 100)
+
+    @property
     def unique_fields(self) -> list[FieldSpec]:
         return [f for f in self.fields if f.unique]
 

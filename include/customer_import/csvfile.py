@@ -23,6 +23,7 @@ from pathlib import Path
 from customer_import import charsets
 from customer_import.charsets import RE_SAVE, SNIFF_BYTES
 from customer_import.contract import INVISIBLE, Contract, FieldSpec, normalise_header
+from customer_import.folders import NotRegularFile, open_regular
 from customer_import.issues import Issue
 
 #: Columns the error report adds; a fixed report can be imported as it is, they are ignored.
@@ -31,7 +32,8 @@ REPORT_COLUMNS = ("ImportLine", "ImportStatus", "ImportIssues")
 #: cells that start with `'` themselves, so that removing one `'` always gives the value back.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 ESCAPED_PREFIXES = (*FORMULA_PREFIXES, "'")
-#: The most characters one value may hold before the file is refused as not a customer file.
+#: The most characters one value may hold before the file is refused as not a customer file;
+#: a physical line may hold four times as many.
 MAX_FIELD_CHARS = 1 << 20
 _REPORT_NAMES = {normalise_header(c) for c in REPORT_COLUMNS}
 _SEPARATORS = {";": "semicolon (;)", "\t": "tab", "|": "pipe (|)"}
@@ -59,6 +61,10 @@ def closest_header(name: str, headers: list[str]) -> str | None:
             if ratio > score:
                 best, score = header, ratio
     return best if score >= 0.75 else None
+
+
+class _LineTooLong(Exception):
+    """A physical line longer than the reader takes (it is never held whole in memory)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class CsvFile:
         self.contract = contract
         self.encoding = encoding
         self.max_field_chars = max_field_chars
+        self.max_line_chars = 4 * max_field_chars
         self.file_issues: list[Issue] = []
         self.header: list[str] = []
         self.header_line = 1
@@ -104,7 +111,10 @@ class CsvFile:
     # --- opening -------------------------------------------------------------------
 
     def open(self) -> CsvFile:
-        issue = self._check_bytes()
+        try:
+            issue = self._check_bytes()
+        except NotRegularFile as not_regular:
+            issue = Issue(None, None, "not_regular_file", str(not_regular))
         if issue:
             self.file_issues.append(issue)
             return self
@@ -115,12 +125,18 @@ class CsvFile:
         except UnicodeDecodeError:
             self.file_issues.extend(self._encoding_issues())
             return self
+        except _LineTooLong:
+            self.file_issues.append(self._line_too_long(self._line_offset + self._reader.line_num + 1))
+            return self
         except csv.Error:
             header = None
         if self.file_issues:
             return self
         if header is None or not any(cell.strip() for cell in header):
             self.file_issues.append(self._no_header_issue())
+            return self
+        if len(header) > self.contract.max_columns:
+            self.file_issues.append(self._too_wide(self.header_line, len(header)))
             return self
         self.header = [_unquote_spaced(_INVISIBLE.sub("", name)) for name in header]
         self.file_issues.extend(self._check_header(self.header))
@@ -139,7 +155,7 @@ class CsvFile:
     def _reader_after(self, lines: int):
         """A CSV reader over the file from the line after `lines` (0: from the start)."""
         self.close()
-        raw = self.path.open("rb")
+        raw = open_regular(self.path)
         self._text = io.TextIOWrapper(raw, encoding="utf-8-sig" if charsets.is_utf8(self.encoding) else self.encoding,
                                       errors="strict", newline="")
         for _ in range(lines):
@@ -148,11 +164,26 @@ class CsvFile:
         return csv.reader(self._remembered(self._text), strict=True, skipinitialspace=self._spaced)
 
     def _remembered(self, text: io.TextIOWrapper) -> Iterator[str]:
-        """The lines of `text`, each kept in `_pending` until the next record starts."""
-        pending = self._pending
-        for line in text:
+        """The lines of `text`, each kept in `_pending` until the next record starts; a line longer
+        than `max_line_chars` raises _LineTooLong after reading only that much of it."""
+        pending, limit = self._pending, self.max_line_chars
+        while line := text.readline(limit):
+            if len(line) == limit and line[-1] not in "\r\n":
+                raise _LineTooLong
             pending.append(line)
             yield line
+
+    def _line_too_long(self, line: int) -> Issue:
+        return Issue(None, None, "line_too_long", (
+            f"Line {line} is longer than {self.max_line_chars:,} characters, the most a line may hold: this is"
+            " not a customer file (or its line breaks were lost), so it was not read further."))
+
+    def _too_wide(self, line: int, cells: int) -> Issue:
+        limit = self.contract.max_columns
+        what = "The header has" if line == self.header_line else f"Line {line} has"
+        return Issue(None, None, "too_many_columns", (
+            f"{what} {cells:,} columns; a customer file has at most {limit} ({len(self.contract.fields)} fields"
+            " and room for more): this is not a customer file, or its separator is not a comma."))
 
     def _read_header(self) -> list[str] | None:
         """The first row that is not blank; Excel's `sep=` line before it is read as Excel does."""
@@ -170,7 +201,7 @@ class CsvFile:
         return None
 
     def _check_bytes(self) -> Issue | None:
-        with self.path.open("rb") as raw:
+        with open_regular(self.path) as raw:
             head = raw.read(SNIFF_BYTES)
         issue = charsets.binary_issue(self.path, head, self.encoding)
         if issue:
@@ -279,6 +310,9 @@ class CsvFile:
             except UnicodeDecodeError:
                 self.file_issues.extend(self._encoding_issues())
                 return
+            except _LineTooLong:
+                self.file_issues.append(self._line_too_long(self._line_offset + reader.line_num + 1))
+                return
             except csv.Error as err:
                 end = self._line_offset + reader.line_num
                 broken = self._broken(start, end, str(err))
@@ -289,6 +323,9 @@ class CsvFile:
                     reader, end = self._reader_after(start), start
                 continue
             end = self._line_offset + reader.line_num
+            if len(cells) > self.contract.max_columns:
+                self.file_issues.append(self._too_wide(start, len(cells)))
+                return
             if blank(cells):
                 continue  # blank lines and rows of empty cells (left by spreadsheets) are skipped
             if len(cells) != width:

@@ -5,26 +5,47 @@
     archive/<run id>/<name>         imported (succeeded, partial, dry run, duplicate)
     rejected/<run id>/<name>        rejected or failed, with errors.csv beside it
     reports/<run id>/               errors.csv, summary.json, report.html
+    quarantine/<time>__<name>       what landed but is not a regular file: never read
+
+Only regular files with one link are ever read: a symbolic link, named pipe, device, folder or
+hard-linked file in landing is moved aside to quarantine/ (the link itself, never what it points
+to), and every file is opened with O_NOFOLLOW and checked again once open. A name the page or
+Airflow cannot carry (not UTF-8, a backslash, a control character, too long) is renamed to its
+percent-escaped form (`M%FCller.csv`), which keeps the original bytes readable.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
+import stat
 import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
+log = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
 _IN_PROGRESS = {".part", ".tmp", ".crdownload"}
 _RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.~:+-]")
 _UPLOAD_UNSAFE = re.compile(r"[^\w.-]+")
-_UPLOAD_NAME_LENGTH = 120
+_UPLOAD_NAME_BYTES = 120
+_NAME_BYTES = 200  # of a landing name; file systems allow 255, the run id adds a little
+_UNCARRIABLE = re.compile(r"[\\\x00-\x1f\x7f\ud800-\udfff]")  # backslash, controls, undecodable bytes
+
+
+class NotRegularFile(ValueError):
+    """A landing entry that is not a regular file of one link: it is never read."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.what = what
+        super().__init__(f"{escaped_name(Path(path).name)} is {what}, not a regular file: it is not read")
 
 
 class UploadRefused(ValueError):
@@ -59,6 +80,10 @@ class Folders:
     def reports(self, run_id: int) -> Path:
         return self.root / "reports" / str(run_id)
 
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
     def landing_file(self, name: str) -> Path:
         """The landing file called `name`; a name that would leave the folder is refused."""
         if not _SAFE_NAME.match(name) or name in (".", "..") or name.startswith("."):
@@ -66,17 +91,57 @@ class Folders:
         return self.landing / name
 
     def waiting_files(self, settled_seconds: float = 0) -> list[str]:
-        """Names of the files waiting in landing, oldest first.
+        """Names of the regular files waiting in landing, oldest first.
 
         Dotfiles and names ending .part/.tmp/.crdownload are uploads still being written, and so is
-        a file changed less than `settled_seconds` ago (its writer may not be done).
+        a file changed less than `settled_seconds` ago (its writer may not be done). Anything else
+        that is not a regular file is moved to quarantine/ on the way, and a name that cannot be
+        carried is renamed (see the module's docstring), so one odd entry never stops the others.
         """
         if not self.landing.is_dir():
             return []
-        now = time.time()
-        ready = [(p.stat().st_mtime, p.name) for p in self.landing.iterdir()
-                 if p.is_file() and not p.name.startswith(".") and p.suffix not in _IN_PROGRESS]
+        now, ready = time.time(), []
+        for entry in os.scandir(self.landing):
+            if entry.name.startswith(".") or Path(entry.name).suffix in _IN_PROGRESS:
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if not _is_plain_file(info):
+                    self.set_aside(Path(entry.path), _what(info))
+                    continue
+                name = entry.name if _carriable(entry.name) else self._rename_carriable(entry.name)
+            except OSError as error:  # gone meanwhile, or cannot be moved: leave it, tell why
+                log.warning("Landing entry %r is left where it is: %s", entry.name, error)
+                continue
+            ready.append((info.st_mtime, name))
         return [name for mtime, name in sorted(ready) if now - mtime >= settled_seconds]
+
+    def set_aside(self, path: Path, what: str) -> Path:
+        """Move a landing entry that must not be read into quarantine/ (a rename of the entry itself)."""
+        self.quarantine.mkdir(parents=True, exist_ok=True)
+        target = self.quarantine / f"{time.strftime('%Y%m%dT%H%M%S')}__{escaped_name(path.name)}"
+        os.rename(path, target)
+        log.warning("Not imported: landing/%s is %s; moved to quarantine/%s, never read.",
+                    escaped_name(path.name), what, target.name)
+        return target
+
+    def set_aside_files(self) -> list[tuple[str, str, float]]:
+        """What quarantine/ holds: (name, what it is, since when), newest first."""
+        if not self.quarantine.is_dir():
+            return []
+        found = []
+        for entry in os.scandir(self.quarantine):
+            info = entry.stat(follow_symlinks=False)
+            found.append((entry.name, _what(info), info.st_mtime))
+        return sorted(found, key=lambda item: item[2], reverse=True)
+
+    def _rename_carriable(self, name: str) -> str:
+        safe = escaped_name(name)
+        if (self.landing / safe).exists():
+            raise FileExistsError(f"cannot rename {safe!r}: a file of that name is waiting")
+        os.rename(self.landing / name, self.landing / safe)
+        log.warning("Renamed landing file %s to %s: its name could not be carried as it was.", ascii(name), safe)
+        return safe
 
     def arrival_times(self, names: list[str]) -> list[datetime]:
         """When each file arrived (its mtime, UTC, to the microsecond), strictly increasing along
@@ -147,14 +212,73 @@ class Folders:
 
 def safe_upload_name(file_name: str) -> str:
     """A landing name for a file a browser sent: its base name only (no folders, no dotfile),
-    letters, digits, `.`, `-` and `_`, at most 120 characters, ending `.csv`."""
+    letters, digits, `.`, `-` and `_`, at most 120 bytes in UTF-8, ending `.csv`."""
     base = re.split(r"[/\\]", unicodedata.normalize("NFKC", file_name or ""))[-1]
     if not base.lower().endswith(".csv"):
         raise UploadRefused(
-            f"{base or 'The file'} is not a .csv file: in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'"
-            " and upload that file.")
-    stem = _UPLOAD_UNSAFE.sub("_", base[:-4]).strip("._-")[: _UPLOAD_NAME_LENGTH - 4] or "upload"
+            f"{escaped_name(base)[:120] or 'The file'} is not a .csv file: in Excel use File > Save As >"
+            " 'CSV UTF-8 (Comma delimited)' and upload that file.")
+    stem = _UPLOAD_UNSAFE.sub("_", base[:-4]).strip("._-")
+    stem = stem.encode("utf-8")[: _UPLOAD_NAME_BYTES - 4].decode("utf-8", "ignore") or "upload"
     return f"{stem}.csv"
+
+
+def escaped_name(name: str) -> str:
+    """`name` with what a page, a log or a run id cannot carry percent-escaped by its bytes
+    (`M\\xfcller.csv` -> `M%FCller.csv`), at most 200 bytes; carriable names are left alone."""
+    if _carriable(name):
+        return name
+    escaped = _UNCARRIABLE.sub(lambda m: "".join(f"%{b:02X}" for b in os.fsencode(m.group())), name)
+    if len(escaped.encode("utf-8")) > _NAME_BYTES:
+        stem, suffix = os.path.splitext(escaped)
+        digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]  # keeps shortened names apart
+        room = _NAME_BYTES - len(suffix.encode("utf-8")) - 9
+        escaped = f"{stem.encode('utf-8')[:room].decode('utf-8', 'ignore')}-{digest}{suffix}"
+    return escaped
+
+
+def _carriable(name: str) -> bool:
+    return not _UNCARRIABLE.search(name) and len(name.encode("utf-8", "surrogateescape")) <= _NAME_BYTES
+
+
+def _is_plain_file(info: os.stat_result) -> bool:
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+
+
+def _what(info: os.stat_result) -> str:
+    """What a landing entry is, in plain words."""
+    mode = info.st_mode
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISREG(mode) and info.st_nlink > 1:
+        return f"a file with {info.st_nlink} hard links (another name for a file elsewhere)"
+    return "a regular file"
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open `path` for reading only if it is a regular file of one link: never through a symbolic
+    link (O_NOFOLLOW), never a pipe or device (checked on the open file, so nothing can swap it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    info = os.fstat(fd)
+    if not _is_plain_file(info):
+        os.close(fd)
+        raise NotRegularFile(path, _what(info))
+    return os.fdopen(fd, "rb")
+
+
+def check_regular(path: Path) -> None:
+    """Raise NotRegularFile unless `path` itself (not what it may point to) is a regular file of one link."""
+    info = os.lstat(path)
+    if not _is_plain_file(info):
+        raise NotRegularFile(path, _what(info))
 
 
 def drop_into_landing(source: Path, folders: Folders) -> str:
@@ -181,7 +305,7 @@ def move(source: Path, target_dir: Path) -> Path:
 def sha256_of(path: Path) -> tuple[str, int]:
     """The file's SHA-256 (hex) and size, read in blocks."""
     digest, size = hashlib.sha256(), 0
-    with path.open("rb") as data:
+    with open_regular(path) as data:
         while block := data.read(1 << 20):
             digest.update(block)
             size += len(block)

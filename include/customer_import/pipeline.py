@@ -8,6 +8,7 @@ left alone, and the merge commits together with the mark that it happened.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Generator, Iterable
 from contextlib import closing, nullcontext
@@ -20,8 +21,9 @@ import psycopg
 
 from customer_import import db, merge, runs
 from customer_import.contract import Contract, FieldSpec, load_contract
+from customer_import.csvfile import CsvFile
 from customer_import.expectations import read_suite
-from customer_import.folders import Folders, move, sha256_of
+from customer_import.folders import Folders, NotRegularFile, check_regular, move, sha256_of
 from customer_import.issues import Issue, read_issues, write_issues
 from customer_import.report import ERRORS_CSV, HTML_CHANGES, ROLLBACK_JSON, write_reports
 from customer_import.rollback import RollbackResult, roll_back
@@ -41,8 +43,8 @@ def decide(run: ImportRun) -> tuple[Literal["rejected", "dry_run", "merge"], str
     """What happens to a validated and staged run, and the sentence that says so."""
     total, bad = run.rows_total or 0, run.rows_rejected or 0
     if run.file_rejected:
-        return "rejected", ("The file was rejected as a whole: see the issues in the report, fix the file and"
-                            " drop it again.")
+        return "rejected", ("The whole file was rejected: " + (run.message or "see the issues in the report.")
+                            + " Fix the file and drop it again.")
     if bad and run.on_error == "reject_file":
         return "rejected", (f"{bad} of {total} rows {'has' if bad == 1 else 'have'} problems and on_error is"
                             " reject_file, so nothing was"
@@ -70,6 +72,10 @@ class Importer:
     def _relative(self, path: Path) -> str:
         return str(path.relative_to(self.settings.data_dir))
 
+    def _file(self, run: ImportRun, path: Path) -> CsvFile:
+        """The run's file, read as the run declared (its encoding) within the configured limits."""
+        return CsvFile(path, self.contract, run.encoding, self.settings.max_field_chars)
+
     def _open(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         db.use_schema(conn, self.settings.schema)
         return runs.get_run(conn, run_id)
@@ -88,6 +94,8 @@ class Importer:
         source = folders.landing_file(file_name)
         if airflow_run_id is None and not source.exists():
             raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
+        if os.path.lexists(source):
+            self._refuse_unless_regular(source)
         run = runs.create_run(conn, file_name, options, dag_id, airflow_run_id)
         if run.file_path is None:
             if not source.exists():
@@ -106,13 +114,36 @@ class Importer:
                     " nothing was applied. Import it again with force to apply it anyway."))
         return run.id
 
-    def claimed(self, conn: psycopg.Connection, dag_id: str, airflow_run_id: str) -> bool:
-        """Whether this Airflow run claimed its file already (a cleared run finds it there)."""
+    def file_to_claim(self, conn: psycopg.Connection, wanted: str, dag_id: str, airflow_run_id: str) -> str | None:
+        """The file an Airflow run imports: `wanted` when it waits in landing or this run claimed it
+        before (it was cleared to retry), else the oldest file waiting; None while none waits.
+
+        A named file that is neither waiting nor claimed will not come: FileNotFoundError says so at
+        once, rather than the run holding the queue while it waits for it.
+        """
+        waiting = self.folders.waiting_files()
+        if not wanted:
+            return next(iter(waiting), None)
+        if wanted in waiting:
+            return wanted
         db.use_schema(conn, self.settings.schema)
-        return runs.find_claimed(conn, dag_id, airflow_run_id) is not None
+        if runs.find_claimed(conn, dag_id, airflow_run_id) is not None:
+            return wanted
+        raise FileNotFoundError(f"{wanted} is not in landing/: upload it, or trigger with an empty file to import"
+                                " the oldest one waiting.")
+
+    def _refuse_unless_regular(self, path: Path) -> None:
+        """A link, pipe, device, folder or hard-linked file is moved to quarantine/, never read."""
+        try:
+            check_regular(path)
+        except NotRegularFile as not_regular:
+            target = self.folders.set_aside(path, not_regular.what)
+            raise ValueError(f"{not_regular}; it was moved to quarantine/{target.name}.") from None
 
     def _take(self, conn: psycopg.Connection, run_id: int, source: Path) -> None:
+        self._refuse_unless_regular(source)
         path = move(source, self.folders.processing(run_id))
+        self._refuse_unless_regular(path)  # swapped for a link between the check and the move
         sha256, size = sha256_of(path)
         runs.update_run(conn, run_id, file_path=self._relative(path), sha256=sha256, size_bytes=size)
 
@@ -121,9 +152,10 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open:
             return
-        result = validate_file(self._path(run.file_path), self.folders.processing(run_id), self.contract,
-                               read_suite(self.settings.expectations_dir), self.settings.chunk_rows, run.encoding)
+        result = validate_file(self._file(run, self._path(run.file_path)), self.folders.processing(run_id),
+                               read_suite(self.settings.expectations_dir), self.settings.chunk_rows)
         runs.update_run(conn, run_id, rows_total=result.rows, file_rejected=result.file_rejected,
+                        message=result.file_issues[0].message if result.file_issues else None,
                         rows_rejected=len(result.rejected_lines),
                         rows_valid=None if result.file_rejected else result.rows - len(result.rejected_lines))
 
@@ -206,6 +238,9 @@ class Importer:
         if run.is_open:
             runs.update_run(conn, run_id, status="failed", message=failure or INFRASTRUCTURE_FAILURE)
             run = runs.get_run(conn, run_id)
+        if run.file_path is None:  # it never got a file (refused at the claim): nothing to report on or move
+            runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
+            return runs.get_run(conn, run_id)
         folders, work = self.folders, self.folders.processing(run_id)
         failed = run.status in FAILED_STATUSES
         target_dir = folders.rejected(run_id) if failed else folders.archive(run_id)
@@ -219,8 +254,8 @@ class Importer:
         elif run.status == "dry_run":
             changes = merge.preview(conn, run_id, self.contract, merge.staged_fields(work / STAGED_FILE, self.contract))
         with closing(changes) if isinstance(changes, Generator) else nullcontext():
-            write_reports(run, source, read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE), report_dir,
-                          self.contract, self.settings.issues_in_summary, changes)
+            write_reports(run, self._file(run, source), read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE),
+                          report_dir, self.settings.issues_in_summary, changes)
         kept = source if source.parent == target_dir else move(source, target_dir)
         if failed:
             shutil.copyfile(report_dir / ERRORS_CSV, target_dir / f"{kept.stem}.errors.csv")

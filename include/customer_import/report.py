@@ -22,13 +22,14 @@ SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
 ROLLBACK_JSON = "rollback.json"
 _HTML_ISSUES = 500
+_FILE_ISSUES_IN_CSV = 20  # on errors.csv's first row; summary.json lists them all
 HTML_CHANGES = 200
 
 _templates = Environment(loader=PackageLoader("customer_import"), autoescape=select_autoescape())
 
 
-def write_reports(run: ImportRun, source: Path, issues: Iterable[Issue], report_dir: Path,
-                  contract: Contract, issues_in_summary: int, changes: Iterable[tuple] = ()) -> None:
+def write_reports(run: ImportRun, source: CsvFile, issues: Iterable[Issue], report_dir: Path,
+                  issues_in_summary: int, changes: Iterable[tuple] = ()) -> None:
     """Write the reports of `run` into `report_dir`; `changes` as `merge.preview` yields them.
 
     A dry run's changes are its preview: all go to changes.csv. A real run's complete record is
@@ -39,7 +40,7 @@ def write_reports(run: ImportRun, source: Path, issues: Iterable[Issue], report_
     by_line: dict[int, list[Issue]] = defaultdict(list)
     for issue in issues:
         (file_issues if issue.line is None or issue.code == "not_utf8" else by_line[issue.line]).append(issue)
-    write_errors_csv(run, source, file_issues, by_line, report_dir / ERRORS_CSV, contract)
+    write_errors_csv(run, source, file_issues, by_line, report_dir / ERRORS_CSV)
     everything = sorted([*file_issues, *(i for line in by_line.values() for i in line)],
                         key=lambda i: (i.line or 0, i.column or ""))
     counts = Counter(i.code for i in everything)
@@ -57,15 +58,15 @@ def write_reports(run: ImportRun, source: Path, issues: Iterable[Issue], report_
                             f" (at most {issues_in_summary} of each code; errors.csv marks every row)"),
     }
     (report_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
-    first_changes = write_changes_csv(changes, report_dir / CHANGES_CSV if run.dry_run else None, contract)
+    first_changes = write_changes_csv(changes, report_dir / CHANGES_CSV if run.dry_run else None, source.contract)
     html = _templates.get_template("report.html").render(
         run=run, counts=counts, issues=everything[:_HTML_ISSUES], total=len(everything), errors_csv=ERRORS_CSV,
         changes=first_changes, changes_csv=CHANGES_CSV)
     (report_dir / REPORT_HTML).write_text(html, encoding="utf-8")
 
 
-def write_errors_csv(run: ImportRun, source: Path, file_issues: list[Issue], by_line: dict[int, list[Issue]],
-                     target: Path, contract: Contract) -> None:
+def write_errors_csv(run: ImportRun, source: CsvFile, file_issues: list[Issue], by_line: dict[int, list[Issue]],
+                     target: Path) -> None:
     """Every row of the file, in its column order, after ImportLine, ImportStatus, ImportIssues.
 
     UTF-8 with a BOM (Excel reads it right); cells a spreadsheet would take for a formula get a
@@ -74,11 +75,13 @@ def write_errors_csv(run: ImportRun, source: Path, file_issues: list[Issue], by_
     merged = run.merged_at is not None
     with target.open("w", encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out)
-        with CsvFile(source, contract, run.encoding) as rows:
+        with source as rows:
             keep = rows.data_columns
             writer.writerow([*REPORT_COLUMNS, *(_safe(rows.header[i]) for i in keep)])
             if file_issues:
-                writer.writerow(["", "error", _joined(file_issues)])
+                more = len(file_issues) - _FILE_ISSUES_IN_CSV
+                listed = _joined(file_issues[:_FILE_ISSUES_IN_CSV])
+                writer.writerow(["", "error", listed + (f" | and {more} more (see summary.json)" if more > 0 else "")])
             if rows.file_issues and not rows.header:
                 return
             for record in rows.records():

@@ -10,6 +10,7 @@
 | CUSTOMER_IMPORT_ISSUES_IN_SUMMARY | `1000` | issues of one code listed in summary.json (all are counted) |
 | CUSTOMER_IMPORT_SETTLED_SECONDS | `10` | a landing file unchanged this long is complete and gets imported |
 | CUSTOMER_IMPORT_UPLOAD_MAX_MB | `512` | largest file the Imports page accepts as an upload |
+| CUSTOMER_IMPORT_MAX_FIELD_MB | `1` | longest value (a line: 4 times as much); longer, the whole file is refused |
 | CUSTOMER_IMPORT_TASK_RETRIES | `3` | retries of a task that failed on infrastructure (read by the DAG at parse time) |
 """
 
@@ -38,6 +39,7 @@ class Settings:
     issues_in_summary: int
     settled_seconds: float
     upload_max_bytes: int
+    max_field_chars: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,4 +52,5 @@ class Settings:
             issues_in_summary=int(os.environ.get("CUSTOMER_IMPORT_ISSUES_IN_SUMMARY", "1000")),
             settled_seconds=float(os.environ.get("CUSTOMER_IMPORT_SETTLED_SECONDS", "10")),
             upload_max_bytes=int(float(os.environ.get("CUSTOMER_IMPORT_UPLOAD_MAX_MB", "512")) * 2**20),
+            max_field_chars=int(float(os.environ.get("CUSTOMER_IMPORT_MAX_FIELD_MB", "1")) * 2**20),
         )

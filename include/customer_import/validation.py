@@ -14,7 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from customer_import.contract import CLEAR_MARKER, Contract, FieldSpec
+from customer_import.contract import CLEAR_MARKER, FieldSpec
 from customer_import.csvfile import CsvFile, Record
 from customer_import.expectations import LINE, RowValidator
 from customer_import.issues import Issue, write_issues
@@ -36,12 +36,11 @@ class ValidationResult:
         return bool(self.file_issues)
 
 
-def validate_file(path: Path, work_dir: Path, contract: Contract, suite: dict[str, Any],
-                  chunk_rows: int = 100_000, encoding: str = "utf-8") -> ValidationResult:
-    """Check `path` against the contract; write `staged.csv` and the issues into `work_dir`."""
+def validate_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_rows: int = 100_000) -> ValidationResult:
+    """Check `file` against its contract; write `staged.csv` and the issues into `work_dir`."""
     result = ValidationResult()
     issues: list[Issue] = []
-    with CsvFile(path, contract, encoding) as source:
+    with file as source:
         if not source.file_issues:
             result.fields = list(source.fields)
             validator = RowValidator(suite, source.fields)

@@ -171,3 +171,21 @@ def test_the_encoding_param_declares_the_files_codec(run_dag, schema, embedded_u
 
     assert (state, run["status"], run["encoding"]) == ("success", "succeeded", "cp1252")
     assert stored(schema, embedded_url) == [("W-1", "Café Müller", None)]
+
+
+def test_a_named_file_that_is_not_waiting_fails_the_run_at_once(airflow_ready, tmp_path, monkeypatch, schema):
+    """Before: the sensor waited 15 minutes for it while every other import queued behind the run."""
+    from customer_import.cli import run_dag
+
+    monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CUSTOMER_IMPORT_SCHEMA", schema)
+    started = time.monotonic()
+
+    dag_run = run_dag("customer_import", {"file": "nope.csv"}, tmp_path / "airflow.log")
+
+    assert str(dag_run.state) == "failed"
+    assert time.monotonic() - started < 120  # not the sensor's 15-minute timeout
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert states["wait_for_file"] == "failed"
+    assert states["publish_report"] == "upstream_failed"  # no import run: nothing to report, nothing retried
+    # the message it fails with: test_merge_semantics.py::test_a_cleared_rejected_run_imports_the_fixed_file

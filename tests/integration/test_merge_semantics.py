@@ -81,8 +81,9 @@ def test_a_cleared_rejected_run_imports_the_fixed_file(conn, importer, land):
     assert rejected.status == "rejected" and kept.parent == importer.folders.rejected(run_id)
 
     kept.write_text(kept.read_text().replace("not-an-email", "two@example.com"))  # fixed where it is kept
-    assert importer.claimed(conn, "customer_import", "manual__fix")  # so the cleared sensor is done at once
-    assert not importer.claimed(conn, "customer_import", "manual__other")
+    assert importer.file_to_claim(conn, name, "customer_import", "manual__fix") == name  # the cleared sensor is done
+    with pytest.raises(FileNotFoundError, match="is not in landing/: upload it"):  # another run would wait in vain
+        importer.file_to_claim(conn, name, "customer_import", "manual__other")
     assert importer.claim_file(conn, name, ImportOptions(), "customer_import", "manual__fix") == run_id
     for step in (importer.validate_file, importer.load_staging, importer.merge_customers):
         step(conn, run_id)
