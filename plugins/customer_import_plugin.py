@@ -29,6 +29,7 @@ class ImportsPage:
     def app(self):
         from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
         from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+        from airflow.configuration import conf
         from fastapi import Depends, Request
 
         from customer_import.imports_page import IMPORT_DAG_ID, create_app
@@ -41,7 +42,9 @@ class ImportsPage:
             upload=[Depends(requires_access_dag("POST", DagAccessEntity.RUN, IMPORT_DAG_ID)), Depends(remember_user)],
             connect=_connect,
             start_import=_start_import,
+            secret=conf.get("api", "secret_key").encode(),  # shared by every API server worker
             login_url=_login_url,
+            origins=[conf.get("api", "base_url", fallback="")],
         )
 
     @property

@@ -6,11 +6,17 @@ upload (route dependencies), a connection to the target database, how to start a
 and where the login page is.
 
 Every file it serves is found through `import_runs` and must resolve inside the data folder;
-report names come from a fixed list. An upload gets a safe name of its own in landing.
+report names come from a fixed list. An upload gets a safe name of its own in landing, and its
+size is counted while it streams in. A state-changing request that a browser sends with Airflow's
+session cookie must come from this site (Origin) and carry the session's form token; API clients
+with a bearer token need neither. Every response says nosniff, no-store and a CSP that lets the
+page load only its own resources and be framed only by Airflow; report.html is sandboxed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Query, Request, status
@@ -39,6 +46,18 @@ PAGE_SIZE = 25
 ISSUES_SHOWN = 200
 IMPORT_DAG_ID = "customer_import"
 ICON = Path(__file__).with_name("templates") / "icon.svg"
+STYLESHEET = Path(__file__).with_name("templates") / "page.css"
+MAX_PAGE = 1_000_000
+SESSION_COOKIE = "_token"  # Airflow's UI session (a JWT); API clients send `Authorization: Bearer` instead
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';"
+                               " form-action 'self'; frame-ancestors 'self'",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+#: report.html holds text from the file: served sandboxed, no script of it runs on Airflow's origin.
+REPORT_HTML_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'"
 #: The reports a run may have, and how each is served (inline, or as a download).
 REPORT_FILES = {
     ERRORS_CSV: ("text/csv; charset=utf-8", "attachment"),
@@ -70,17 +89,27 @@ class Notice:
 
 
 def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[[], psycopg.Connection],
-               start_import: StartImport, login_url: Callable[[Request], str] | None = None,
-               settings: Callable[[], Settings] = Settings.from_env) -> FastAPI:
+               start_import: StartImport, secret: bytes, login_url: Callable[[Request], str] | None = None,
+               origins: Sequence[str] = (), settings: Callable[[], Settings] = Settings.from_env) -> FastAPI:
     """The Imports page app.
 
     `read` and `upload` are the route dependencies that authorize a reader and an uploader;
     `start_import(handover, request)` starts `customer_import` for a file just uploaded (the
     kwargs `Folders.handovers` gives) and returns the Airflow run id, or None when it could not
     (the landing watch then hands the file over); `login_url(request)` is where an unauthenticated
-    browser is sent.
+    browser is sent. `secret` keys the form tokens and the upload notice (the same on every API
+    server worker); `origins` are URLs the site is also reached at (Airflow's base_url), besides
+    the Host a request names.
     """
     app = FastAPI(title="Customer imports", docs_url=None, redoc_url=None, openapi_url=None)
+    guard = _CrossSiteGuard(secret, origins)
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Callable) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _send_browsers_to_login(request: Request, error: StarletteHTTPException) -> Response:
@@ -97,19 +126,21 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
             yield db.use_schema(conn, settings().schema)
 
     @app.get("/", response_class=HTMLResponse, name="imports", dependencies=list(read))
-    def imports(request: Request, page: int = Query(1, ge=1), uploaded: str | None = None,
-                run: str | None = None) -> HTMLResponse:
-        return _imports_page(request, page, _upload_notice(uploaded, run))
+    def imports(request: Request, page: int = Query(1, ge=1, le=MAX_PAGE), uploaded: str | None = None,
+                run: str | None = None, sig: str | None = None) -> HTMLResponse:
+        shown = guard.signed(uploaded, run, sig)  # only what this server itself said: the notice is signed
+        return _imports_page(request, page, _upload_notice(uploaded, run) if shown else None)
 
     def _imports_page(request: Request, page: int, notice: Notice | None, status_code: int = 200) -> HTMLResponse:
         with _customer_db() as conn:
             runs, total = list_runs(conn, PAGE_SIZE, (page - 1) * PAGE_SIZE)
         folders = Folders(settings().data_dir)
-        waiting = [(path.name, path.stat()) for path in map(folders.landing_file, folders.waiting_files())]
+        waiting = [(name, folders.landing_file(name).stat()) for name in folders.waiting_files()]
         busy = bool(waiting) or not all(r.is_finished for r in runs)
         return _page("imports.html", request, status_code=status_code, runs=runs, total=total, page=page,
                      pages=max(1, -(-total // PAGE_SIZE)), waiting=waiting, notice=notice, refresh=busy,
-                     upload_limit_mb=settings().upload_max_bytes / 2**20)
+                     set_aside=folders.set_aside_files(), upload_limit_mb=settings().upload_max_bytes / 2**20,
+                     csrf=guard.token(request))
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, name="import_run", dependencies=list(read))
     def import_run(request: Request, run_id: int) -> HTMLResponse:
@@ -140,11 +171,17 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"import run {run_id} has no {report}")
         media_type, disposition = REPORT_FILES[report]
         download_name = f"{Path(run.file_name).stem}.{report}" if disposition == "attachment" else None
-        return FileResponse(path, media_type=media_type, filename=download_name, content_disposition_type=disposition)
+        headers = {"Content-Security-Policy": REPORT_HTML_CSP} if report == REPORT_HTML else None
+        return FileResponse(path, media_type=media_type, filename=download_name, content_disposition_type=disposition,
+                            headers=headers)
 
     @app.get("/icon.svg", name="icon", dependencies=list(read))
     def icon() -> FileResponse:  # the page's entry in Airflow's navigation
         return FileResponse(ICON, media_type="image/svg+xml")
+
+    @app.get("/page.css", name="stylesheet", dependencies=list(read))
+    def stylesheet() -> FileResponse:
+        return FileResponse(STYLESHEET, media_type="text/css")
 
     @app.get("/template.csv", name="template", dependencies=list(read))
     def template() -> Response:
@@ -154,11 +191,11 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
     @app.post("/upload", name="upload", dependencies=list(upload))
     async def upload_file(request: Request) -> Response:
         limit = settings().upload_max_bytes
-        declared = int(request.headers.get("content-length") or 0)
+        guard.check_origin(request)
         try:
-            if declared > limit + 65536:  # refuse before reading a body that cannot fit
-                raise UploadTooLarge("The file", limit)
-            async with request.form(max_files=1, max_fields=3) as form:
+            request = _counted(request, limit)
+            async with request.form(max_files=1, max_fields=4) as form:
+                guard.check_token(request, form.get("csrf_token"))
                 sent = form.get("file")
                 if not isinstance(sent, UploadFile) or not sent.filename:
                     raise UploadRefused("Choose a CSV file to upload.")
@@ -172,8 +209,9 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         if encoding != "utf-8":
             handover["conf"]["encoding"] = encoding
         airflow_run = await run_in_threadpool(start_import, handover, request)
-        target = request.url_for("imports").include_query_params(uploaded=f"{name} ({size:,} bytes)",
-                                                                 **({"run": airflow_run} if airflow_run else {}))
+        uploaded = f"{name} ({size:,} bytes)"
+        target = request.url_for("imports").include_query_params(
+            uploaded=uploaded, **({"run": airflow_run} if airflow_run else {}), sig=guard.sign(uploaded, airflow_run))
         return RedirectResponse(str(target), status_code=status.HTTP_303_SEE_OTHER)
 
     def _find_run(run_id: int) -> ImportRun:
@@ -199,6 +237,69 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         return json.loads(path.read_text(encoding="utf-8")) if path else {}
 
     return app
+
+
+class _CrossSiteGuard:
+    """Refuses state-changing requests a browser was made to send from another site (CSRF).
+
+    Airflow's session cookie rides along with any request a browser sends to this site, whichever
+    page made it; so a request that carries it must name this site as its Origin (or Referer) and
+    echo the session's form token, which only a page of this site can read. A request with a
+    bearer token carries no ambient credentials, so API clients need neither.
+    """
+
+    def __init__(self, secret: bytes, origins: Sequence[str]) -> None:
+        self._secret = secret
+        self._hosts = {urlsplit(o).netloc for o in origins if o}
+
+    def _mac(self, *parts: str) -> str:
+        return hmac.new(self._secret, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()[:32]
+
+    def token(self, request: Request) -> str:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        return self._mac("form", cookie) if cookie else ""
+
+    def _by_cookie(self, request: Request) -> bool:
+        return SESSION_COOKIE in request.cookies and "authorization" not in request.headers
+
+    def check_origin(self, request: Request) -> None:
+        if not self._by_cookie(request):
+            return
+        sent_from = request.headers.get("origin") or request.headers.get("referer") or ""
+        if urlsplit(sent_from).netloc not in {request.headers.get("host", ""), *self._hosts}:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Refused: this request was sent from another site"
+                                f" ({sent_from or 'no Origin'}). Use the Imports page itself.")
+
+    def check_token(self, request: Request, sent: object) -> None:
+        if self._by_cookie(request) and not hmac.compare_digest(str(sent or ""), self.token(request)):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Refused: the form is missing its token or is from an"
+                                " earlier session. Reload the Imports page and send it again.")
+
+    def sign(self, uploaded: str, airflow_run: str | None) -> str:
+        return self._mac("notice", uploaded, airflow_run or "")
+
+    def signed(self, uploaded: str | None, airflow_run: str | None, sig: str | None) -> bool:
+        return bool(uploaded and sig) and hmac.compare_digest(sig, self.sign(uploaded, airflow_run))
+
+
+def _counted(request: Request, limit: int) -> Request:
+    """`request` with its body counted as it streams in: a body that cannot hold a file of `limit`
+    bytes or less (the form's other fields and boundaries take well under 64 KiB) raises
+    UploadTooLarge as soon as it is read that far, whatever Content-Length said, chunked or not."""
+    most = limit + 65536
+    if int(request.headers.get("content-length") or 0) > most:
+        raise UploadTooLarge("The file", limit)
+    received = 0
+
+    async def receive() -> dict:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > most:
+            raise UploadTooLarge("The file", limit)
+        return message
+
+    return Request(request.scope, receive)
 
 
 def _declared_encoding(value: object) -> str:

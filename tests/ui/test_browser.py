@@ -8,6 +8,7 @@ The screenshots are kept under .state/artifacts/.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import secrets
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -126,7 +128,45 @@ def _stop_group(server: subprocess.Popen) -> None:
         pass
 
 
-def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chromium, airflow, tmp_path):
+# Another site's page that makes the visitor's browser upload a file to the Imports page (CSRF).
+EVIL_PAGE = """<!doctype html><html><body>
+<form id="f" method="post" enctype="multipart/form-data" action="{action}"><input type="file" name="file"></form>
+<script>
+  const data = new DataTransfer();
+  data.items.add(new File(["AccountReferenceID,Name\\nEVIL-1,Planted\\n"], "planted.csv", {{type: "text/csv"}}));
+  document.querySelector("input").files = data.files;
+  document.getElementById("f").submit();
+</script></body></html>"""
+
+
+@pytest.fixture
+def other_site():
+    """A page served from 127.0.0.1 on a port of its own: another origin (and site) than Airflow's localhost."""
+    pages: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def serve(path: str, html: str) -> str:
+        pages[path] = html.encode()
+        return f"http://127.0.0.1:{server.server_address[1]}{path}"
+
+    yield serve
+    server.shutdown()
+
+
+def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chromium, airflow, other_site, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     base, password = airflow
@@ -140,6 +180,13 @@ def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chr
             page.get_by_label("Password").fill(password)
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url(f"{base}/customer-import/")
+
+            # Logged in, the person visits another site that posts a file to the page in their name.
+            page.goto(other_site("/win-a-prize.html", EVIL_PAGE.format(action=f"{base}/customer-import/upload")))
+            page.wait_for_url(f"{base}/customer-import/upload")
+            expect(page.locator("body")).to_contain_text("Refused: this request was sent from another site")
+            landing = tmp_path / "data" / "landing"
+            assert not landing.exists() or not any(landing.iterdir())
 
             page.goto(f"{base}/")
             page.get_by_role("link", name="Customer imports").click()
