@@ -13,11 +13,13 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from customer_import.contract import load_contract
@@ -77,22 +79,79 @@ def migrate_airflow() -> None:
 
 
 def run_dag(dag_id: str, conf: dict, log_file: Path):
-    """Run DAG `dag_id` (the file of that name in dags/) once through Airflow (`dag.test`).
+    """Run DAG `dag_id` (the file of that name in dags/) once through Airflow (`dag.test`), in this process.
 
-    Returns the DagRun; Airflow's own output (every task's log) goes to `log_file`.
+    Returns the DagRun; Airflow's own output (every task's log) goes to `log_file`. The run is
+    recorded as this process's while it runs (see `localairflow`): stopped by SIGINT or SIGTERM,
+    the process fails it before exiting; killed outright, the next local command does.
     """
     import importlib.util
 
     from airflow.sdk import DAG
 
+    from customer_import import localairflow
+
     migrate_airflow()
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with _output_to(log_file):
-        spec = importlib.util.spec_from_file_location(f"{dag_id}_dag_file", DAGS / f"{dag_id}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == dag_id)
-        return dag.test(run_conf=conf)
+    logical_date = datetime.now(UTC)
+    settings = Settings.from_env()
+    try:
+        with _output_to(log_file), localairflow.owned(settings, dag_id, logical_date), _stopped_by_signals():
+            spec = importlib.util.spec_from_file_location(f"{dag_id}_dag_file", DAGS / f"{dag_id}.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == dag_id)
+            return dag.test(run_conf=conf, logical_date=logical_date)
+    except KeyboardInterrupt:
+        owner = {"dag_id": dag_id, "logical_date": logical_date.isoformat(), "pid": os.getpid()}
+        for line in localairflow.fail_run(owner, _finish_import_run):
+            print(line, file=sys.stderr)
+        raise
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the command fails its run before it exits."""
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _finish_import_run(dag_id: str, airflow_run_id: str, pid: int) -> str:
+    """End the import run of an Airflow run that is being failed: what became of its file."""
+    from customer_import import db
+    from customer_import.pipeline import Importer
+    from customer_import.runs import find_claimed
+
+    if dag_id != "customer_import":
+        return "Its changes were rolled back with its transaction."
+    importer = Importer()
+    with db.use_schema(db.connect(customer_db_url()), importer.settings.schema) as conn:
+        run = find_claimed(conn, dag_id, airflow_run_id)
+        if run is None:
+            return "It had not claimed its file: the file stays in landing/ and will be imported; delete it to abandon."
+        if not run.is_finished:
+            run = importer.publish_report(conn, run.id, failure=(
+                f"The local command that ran this import (pid {pid}) stopped before it finished: nothing was merged"
+                " and the file is kept. Clear the Airflow run to import it again, or drop the file again."))
+    kept = f"; its file is kept in {run.file_path}" if run.file_path else ""
+    return f"Import run {run.id} ended {run.status}{kept}."
+
+
+def reap_abandoned_runs() -> None:
+    """Fail the runs of local commands that were killed (see `localairflow`), saying so."""
+    from customer_import import localairflow
+
+    for line in localairflow.reap_abandoned(Settings.from_env(), _finish_import_run):
+        print(f"Cleaned up after a stopped command: {line}", flush=True)
 
 
 def _log_file(settings: Settings, what: str) -> Path:
@@ -120,17 +179,34 @@ def _output_to(path: Path) -> Iterator[None]:
 
 
 def import_through_dag(path: Path, options: dict) -> int:
-    """Drop `path` into landing, import it through the DAG, print the outcome; the exit code."""
-    from customer_import import db
+    """Drop `path` into landing, import it through the DAG, print the outcome; the exit code.
+
+    With a scheduler running (`make airflow`), the run is handed to it and followed; else it runs
+    in this process.
+    """
+    from customer_import import db, localairflow
     from customer_import.folders import Folders, drop_into_landing
     from customer_import.runs import FAILED_STATUSES, find_claimed
 
     configure_databases()
+    migrate_airflow()
+    reap_abandoned_runs()
     settings = Settings.from_env()
-    name = drop_into_landing(path, Folders(settings.data_dir))
+    folders = Folders(settings.data_dir)
+    name = drop_into_landing(path, folders)
+    print(f"{name} is in landing/: if this command is stopped before it is claimed, it stays there and will be"
+          " imported (delete it to abandon).", flush=True)
     started = time.monotonic()
     log_file = _log_file(settings, name)
-    airflow_run_id = run_dag("customer_import", {"file": name, **options}, log_file).run_id
+    if localairflow.scheduler_alive():
+        handover = folders.handovers([name])[0]
+        handover["conf"].update(options)
+        airflow_run_id = localairflow.hand_over("customer_import", handover)
+        print(f"Handed to the running Airflow scheduler as run {airflow_run_id}:", flush=True)
+        localairflow.follow("customer_import", airflow_run_id, lambda line: print(line, flush=True))
+        log_file = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "dag_id=customer_import" / f"run_id={airflow_run_id}"
+    else:
+        airflow_run_id = run_dag("customer_import", {"file": name, **options}, log_file).run_id
     with db.use_schema(db.connect(customer_db_url()), settings.schema) as conn:
         run = find_claimed(conn, "customer_import", airflow_run_id)
     if run is None:
@@ -171,19 +247,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from customer_import import db
+    from customer_import import db, localairflow
     from customer_import.runs import get_run
 
     configure_databases()
+    migrate_airflow()
+    reap_abandoned_runs()
     settings = Settings.from_env()
     log_file = _log_file(settings, f"rollback-{args.run_id}")
-    dag_run = run_dag("customer_import_rollback", {"import_run_id": args.run_id}, log_file)
+    conf = {"import_run_id": args.run_id}
+    if localairflow.scheduler_alive():
+        now = datetime.now(UTC).isoformat()
+        handover = {"trigger_run_id": f"rollback__{args.run_id}__{now}", "conf": conf, "logical_date": now,
+                    "run_after": now}
+        airflow_run_id = localairflow.hand_over("customer_import_rollback", handover)
+        print(f"Handed to the running Airflow scheduler as run {airflow_run_id}:", flush=True)
+        state = localairflow.follow("customer_import_rollback", airflow_run_id, lambda line: print(line, flush=True))
+    else:
+        state = str(run_dag("customer_import_rollback", conf, log_file).state)
     with db.use_schema(db.connect(customer_db_url()), settings.schema) as conn:
         try:
             run = get_run(conn, args.run_id)
         except LookupError:
             run = None
-    if str(dag_run.state) != "success" or run is None:
+    if state != "success" or run is None:
         reason = f"the run is {run.status} ({run.message})" if run else "there is no such import run"
         print(f"rollback of import run {args.run_id} failed: {reason}. Airflow log: {log_file}")
         return 1
@@ -216,6 +303,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     """Airflow standalone (API server with the UI, scheduler, DAG processor, triggerer)."""
     configure_databases()
     migrate_airflow()
+    reap_abandoned_runs()
     home = Path(os.environ["AIRFLOW_HOME"])
     password = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
     passwords = home / "simple_auth_manager_passwords.json"
@@ -243,6 +331,14 @@ def cmd_stop_db(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("Stopped. The run was failed and its file kept (see the lines above).", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="customer_import", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("import", help="import one file through the customer_import DAG")

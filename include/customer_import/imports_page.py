@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +39,7 @@ from customer_import.charsets import check_encoding_name
 from customer_import.contract import load_contract
 from customer_import.folders import Folders, UploadRefused, UploadTooLarge
 from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
-from customer_import.runs import ImportRun, get_run, list_runs
+from customer_import.runs import ImportRun, get_run, list_runs, oldest_unfinished
 from customer_import.settings import Settings
 
 PAGE_SIZE = 25
@@ -48,6 +48,8 @@ IMPORT_DAG_ID = "customer_import"
 ICON = Path(__file__).with_name("templates") / "icon.svg"
 STYLESHEET = Path(__file__).with_name("templates") / "page.css"
 MAX_PAGE = 1_000_000
+#: Files waiting behind an import in progress longer than this are shown as waiting behind it.
+QUEUE_NOTICE_AFTER = timedelta(minutes=5)
 SESSION_COOKIE = "_token"  # Airflow's UI session (a JWT); API clients send `Authorization: Bearer` instead
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -134,12 +136,16 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
     def _imports_page(request: Request, page: int, notice: Notice | None, status_code: int = 200) -> HTMLResponse:
         with _customer_db() as conn:
             runs, total = list_runs(conn, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+            blocker = oldest_unfinished(conn)
+        if blocker is not None and datetime.now(UTC) - blocker.received_at < QUEUE_NOTICE_AFTER:
+            blocker = None  # an import in progress, not yet one to point out
         folders = Folders(settings().data_dir)
         waiting = [(name, folders.landing_file(name).stat()) for name in folders.waiting_files()]
         busy = bool(waiting) or not all(r.is_finished for r in runs)
         return _page("imports.html", request, status_code=status_code, runs=runs, total=total, page=page,
                      pages=max(1, -(-total // PAGE_SIZE)), waiting=waiting, notice=notice, refresh=busy,
-                     set_aside=folders.set_aside_files(), upload_limit_mb=settings().upload_max_bytes / 2**20,
+                     set_aside=folders.set_aside_files(), blocker=blocker,
+                     upload_limit_mb=settings().upload_max_bytes / 2**20,
                      csrf=guard.token(request))
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, name="import_run", dependencies=list(read))

@@ -176,6 +176,16 @@ def list_runs(conn: psycopg.Connection, limit: int, offset: int = 0) -> tuple[li
     return page, conn.execute("SELECT count(*) FROM import_runs").fetchone()[0]
 
 
+def oldest_unfinished(conn: psycopg.Connection) -> ImportRun | None:
+    """The import run that has been in progress longest: files waiting in landing queue behind it."""
+    if not _has_runs_table(conn):
+        return None
+    with conn.cursor(row_factory=class_row(ImportRun)) as cur:
+        cur.execute(sql.SQL("SELECT {} FROM import_runs WHERE finished_at IS NULL ORDER BY id LIMIT 1")
+                    .format(_COLUMNS))
+        return cur.fetchone()
+
+
 def _has_runs_table(conn: psycopg.Connection) -> bool:
     """Whether the schema has been created (by the first import)."""
     return conn.execute("SELECT to_regclass('import_runs')").fetchone()[0] is not None

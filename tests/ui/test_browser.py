@@ -9,23 +9,16 @@ The screenshots are kept under .state/artifacts/.
 from __future__ import annotations
 
 import http.server
-import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import DATA, REPO
+from tests.local_airflow import airflow_env, running_airflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.ui]
 ARTIFACTS = REPO / ".state" / "artifacts"
@@ -41,6 +34,13 @@ def database_url(embedded_url):
     return embedded_url
 
 
+@pytest.fixture
+def airflow(embedded_url, schema, tmp_path):
+    """`make airflow` (python -m customer_import.cli airflow) on a free port, until the DAGs are parsed."""
+    with running_airflow(airflow_env(embedded_url, schema, tmp_path, "test_e2e_airflow"), tmp_path) as server:
+        yield server.base, server.password
+
+
 @pytest.fixture(scope="module")
 def chromium() -> Path:
     """Debian's Chromium, installed with apt when it is missing and this user may."""
@@ -54,78 +54,6 @@ def chromium() -> Path:
         pytest.skip(f"{CHROMIUM} is missing and could not be installed here (apt-get as root failed or is"
                     " not available): install Debian's chromium package to run the browser test")
     return CHROMIUM
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, token: str | None = None) -> int:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
-
-
-def _token(base: str, password: str) -> str | None:
-    body = json.dumps({"username": "admin", "password": password}).encode()
-    request = urllib.request.Request(f"{base}/auth/token", body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.load(response)["access_token"]
-    except OSError:
-        return None
-
-
-@pytest.fixture
-def airflow(embedded_url, schema, tmp_path):
-    """`make airflow` (python -m customer_import.cli airflow) on a free port, until the DAGs are parsed."""
-    from customer_import import localdb
-
-    port, password = _free_port(), secrets.token_urlsafe(12)
-    base = f"http://localhost:{port}"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "include"), "AIRFLOW_PORT": str(port),
-           "AIRFLOW_ADMIN_PASSWORD": password, "AIRFLOW_HOME": str(REPO / ".state" / "test-e2e-airflow"),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": localdb.database_url("test_e2e_airflow", "postgresql+psycopg2"),
-           "AIRFLOW_CONN_CUSTOMER_DB": embedded_url, "CUSTOMER_IMPORT_SCHEMA": schema,
-           "CUSTOMER_IMPORT_DATA_DIR": str(tmp_path / "data")}
-    env.pop("AIRFLOW__API__BASE_URL", None)
-    log = (tmp_path / "airflow.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "customer_import.cli", "airflow"], env=env, cwd=REPO,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            token = _token(base, password)
-            if token and _get(f"{base}/api/v2/dags/customer_import", token) == 200:
-                break
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Airflow did not come up; its log:\n{(tmp_path / 'airflow.log').read_text()[-5000:]}")
-            time.sleep(1)
-        yield base, password
-    finally:
-        _stop_group(server)
-        log.close()
-
-
-def _stop_group(server: subprocess.Popen) -> None:
-    """Stop Airflow and every process it started (they share its process group)."""
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(30)
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            os.killpg(server.pid, 0)  # raises once the whole group is gone
-            time.sleep(0.5)
-        os.killpg(server.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 # Another site's page that makes the visitor's browser upload a file to the Imports page (CSRF).

@@ -264,3 +264,21 @@ def test_a_run_shows_as_running_until_its_reports_are_published(client, admin, t
 
     assert rows(page) == [(str(bad.id), "running"), (str(good.id), "succeeded")]
     assert '<meta http-equiv="refresh" content="5">' in page  # the page follows the run by itself
+
+
+def test_files_queued_behind_a_long_running_import_say_so(client, admin, two_imports, conn, page_env):
+    from customer_import.folders import Folders
+    from customer_import.runs import update_run
+
+    _, bad = two_imports
+    Folders(page_env.data_dir).create()
+    (page_env.data_dir / "landing" / "next.csv").write_text("AccountReferenceID\nK-1\n")
+    update_run(conn, bad.id, finished_at=None)
+    assert "waiting behind" not in client.get("/customer-import/", headers=admin).text  # just started
+
+    conn.execute("UPDATE import_runs SET received_at = now() - interval '20 minutes' WHERE id = %s", [bad.id])
+    page = html.unescape(client.get("/customer-import/", headers=admin).text)
+    waiting = page.split("<code>next.csv</code>", 1)[1].split("</li>", 1)[0]
+    link = f'<a href="http://testserver/customer-import/runs/{bad.id}">import run {bad.id}</a>'
+    assert f"waiting behind {link}" in waiting
+    assert re.search(r"\(since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", waiting)

@@ -1,0 +1,149 @@
+"""How the local commands (`make import`, `make demo`, `make rollback`) run a DAG, and what they
+leave behind when they are killed.
+
+With an Airflow scheduler alive on the same metadata database (`make airflow`), a command hands
+the work to it, as the Imports page does: the file into landing, a triggered run, and the command
+follows that run to its end. Only when no scheduler runs does it run the DAG in its own process
+(`dag.test`); two schedulers of one run would race for its tasks.
+
+A run a command starts in its own process is recorded under `.state/local-runs/` with the
+command's process id. A command killed with SIGKILL cannot clean up, so every local command
+first looks for records whose process is gone: their Airflow run is failed with a note saying
+why (otherwise `max_active_runs=1` would hold every later import behind it), and their import run
+ends `failed` with its file kept in rejected/, where clearing the Airflow run imports it again.
+
+Like `cli`, this module imports Airflow (lazily); the core package does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from customer_import.settings import Settings
+
+ABANDONED = "The local command that ran this run (pid {pid}) stopped before the run finished, so it was failed. {what}"
+
+
+def _records_dir(settings: Settings) -> Path:
+    return settings.data_dir.parent / "local-runs"
+
+
+def _started(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot), or None if there is no such process:
+    a pid reused by another process does not count as the same one."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@contextmanager
+def owned(settings: Settings, dag_id: str, logical_date: datetime) -> Iterator[None]:
+    """Record that this process runs `dag_id` at `logical_date` while the block runs."""
+    directory = _records_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    record = directory / f"{dag_id}__{logical_date.strftime('%Y%m%dT%H%M%S%f')}.json"
+    pid = os.getpid()
+    record.write_text(json.dumps({"dag_id": dag_id, "logical_date": logical_date.isoformat(), "pid": pid,
+                                  "started": _started(pid)}))
+    try:
+        yield
+    finally:
+        record.unlink(missing_ok=True)
+
+
+FinishImportRun = Callable[[str, str, int], str]
+
+
+def reap_abandoned(settings: Settings, finish_import_run: FinishImportRun) -> list[str]:
+    """Fail the runs of local commands that died; what was done, a sentence each.
+
+    `finish_import_run(dag_id, airflow_run_id, pid)` ends the import run of an Airflow run that
+    is being failed (keeping its file) and says what became of it.
+    """
+    directory = _records_dir(settings)
+    done = []
+    for record in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        owner = json.loads(record.read_text())
+        if owner["started"] is not None and _started(owner["pid"]) == owner["started"]:
+            continue  # its command still runs
+        done.extend(fail_run(owner, finish_import_run))
+        record.unlink(missing_ok=True)
+    return done
+
+
+def fail_run(owner: dict[str, Any], finish_import_run: FinishImportRun) -> list[str]:
+    """Fail the Airflow run `owner` names (if it is not finished) and its import run."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, State, TaskInstanceState
+    from sqlalchemy import select
+
+    logical_date = datetime.fromisoformat(owner["logical_date"])
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == owner["dag_id"],
+                                                  DagRun.logical_date == logical_date))
+        if run is None or run.state in State.finished_dr_states:
+            return []
+        run_id = run.run_id
+    note = ABANDONED.format(pid=owner["pid"], what=finish_import_run(owner["dag_id"], run_id, owner["pid"]))
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == owner["dag_id"], DagRun.run_id == run_id))
+        for ti in run.get_task_instances(session=session):
+            if ti.state not in State.finished:
+                ti.state = TaskInstanceState.FAILED if ti.state else TaskInstanceState.UPSTREAM_FAILED
+        run.set_state(DagRunState.FAILED)
+        run.note = note
+    return [f"{owner['dag_id']} run {run_id}: {note}"]
+
+
+# --- a live scheduler ------------------------------------------------------------------------
+
+
+def scheduler_alive() -> bool:
+    """Whether an Airflow scheduler heartbeats on this metadata database now."""
+    from airflow.jobs.job import most_recent_job
+
+    job = most_recent_job("SchedulerJob")
+    return job is not None and job.is_alive()
+
+
+def hand_over(dag_id: str, handover: dict[str, Any]) -> str:
+    """Trigger `dag_id` as the landing watch would (`Folders.handovers`); the Airflow run id."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import DagRunAlreadyExists
+    from airflow.utils.types import DagRunTriggeredByType
+
+    with suppress(DagRunAlreadyExists):  # the landing watch handed it over first: the same run
+        trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.CLI, run_id=handover["trigger_run_id"],
+                    conf=handover["conf"], logical_date=datetime.fromisoformat(handover["logical_date"]),
+                    run_after=datetime.fromisoformat(handover["run_after"]), replace_microseconds=False)
+    return handover["trigger_run_id"]
+
+
+def follow(dag_id: str, run_id: str, say: Callable[[str], None], poll_seconds: float = 1.0) -> str:
+    """Wait for the Airflow run to end, saying each task's new state; its final state."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import State
+
+    seen: dict[str, str] = {}
+    while True:
+        with create_session() as session:
+            run = DagRun.find(dag_id=dag_id, run_id=run_id, session=session)[0]
+            states = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session) if ti.state}
+            state = str(run.state)
+        for task, task_state in states.items():
+            if seen.get(task) != task_state:
+                say(f"  {time.strftime('%H:%M:%S')} {task}: {task_state}")
+        seen = states
+        if state in {str(s) for s in State.finished_dr_states}:
+            return state
+        time.sleep(poll_seconds)

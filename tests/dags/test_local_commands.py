@@ -1,0 +1,147 @@
+"""`make import` killed at any moment never wedges the queue, and `make import` beside `make airflow`
+hands its file to the running scheduler instead of racing it (issue 18).
+
+Marked `local_commands`: `pytest -m local_commands` runs them alone (about five minutes: one Airflow
+serves both halves).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psycopg
+import pytest
+
+from customer_import.generate import write_customers
+from tests.conftest import DATA, REPO
+from tests.local_airflow import airflow_env, running_airflow, token
+
+pytestmark = [pytest.mark.dag, pytest.mark.integration, pytest.mark.local_commands]
+ROWS = 30_000
+
+
+@pytest.fixture
+def database_url(embedded_url):
+    return embedded_url
+
+
+@pytest.fixture
+def env(embedded_url, schema, tmp_path):
+    return {**airflow_env(embedded_url, schema, tmp_path, "test_local_commands_airflow"),
+            "CUSTOMER_IMPORT_SETTLED_SECONDS": "2"}
+
+
+def make_import(env: dict, path, *args: str) -> subprocess.Popen:
+    """`make import FILE=path` (the command it runs), in a process group of its own."""
+    return subprocess.Popen([sys.executable, "-m", "customer_import.cli", "import", str(path), *args], env=env,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def wait_for(condition, what: str, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"never saw {what}")
+
+
+def metadata(env: dict) -> psycopg.Connection:
+    return psycopg.connect(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2", "postgresql"),
+                           autocommit=True)
+
+
+def task_running(env: dict, task_id: str) -> bool:
+    with metadata(env) as conn:
+        try:
+            return conn.execute("SELECT 1 FROM task_instance WHERE dag_id = 'customer_import' AND task_id = %s"
+                                " AND state = 'running'", [task_id]).fetchone() is not None
+        except psycopg.errors.UndefinedTable:  # the first command is still preparing Airflow's database
+            return False
+
+
+def dag_runs(env: dict) -> dict[str, str]:
+    with metadata(env) as conn:
+        return dict(conn.execute("SELECT run_id, state FROM dag_run WHERE dag_id = 'customer_import'"))
+
+
+def import_runs(database_url: str, schema: str) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(f'SELECT file_name, status, airflow_run_id, file_path FROM "{schema}".import_runs'
+                            " ORDER BY id").fetchall()
+
+
+def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_handed_to_it(
+        env, database_url, schema, tmp_path):
+    data = tmp_path / "data"
+    killed = {}
+    for moment in ("wait_for_file", "validate_file", "merge_customers"):
+        big = write_customers(tmp_path / f"killed_in_{moment}.csv", ROWS, start=len(killed) * ROWS + 1)
+        process = make_import(env, big)
+        if moment == "merge_customers":
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                wait_for(lambda conn=conn: conn.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH recorded AS%'"
+                ).fetchone(), "the merge")
+        else:  # wait_for_file takes a moment: should it be missed, the kill lands in the claim just after it
+            tasks = ("wait_for_file", "claim_file", "validate_file") if moment == "wait_for_file" else (moment,)
+            wait_for(lambda tasks=tasks: any(task_running(env, t) for t in tasks), moment)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        killed[moment] = big.name
+    assert "running" in dag_runs(env).values()  # what wedged the queue before
+
+    with running_airflow(env, tmp_path) as server:  # cleans up after the killed commands first
+        assert "running" not in dag_runs(env).values()
+        upload = urllib.request.Request(f"{server.base}/customer-import/upload", method="POST",
+                                        headers={"Authorization": f"Bearer {token(server)}"})
+        body, boundary = _multipart("after_the_kills.csv", (DATA / "valid_customers.csv").read_bytes())
+        upload.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+        urllib.request.urlopen(upload, body, timeout=30)
+        wait_for(lambda: ("after_the_kills.csv", "succeeded") in {r[:2] for r in import_runs(database_url, schema)},
+                 "the uploaded file imported", seconds=120)
+
+        runs = {name: (status, path) for name, status, _, path in import_runs(database_url, schema)}
+        for moment, name in killed.items():
+            if name in runs:  # it had claimed its file: failed, the file kept in rejected/
+                status, path = runs[name]
+                assert status in ("failed", "succeeded") and (data / path).exists(), (moment, runs[name])
+            else:  # killed before the claim: the file stays in landing and the watch imports it
+                wait_for(lambda name=name: name in {r[0] for r in import_runs(database_url, schema)},
+                         f"{name} imported by the watch", seconds=150)
+        assert runs[killed["merge_customers"]][0] == "failed"  # the merge rolled back with its process
+        with metadata(env) as conn:
+            notes = [n for (n,) in conn.execute("SELECT content FROM dag_run_note")]
+        assert any("stopped before the run finished, so it was failed" in n for n in notes)
+
+        # Ten `make import` while this Airflow runs: each handed to its scheduler, none racing it.
+        before = len(import_runs(database_url, schema))
+        files = []
+        for n in range(10):
+            path = tmp_path / f"batch_{n}.csv"
+            path.write_text(f"AccountReferenceID,Name\nB-{n},Batch {n}\n")
+            files.append(path)
+        processes = [make_import(env, path) for path in files]
+        outputs = [p.communicate(timeout=600)[0] for p in processes]
+
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output
+        assert "Handed to the running Airflow scheduler" in output
+        assert any(line.startswith("succeeded: 1 row, 1 inserted") for line in output.splitlines()), output
+    batch = import_runs(database_url, schema)[before:]
+    assert sorted(name for name, *_ in batch) == sorted(p.name for p in files)  # each exactly once
+    assert {status for _, status, *_ in batch} == {"succeeded"}
+    assert all(airflow_run.startswith("file__") for _, _, airflow_run, _ in batch)
+
+
+def _multipart(name: str, content: bytes) -> tuple[bytes, str]:
+    boundary = "boundary-of-the-test"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: text/csv\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, boundary
