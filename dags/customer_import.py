@@ -10,6 +10,9 @@ One run imports one file from the landing folder into the `customers` table:
 4. **load_staging**: the rows are COPYed into an unlogged staging table and checked against the
    stored customers (unique emails, the mode's rules, required fields of new customers);
 5. **merge_customers**: one MERGE on `AccountReferenceID`, in one transaction, one import at a time;
+
+The step that rejects a file fails (red), and its log lists the first issues as `line 3,
+ContactEmail: ...` with the link to the run's report on the Imports page.
 6. **publish_report**: `errors.csv`, `summary.json` and `report.html` under `reports/<run id>/`;
    the file goes to `archive/` or, when rejected, to `rejected/` with its errors beside it;
 7. **announce_changes**: an asset event on `customers` (with the counts) when customers changed;
@@ -20,6 +23,7 @@ Data problems are never retried: they are reported. Infrastructure errors are re
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from datetime import timedelta
@@ -67,20 +71,21 @@ def _connect():
     default_args={"retries": int(os.environ.get("CUSTOMER_IMPORT_TASK_RETRIES", "3")),
                   "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
     params={
-        "file": Param("", type="string", title="File",
+        # every param that may be left empty is nullable: the trigger form is valid as it opens
+        "file": Param(None, type=["null", "string"], title="File",
                       description="Name of the file in the landing folder; empty: the oldest one waiting."),
         "mode": Param("upsert", enum=["upsert", "insert_only", "update_only"], title="Mode",
                       description="upsert inserts new keys and updates existing ones."),
         "on_error": Param("reject_file", enum=["reject_file", "skip_invalid_rows"], title="On error",
                           description="reject_file: any bad row rejects the file. skip_invalid_rows:"
                                       " the valid rows are imported, up to max_error_rate bad rows."),
-        "max_error_rate": Param(0.0, type="number", minimum=0, maximum=1, title="Max error rate",
+        "max_error_rate": Param(0.0, type=["null", "number"], minimum=0, maximum=1, title="Max error rate",
                                 description="With skip_invalid_rows: the largest share of bad rows accepted."),
-        "dry_run": Param(False, type="boolean", title="Dry run",
+        "dry_run": Param(False, type=["null", "boolean"], title="Dry run",
                          description="Validate and preview; write nothing to customers."),
-        "force": Param(False, type="boolean", title="Force",
+        "force": Param(False, type=["null", "boolean"], title="Force",
                        description="Import even if the same content was imported before."),
-        "encoding": Param("utf-8", type="string", title="Encoding",
+        "encoding": Param("utf-8", type=["null", "string"], title="Encoding",
                           description="The file's text encoding: utf-8 (Excel's CSV UTF-8), or the codec it was"
                                       " saved in, e.g. windows-1252, mac-roman, latin-1, utf-16."),
     },
@@ -111,15 +116,21 @@ def customer_import():
 
     @task
     def validate_file(import_run_id: int) -> None:
-        _run_step("validate_file", import_run_id)
+        importer = _importer()
+        with _connect() as conn:
+            _fail_if_rejected(importer, importer.validate_file(conn, import_run_id))
 
     @task
     def load_staging(import_run_id: int) -> None:
-        _run_step("load_staging", import_run_id)
+        importer = _importer()
+        with _connect() as conn:
+            _fail_if_rejected(importer, importer.load_staging(conn, import_run_id))
 
     @task
     def merge_customers(import_run_id: int) -> None:
-        _run_step("merge_customers", import_run_id)
+        importer = _importer()
+        with _connect() as conn:
+            _fail_if_rejected(importer, importer.merge_customers(conn, import_run_id))
 
     # after every step, whichever failed, once a file was claimed (no import run, nothing to report)
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
@@ -140,11 +151,12 @@ def customer_import():
 
     @task
     def check_outcome(outcome: dict) -> None:
+        """The run's last word: red when the file was rejected or the import failed."""
         from customer_import.runs import FAILED_STATUSES
 
         if outcome["status"] in FAILED_STATUSES:
-            run, status, reports = outcome["import_run_id"], outcome["status"], outcome["report_dir"]
-            raise AirflowFailException(f"Import run {run} ended {status}: see {reports}/report.html")
+            raise AirflowFailException(f"Import run {outcome['import_run_id']} ended {outcome['status']}:"
+                                       f" {_page_url(outcome['import_run_id'])}")
 
     import_run_id = claim_file(wait_for_file())
     outcome = publish_report(import_run_id)
@@ -153,13 +165,28 @@ def customer_import():
     check_outcome(outcome)
 
 
-def _run_step(step: str, import_run_id: int) -> None:
-    """Run one step of the core pipeline and say in the task log where the import stands."""
-    from customer_import.runs import get_run
+def _fail_if_rejected(importer, run, shown: int = 20) -> None:
+    """Say in the task log where the import stands; if this step rejected the file, list its first
+    issues and fail the task (a data problem: never retried)."""
+    log.info("Import run %s: %s", run.id, run.outcome)
+    if run.status != "rejected":
+        return
+    issues = list(itertools.islice(importer.issues(run.id), shown + 1))
+    for issue in issues[:shown]:
+        where = "file" if issue.line is None else f"line {issue.line}"
+        log.error("%s%s: %s", where, f", {issue.column}" if issue.column else "", issue.message)
+    if len(issues) > shown:
+        log.error("... and more: every issue is in the report.")
+    log.error("The report (errors.csv, summary.json, report.html): %s", _page_url(run.id))
+    raise AirflowFailException(f"{run.outcome} {_page_url(run.id)}")
 
-    with _connect() as conn:
-        getattr(_importer(), step)(conn, import_run_id)
-        log.info("Import run %s: %s", import_run_id, get_run(conn, import_run_id).outcome)
+
+def _page_url(import_run_id: int) -> str:
+    """The run's page on the Imports page, absolute (Airflow's api.base_url; localhost:8080 unset)."""
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="") or "http://localhost:8080"
+    return f"{base.rstrip('/')}/customer-import/runs/{import_run_id}"
 
 
 customer_import_dag = customer_import()

@@ -4,7 +4,9 @@ The page itself is `customer_import.imports_page`; this plugin gives it Airflow'
 - who may do what, through Airflow's auth manager: reading needs read access to the runs of the
   `customer_import` DAG, uploading needs the right to trigger them;
 - the target database, through the Airflow connection `customer_db`;
-- an uploaded file's import run, started at once (the landing watch would start it within a minute).
+- an uploaded file's import run, started at once (the landing watch would start it within a minute);
+- the note of every `customer_import` DAG run: its outcome line and the link to its page, written
+  by a listener when the run ends (in the scheduler, or in `make import`'s own process).
 """
 
 import logging
@@ -12,6 +14,7 @@ import os
 from datetime import datetime
 from functools import cached_property
 
+from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
 CONN_ID = os.environ.get("CUSTOMER_IMPORT_CONN_ID", "customer_db")
@@ -34,17 +37,27 @@ class ImportsPage:
 
         from customer_import.imports_page import IMPORT_DAG_ID, create_app
 
-        def remember_user(request: Request, user: GetUserDep) -> None:  # who triggers the import
+        def remember_user(request: Request, user: GetUserDep) -> None:  # who reads, and who triggers the import
             request.state.airflow_user = user.get_name()
+            request.state.airflow_user_object = user
+
+        def may_upload(request: Request) -> bool:  # viewers see no upload nor buttons (and the routes refuse them)
+            from airflow.api_fastapi.app import get_auth_manager
+            from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+            return get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN,
+                                                        details=DagDetails(id=IMPORT_DAG_ID),
+                                                        user=request.state.airflow_user_object)
 
         return create_app(
-            read=[Depends(requires_access_dag("GET", DagAccessEntity.RUN, IMPORT_DAG_ID))],
+            read=[Depends(requires_access_dag("GET", DagAccessEntity.RUN, IMPORT_DAG_ID)), Depends(remember_user)],
             upload=[Depends(requires_access_dag("POST", DagAccessEntity.RUN, IMPORT_DAG_ID)), Depends(remember_user)],
             connect=_connect,
             start_import=_start_import,
             secret=conf.get("api", "secret_key").encode(),  # shared by every API server worker
             login_url=_login_url,
             origins=[conf.get("api", "base_url", fallback="")],
+            may_upload=may_upload,
         )
 
     @property
@@ -63,9 +76,10 @@ def _connect():
     return conn
 
 
-def _start_import(handover: dict, request) -> str | None:
+def _start_import(handover: dict, request, dag_id: str | None = None) -> str | None:
     """Trigger `customer_import` for an uploaded file as the landing watch would (the same run id),
-    as the user who uploaded it. None if it cannot: the file waits in landing for the watch."""
+    as the user who uploaded it (or `dag_id`, for a page action). None if it cannot: an uploaded
+    file then waits in landing for the watch."""
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.utils.types import DagRunTriggeredByType
 
@@ -73,7 +87,7 @@ def _start_import(handover: dict, request) -> str | None:
 
     try:
         dag_run = trigger_dag(
-            IMPORT_DAG_ID,
+            dag_id or IMPORT_DAG_ID,
             triggered_by=DagRunTriggeredByType.UI,
             triggering_user_name=request.state.airflow_user,
             run_id=handover["trigger_run_id"],
@@ -83,7 +97,7 @@ def _start_import(handover: dict, request) -> str | None:
             replace_microseconds=False,
         )
     except Exception:
-        log.exception("Could not trigger %s for %s", IMPORT_DAG_ID, handover["conf"]["file"])
+        log.exception("Could not trigger %s with %s", dag_id or IMPORT_DAG_ID, handover["conf"])
         return None
     return dag_run.run_id if dag_run else None
 
@@ -94,11 +108,59 @@ def _login_url(request) -> str:
     return get_auth_manager().get_url_login(next_url=str(request.url))
 
 
+class RunNotes:
+    """Writes the outcome of a `customer_import` run into its DAG run note, for every outcome."""
+
+    @hookimpl
+    def on_dag_run_success(self, dag_run, msg: str) -> None:
+        _note(dag_run)
+
+    @hookimpl
+    def on_dag_run_failed(self, dag_run, msg: str) -> None:
+        _note(dag_run)
+
+
+def _note(dag_run) -> None:
+    from airflow.configuration import conf
+
+    from customer_import import db
+    from customer_import.imports_page import IMPORT_DAG_ID
+    from customer_import.runs import find_claimed
+    from customer_import.settings import Settings
+
+    if dag_run.dag_id != IMPORT_DAG_ID:
+        return
+    try:
+        with _connect() as conn:
+            run = find_claimed(db.use_schema(conn, Settings.from_env().schema), dag_run.dag_id, dag_run.run_id)
+    except Exception:  # the note is a courtesy: never let it break the scheduler's loop
+        log.exception("Could not read the outcome of %s for its note", dag_run.run_id)
+        return
+    base = (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
+    _set_note(dag_run, f"{run.outcome}\n\n{base}/customer-import/runs/{run.id}" if run else
+              "No file was claimed: the log of wait_for_file or claim_file says why.")
+
+
+def _set_note(dag_run, text: str) -> None:
+    """In the scheduler the run belongs to the session that is ending it; `dag.test` hands over a
+    detached copy, whose row is written in a session of its own."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy.orm import object_session
+
+    if object_session(dag_run) is not None:
+        dag_run.note = text
+        return
+    with create_session() as session:
+        session.get(DagRun, dag_run.id).note = text
+
+
 class CustomerImportPlugin(AirflowPlugin):
     name = "customer_import"
     fastapi_apps = [{"app": ImportsPage(), "url_prefix": "/customer-import", "name": "Customer imports"}]
+    listeners = [RunNotes()]
     external_views = [{
-        "name": "Customer imports",
+        "name": "Imports",
         "href": "customer-import/",
         "icon": "customer-import/icon.svg",
         "url_route": "customer-imports",

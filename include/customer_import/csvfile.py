@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -284,6 +285,14 @@ class CsvFile:
         return [charsets.undeclared_issue(self.path, self.encoding)]
 
     # --- reading ---------------------------------------------------------------------
+
+    @property
+    def share_read(self) -> float:
+        """How much of the file the reader has consumed, from 0 to 1 (for progress, not exact)."""
+        if self._text is None or self._text.closed:
+            return 0.0
+        size = os.fstat(self._text.buffer.fileno()).st_size
+        return min(1.0, self._text.buffer.tell() / size) if size else 1.0
 
     @property
     def data_columns(self) -> list[int]:

@@ -21,6 +21,10 @@ from typing import Any
 from customer_import.contract import INVISIBLE, Contract, FieldSpec
 from customer_import.issues import Issue
 
+# GX logs at INFO while it is imported (hundreds of "Skipping registering function" lines in every
+# task log): quiet from before the first import.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
 SUITE_NAME = "customers"
 LINE = "line"  # the DataFrame column holding each row's physical line number
 #: What a message or the suite file shows by its code: invisible and control characters.

@@ -8,9 +8,10 @@ left alone, and the merge commits together with the mark that it happened.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from customer_import.runs import FAILED_STATUSES, ImportOptions, ImportRun
 from customer_import.settings import Settings
 from customer_import.validation import ISSUES_FILE, STAGED_FILE, validate_file
 
+log = logging.getLogger(__name__)
 DATABASE_ISSUES_FILE = "issues-database.jsonl"
 EMPTY_FILE = "The file has a header but no data rows (an empty export): there was nothing to import."
 INFRASTRUCTURE_FAILURE = (
@@ -147,85 +149,109 @@ class Importer:
         sha256, size = sha256_of(path)
         runs.update_run(conn, run_id, file_path=self._relative(path), sha256=sha256, size_bytes=size)
 
-    def validate_file(self, conn: psycopg.Connection, run_id: int) -> None:
-        """Check the file (bytes, header, then GX rules per chunk) and stage its rows on disk."""
+    def validate_file(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
+        """Check the file (bytes, header, then GX rules per chunk) and stage its rows on disk. When
+        its issues already reject it, the run ends `rejected` here: no later check could save it."""
         run = self._open(conn, run_id)
         if not run.is_open:
-            return
+            return run
         result = validate_file(self._file(run, self._path(run.file_path)), self.folders.processing(run_id),
-                               read_suite(self.settings.expectations_dir), self.settings.chunk_rows)
-        runs.update_run(conn, run_id, rows_total=result.rows, file_rejected=result.file_rejected,
-                        message=result.file_issues[0].message if result.file_issues else None,
-                        rows_rejected=len(result.rejected_lines),
-                        rows_valid=None if result.file_rejected else result.rows - len(result.rejected_lines))
+                               read_suite(self.settings.expectations_dir), self.settings.chunk_rows,
+                               self._stage_started(conn, run, "validating"))
+        run = runs.update_run(conn, run_id, rows_total=result.rows, file_rejected=result.file_rejected,
+                              message=result.file_issues[0].message if result.file_issues else None,
+                              rows_rejected=len(result.rejected_lines),
+                              rows_valid=None if result.file_rejected else result.rows - len(result.rejected_lines))
+        return self._reject_if_decided(conn, run)
 
-    def load_staging(self, conn: psycopg.Connection, run_id: int) -> None:
-        """COPY the staged rows into the run's staging table and run the database-level checks."""
+    def load_staging(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
+        """COPY the staged rows into the run's staging table and run the database-level checks; the
+        run ends `rejected` here when they reject it."""
         run = self._open(conn, run_id)
         if not run.is_open or run.file_rejected:
-            return
-        work = self.folders.processing(run_id)
-        fields, staged = merge.load_staging(conn, run_id, work / STAGED_FILE, self.contract)
-        runs.update_run(conn, run_id, rows_staged=staged)
-        issues = merge.check_staging(conn, run_id, self.contract, fields, run.mode)
-        self._reject_rows(conn, run, issues, keep_earlier=False)
+            return run
+        return self._stage(conn, run)
 
-    def merge_customers(self, conn: psycopg.Connection, run_id: int) -> None:
+    def _stage(self, conn: psycopg.Connection, run: ImportRun) -> ImportRun:
+        self._stage_started(conn, run, "staging")
+        fields, staged = merge.load_staging(conn, run.id, self.folders.processing(run.id) / STAGED_FILE, self.contract)
+        run = runs.update_run(conn, run.id, rows_staged=staged)
+        self._stage_started(conn, run, "checking")
+        issues = merge.check_staging(conn, run.id, self.contract, fields, run.mode)
+        return self._reject_if_decided(conn, self._reject_rows(conn, run, issues, keep_earlier=False))
+
+    def _stage_started(self, conn: psycopg.Connection, run: ImportRun, stage: str) -> Callable[[int, float], None]:
+        """Record that the run entered `stage`; a function that records (and logs) how far it got."""
+        runs.update_run(conn, run.id, stage=stage, stage_started_at=datetime.now(UTC), rows_done=None,
+                        rows_expected=None)
+
+        def progress(rows: int, share: float) -> None:
+            expected = max(rows, round(rows / share)) if share else None
+            log.info("%s", runs.update_run(conn, run.id, rows_done=rows, rows_expected=expected).progress)
+
+        return progress
+
+    def _reject_if_decided(self, conn: psycopg.Connection, run: ImportRun) -> ImportRun:
+        verdict, message = decide(run)
+        return runs.update_run(conn, run.id, status="rejected", message=message) if verdict == "rejected" else run
+
+    def issues(self, run_id: int) -> Iterator[Issue]:
+        """The issues a run found so far (file, rows, database), in the order they were found."""
+        work = self.folders.processing(run_id)
+        return read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)
+
+    def merge_customers(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         """Decide the outcome; merge the accepted rows in one transaction under the merge lock."""
         run = self._open(conn, run_id)
         if not run.is_open:
-            return
+            return run
         if not run.file_rejected and merge.staged_count(conn, run_id) != run.rows_staged:
-            self.load_staging(conn, run_id)  # the server lost the unlogged staging table (a crash)
-            run = runs.get_run(conn, run_id)
+            run = self._stage(conn, run)  # the server lost the unlogged staging table (a crash)
+            if not run.is_open:
+                return run
         verdict, message = decide(run)
         if verdict == "rejected":
-            runs.update_run(conn, run_id, status="rejected", message=message)
-            return
+            return runs.update_run(conn, run_id, status="rejected", message=message)
         fields = merge.staged_fields(self.folders.processing(run_id) / STAGED_FILE, self.contract)
         if verdict == "dry_run":
             counts = merge.preview_counts(conn, run_id, self.contract, fields)
             message += (f" It would insert {counts.inserted}, update {counts.updated} and leave {counts.unchanged}"
                         " unchanged: changes.csv lists every field it would change, before and after.")
-            runs.update_run(conn, run_id, status="dry_run", message=message, **vars(counts))
-            return
+            return runs.update_run(conn, run_id, status="dry_run", message=message, **vars(counts))
+        self._stage_started(conn, run, "merging")
         with db.locked(conn, db.MERGE_LOCK):
             run = runs.get_run(conn, run_id, for_update=True)
             if run.merged_at is not None:
-                return
+                return run
             run = self._recheck(conn, run, fields)
             verdict, message = decide(run)
             if verdict == "rejected":
-                runs.update_run(conn, run_id, status="rejected", message=message)
-                return
+                return runs.update_run(conn, run_id, status="rejected", message=message)
             counts = merge.merge_customers(conn, run_id, self.contract, fields, run.mode)
             skipped = run.rows_rejected or 0
             message = EMPTY_FILE if not run.rows_total else None
             if skipped:
                 message = (f"{skipped} row{' was' if skipped == 1 else 's were'} skipped for their problems"
                            " (see errors.csv).")
-            runs.update_run(conn, run_id, status="partial" if skipped else "succeeded", merged_at=datetime.now(UTC),
-                            message=message, **vars(counts))
+            return runs.update_run(conn, run_id, status="partial" if skipped else "succeeded",
+                                   merged_at=datetime.now(UTC), message=message, **vars(counts))
 
     def _recheck(self, conn: psycopg.Connection, run: ImportRun, fields: list[FieldSpec]) -> ImportRun:
         """Check the accepted rows against the stored customers again, inside the merge transaction:
         another import may have taken an email or added a key since staging. Rows that now break a
         rule are rejected in this transaction and reported like any other."""
         late = merge.check_against_customers(conn, run.id, self.contract, fields, run.mode, accepted_only=True)
-        if not late:
-            return run
-        self._reject_rows(conn, run, late, keep_earlier=True)
-        return runs.get_run(conn, run.id)
+        return self._reject_rows(conn, run, late, keep_earlier=True) if late else run
 
     def _reject_rows(self, conn: psycopg.Connection, run: ImportRun, issues: list[Issue], *,
-                     keep_earlier: bool) -> None:
+                     keep_earlier: bool) -> ImportRun:
         """Record database-level issues for the report, take their rows out of the merge, recount."""
         work = self.folders.processing(run.id)
         earlier = list(read_issues(work / DATABASE_ISSUES_FILE)) if keep_earlier else []
         write_issues(work / DATABASE_ISSUES_FILE, [*earlier, *(i for i in issues if i not in earlier)])
         merge.reject_lines(conn, run.id, sorted({i.line for i in issues}))
         rejected = {i.line for i in read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)}
-        runs.update_run(conn, run.id, rows_rejected=len(rejected), rows_valid=run.rows_total - len(rejected))
+        return runs.update_run(conn, run.id, rows_rejected=len(rejected), rows_valid=run.rows_total - len(rejected))
 
     def publish_report(self, conn: psycopg.Connection, run_id: int, failure: str | None = None) -> ImportRun:
         """Write the reports, move the file to archive/ or rejected/, and close the run.
@@ -236,11 +262,10 @@ class Importer:
         if run.finished_at is not None:
             return run
         if run.is_open:
-            runs.update_run(conn, run_id, status="failed", message=failure or INFRASTRUCTURE_FAILURE)
-            run = runs.get_run(conn, run_id)
+            run = runs.update_run(conn, run_id, status="failed", message=failure or INFRASTRUCTURE_FAILURE)
         if run.file_path is None:  # it never got a file (refused at the claim): nothing to report on or move
-            runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
-            return runs.get_run(conn, run_id)
+            return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
+        self._stage_started(conn, run, "reporting")
         folders, work = self.folders, self.folders.processing(run_id)
         failed = run.status in FAILED_STATUSES
         target_dir = folders.rejected(run_id) if failed else folders.archive(run_id)
@@ -262,8 +287,7 @@ class Importer:
         runs.update_run(conn, run_id, file_path=self._relative(kept), report_dir=self._relative(report_dir))
         merge.drop_staging(conn, run_id)
         shutil.rmtree(work, ignore_errors=True)  # staged rows and issues: derived, now in the reports
-        runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
-        return runs.get_run(conn, run_id)
+        return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
 
     def roll_back(self, conn: psycopg.Connection, run_id: int) -> RollbackResult:
         """Undo an import run (see `rollback`); the result is also written to its rollback.json."""

@@ -8,7 +8,7 @@ holds one chunk at a time, whatever the file's size.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -36,8 +36,12 @@ class ValidationResult:
         return bool(self.file_issues)
 
 
-def validate_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_rows: int = 100_000) -> ValidationResult:
-    """Check `file` against its contract; write `staged.csv` and the issues into `work_dir`."""
+def validate_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_rows: int = 100_000,
+                  progress: Callable[[int, float], None] = lambda rows, share: None) -> ValidationResult:
+    """Check `file` against its contract; write `staged.csv` and the issues into `work_dir`.
+
+    After each chunk, `progress(rows read, share of the file read)` is told how far it got.
+    """
     result = ValidationResult()
     issues: list[Issue] = []
     with file as source:
@@ -59,6 +63,7 @@ def validate_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_ro
                     out.writerows(zip(lines, ["f" if line in bad else "t" for line in lines], *columns, strict=True))
                     result.rejected_lines |= bad
                     issues.extend(chunk_issues)
+                    progress(result.rows, source.share_read)
         result.file_issues = list(source.file_issues)
     write_issues(work_dir / ISSUES_FILE, [*result.file_issues, *issues])
     return result

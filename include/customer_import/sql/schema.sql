@@ -36,6 +36,13 @@ CREATE INDEX IF NOT EXISTS import_runs_sha256_idx ON import_runs (sha256);
 -- Rows COPYed into the run's staging table. Staging is UNLOGGED, and crash recovery empties
 -- unlogged tables: the merge compares this count with the table and stages again if they differ.
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS rows_staged integer;
+-- Where a run in progress stands: its stage, since when, and rows done of about how many.
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS stage text;
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS stage_started_at timestamptz;
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS rows_done integer;
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS rows_expected integer;
+-- When the row last changed: an open Imports page asks for it to know when to update itself.
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS changed_at timestamptz NOT NULL DEFAULT now();
 -- The codec the file was declared in (the run's `encoding` option); UTF-8 unless declared.
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS encoding text NOT NULL DEFAULT 'utf-8';
 
