@@ -30,6 +30,18 @@ os.environ.pop("AIRFLOW_CONN_CUSTOMER_DB", None)
 PG15_URL = os.environ.get("PG15_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def wait_for(condition, what: str, seconds: float = 120) -> None:
+    """Poll `condition` every 5 ms until it holds; fail naming `what` if it never does."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"never saw {what}")
+
+
 def _reachable(url: str) -> bool:
     try:
         psycopg.connect(url, connect_timeout=3).close()

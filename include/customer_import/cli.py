@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -101,12 +102,36 @@ def run_dag(dag_id: str, conf: dict, log_file: Path):
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == dag_id)
-            return dag.test(run_conf=conf, logical_date=logical_date)
+            dag_run = dag.test(run_conf=conf, logical_date=logical_date)
+        _file_task_logs(dag_run, log_file)
+        return dag_run
     except KeyboardInterrupt:
         owner = {"dag_id": dag_id, "logical_date": logical_date.isoformat(), "pid": os.getpid()}
         for line in localairflow.fail_run(owner, _finish_import_run):
             print(line, file=sys.stderr)
         raise
+
+
+def _file_task_logs(dag_run, log_file: Path) -> None:
+    """Give each task of an in-process run its log where Airflow's UI reads task logs, as the
+    scheduler's workers do: the part of `log_file` between `dag.test`'s start and end of the task."""
+    from airflow.configuration import conf
+
+    folder = Path(conf.get("logging", "base_log_folder"))
+    tries = {ti.task_id: ti.try_number or 1 for ti in dag_run.get_task_instances()}
+    task, lines = None, []
+    for line in log_file.read_text(errors="replace").splitlines(keepends=True):
+        started = re.search(r"\[DAG TEST\] starting task_id=(\S+)", line)
+        if started:
+            task, lines = started.group(1), []
+        elif task and "[DAG TEST] end task" in line:
+            target = (folder / f"dag_id={dag_run.dag_id}" / f"run_id={dag_run.run_id}" / f"task_id={task}"
+                      / f"attempt={tries.get(task, 1)}.log")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("".join(lines))
+            task = None
+        elif task:
+            lines.append(line)
 
 
 class _Stopped(KeyboardInterrupt):
@@ -300,27 +325,68 @@ def cmd_db_url(args: argparse.Namespace) -> int:
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
-    """Airflow standalone (API server with the UI, scheduler, DAG processor, triggerer)."""
+    """Airflow standalone (API server with the UI, scheduler, DAG processor, triggerer).
+
+    It listens on 127.0.0.1 unless AIRFLOW_HOST says otherwise; the admin password is
+    AIRFLOW_ADMIN_PASSWORD, or one generated once and kept (mode 0600) under AIRFLOW_HOME. The
+    URL is printed once the UI answers.
+    """
     configure_databases()
     migrate_airflow()
     reap_abandoned_runs()
     home = Path(os.environ["AIRFLOW_HOME"])
-    password = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    password = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or _kept_password(home / "admin-password")
     passwords = home / "simple_auth_manager_passwords.json"
+    passwords.touch(mode=0o600)
     passwords.write_text(json.dumps({"admin": password}))
-    passwords.chmod(0o600)
-    port = os.environ.get("AIRFLOW_PORT", "8080")
+    host, port = os.environ.get("AIRFLOW_HOST", "127.0.0.1"), os.environ.get("AIRFLOW_PORT", "8080")
+    shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     os.environ.update({
         # standalone starts its components as `airflow ...`: the venv's one must come first
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API__HOST": host,
         "AIRFLOW__API__PORT": port,
-        "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://localhost:{port}"),
+        "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://{shown_host}:{port}"),
     })
-    shown = password if "AIRFLOW_ADMIN_PASSWORD" not in os.environ else "(AIRFLOW_ADMIN_PASSWORD)"
-    print(f"Airflow on http://localhost:{port}  user: admin  password: {shown}", flush=True)
-    os.execvp(sys.executable, [sys.executable, "-m", "airflow", "standalone"])
+    print("Starting Airflow (API server, scheduler, DAG processor, triggerer)...", flush=True)
+    standalone = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"])
+    url = f"http://{shown_host}:{port}"
+    if _answers(f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/api/v2/monitor/health", standalone):
+        shown = "(AIRFLOW_ADMIN_PASSWORD)" if "AIRFLOW_ADMIN_PASSWORD" in os.environ else password
+        print(f"\nAirflow is up: {url}  user: admin  password: {shown}\n"
+              f"The Imports page: {url}/customer-import/ (\"Imports\" in Airflow's navigation)\n", flush=True)
+    try:
+        return standalone.wait()
+    except KeyboardInterrupt:
+        return standalone.wait()
+
+
+def _kept_password(path: Path) -> str:
+    """The generated admin password, created once, readable by its owner only from the start."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(12)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
+    return password
+
+
+def _answers(url: str, process: subprocess.Popen, seconds: float = 300) -> bool:
+    """Wait until `url` answers (or the process ends)."""
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(1)
+    return False
 
 
 def cmd_stop_db(args: argparse.Namespace) -> int:

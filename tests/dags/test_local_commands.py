@@ -11,14 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import psycopg
 import pytest
 
 from customer_import.generate import write_customers
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, wait_for
 from tests.local_airflow import airflow_env, running_airflow, token
 
 pytestmark = [pytest.mark.dag, pytest.mark.integration, pytest.mark.local_commands]
@@ -41,15 +40,6 @@ def make_import(env: dict, path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "customer_import.cli", "import", str(path), *args], env=env,
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-
-
-def wait_for(condition, what: str, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"never saw {what}")
 
 
 def metadata(env: dict) -> psycopg.Connection:

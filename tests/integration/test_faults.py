@@ -12,14 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import psycopg
 import pytest
 
 from customer_import.generate import write_customers
 from customer_import.runs import ImportOptions
-from tests.conftest import PG15_URL, REPO, _reachable
+from tests.conftest import PG15_URL, REPO, _reachable, wait_for
 
 pytestmark = pytest.mark.integration
 ROWS = 60_000
@@ -56,15 +55,6 @@ def child(database_url, schema, importer):
             [sys.executable, "-c", CHILD, database_url, schema, str(importer.settings.data_dir), name],
             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "include")})
     return start
-
-
-def wait_for(condition, what: str, seconds: float = 120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"never saw {what}")
 
 
 def active(conn, query_start: str, waiting: bool = False) -> bool:

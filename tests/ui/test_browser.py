@@ -1,6 +1,6 @@
 """The Imports page in a real headless Chromium, inside a real Airflow (`make airflow`'s command).
 
-A person logs in, opens "Customer imports" from Airflow's navigation, uploads a good file and a
+A person logs in, opens "Imports" from Airflow's navigation, uploads a good file and a
 bad one, watches them become a succeeded and a rejected import, and downloads the error report.
 Chromium is Debian's (installed here when missing); Playwright drives it, no browser is downloaded.
 The screenshots are kept under .state/artifacts/.
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -117,7 +119,7 @@ def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chr
             assert not landing.exists() or not any(landing.iterdir())
 
             page.goto(f"{base}/")
-            page.get_by_role("link", name="Customer imports").click()
+            page.get_by_role("link", name="Imports", exact=True).click()
             page.wait_for_url("**/plugin/customer-imports")
             imports = page.frame_locator("iframe")
             expect(imports.get_by_role("heading", name="Customer imports")).to_be_visible()
@@ -131,6 +133,7 @@ def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chr
 
             expect(imports.locator("tr[data-run]")).to_have_count(2)
             expect(imports.locator('tr[data-status="rejected"] .icon.bad')).to_be_visible()
+            _the_rejection_is_explained_in_airflow(base, password, "one_bad_email.csv")
             page.screenshot(path=ARTIFACTS / "imports-page.png", full_page=True)
 
             with page.expect_download() as download:
@@ -143,6 +146,158 @@ def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chr
             imports.locator('tr[data-status="rejected"]').get_by_role("link", name="one_bad_email.csv").click()
             expect(imports.locator("#issues")).to_contain_text("ContactEmail")
             page.screenshot(path=ARTIFACTS / "import-run-page.png", full_page=True)
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def _the_rejection_is_explained_in_airflow(base: str, password: str, name: str) -> None:
+    """Red where it broke: in Airflow's REST API the run failed at validate_file, whose log names the
+    line; the run's note carries the outcome and the page of the import."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    from tests.local_airflow import _token
+
+    headers = {"Authorization": f"Bearer {_token(base, password)}"}
+
+    def get(path: str) -> bytes:
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/api/v2{path}", headers=headers), timeout=30) as r:
+            return r.read()
+
+    runs = json.loads(get("/dags/customer_import/dagRuns?limit=100"))["dag_runs"]
+    [run] = [r for r in runs if r["conf"].get("file") == name]
+    deadline = time.monotonic() + 60
+    while run["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(1)
+        run = json.loads(get(f"/dags/customer_import/dagRuns/{urllib.parse.quote(run['dag_run_id'])}"))
+    at = f"/dags/customer_import/dagRuns/{urllib.parse.quote(run['dag_run_id'])}"
+    tasks = json.loads(get(f"{at}/taskInstances"))
+    states = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
+    assert run["state"] == "failed"
+    assert (states["wait_for_file"], states["claim_file"], states["validate_file"]) == ("success", "success", "failed")
+    assert "rejected" in run["note"] and "/customer-import/runs/" in run["note"]
+    log = get(f"{at}/taskInstances/validate_file/logs/1?full_content=true").decode()
+    assert "line 3, ContactEmail: `not-an-email` is not a valid email address" in log
+    assert log.count("great_expectations") <= 5
+
+
+@pytest.fixture
+def airflow_small_chunks(embedded_url, schema, tmp_path):
+    """`make airflow` validating 25,000 rows a chunk, so that a 300,000-row import reports progress often."""
+    env = {**airflow_env(embedded_url, schema, tmp_path, "test_e2e_airflow"), "CUSTOMER_IMPORT_CHUNK_ROWS": "25000"}
+    with running_airflow(env, tmp_path) as server:
+        yield server
+
+
+def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, airflow_small_chunks, tmp_path):
+    import json
+    import urllib.request
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from customer_import.generate import write_customers
+    from tests.local_airflow import token
+
+    server = airflow_small_chunks
+    base, bearer = server.base, {"Authorization": f"Bearer {token(server)}", "Content-Type": "application/json"}
+
+    def api(path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(f"{base}/api/v2{path}", json.dumps(body).encode() if body else None, bearer)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    # The trigger form's defaults are valid: a run with {} imports the oldest file waiting.
+    landing = tmp_path / "data" / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    (landing / "waiting.csv").write_bytes((DATA / "valid_customers.csv").read_bytes())
+    triggered = api("/dags/customer_import/dagRuns", {"logical_date": None, "conf": {}})["dag_run_id"]
+
+    big = write_customers(tmp_path / "three_hundred_thousand.csv", 300_000, start=1_000_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            page.goto(f"{base}/customer-import/")
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(server.password)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{base}/customer-import/")
+            expect(page.locator('tr[data-status="succeeded"]', has_text="waiting.csv")).to_be_visible(
+                timeout=IMPORT_SECONDS * 1000)
+            deadline = time.monotonic() + 60  # the page shows the import; the run still has its last tasks
+            state = lambda: api(f"/dags/customer_import/dagRuns/{triggered}")["state"]  # noqa: E731
+            while state() == "running" and time.monotonic() < deadline:
+                time.sleep(1)
+            assert state() == "success"
+
+            # The same from Airflow's own trigger form, submitted with its defaults.
+            (landing / "waiting_for_the_form.csv").write_bytes((DATA / "valid_customers.csv").read_bytes())
+            page.goto(f"{base}/dags/customer_import")
+            page.get_by_role("button", name="Trigger").first.click()
+            page.get_by_role("dialog").get_by_role("button", name="Trigger").click()
+            page.goto(f"{base}/customer-import/")
+            expect(page.locator('tr[data-status="duplicate"]', has_text="waiting_for_the_form.csv")).to_be_visible(
+                timeout=IMPORT_SECONDS * 1000)  # the same content as waiting.csv: imported once, then a duplicate
+
+            page.goto(f"{base}/plugin/customer-imports")
+            imports = page.frame_locator("iframe")
+            imports.locator("input[type=file]").set_input_files(big)
+            imports.get_by_role("button", name="Upload", exact=True).click()
+            expect(imports.locator(".notice.ok")).to_contain_text("Uploaded three_hundred_thousand.csv")
+
+            # Progress, in place: the stage, rows, % and time advance while a chosen file stays chosen.
+            imports.locator("input[type=file]").set_input_files(DATA / "update_phone_only.csv")
+            chosen_at = time.monotonic()
+            progress = imports.locator('tr[data-status="running"] [data-field="progress"]')
+            seen: list[str] = []
+            deadline = time.monotonic() + IMPORT_SECONDS
+            while time.monotonic() < deadline and len(set(seen)) < 4:
+                if progress.count() and (text := progress.first.inner_text()) and text not in seen:
+                    seen.append(text)
+                    if "Validating" in text and "%" in text and not (ARTIFACTS / "running-import.png").exists():
+                        page.screenshot(path=ARTIFACTS / "running-import.png", full_page=True)
+                time.sleep(0.5)
+            assert len(set(seen)) >= 3, seen
+            assert any(re.search(r"Validating [\d,]+ of ~[\d,]+ rows \(\d+ %\) · \d+", s) for s in seen), seen
+            time.sleep(max(0.0, 20 - (time.monotonic() - chosen_at)))  # 20 s of updates at least
+            chosen = imports.locator("input[type=file]").evaluate("input => [...input.files].map(f => f.name)")
+            assert chosen == ["update_phone_only.csv"]
+            expect(imports.locator('tr[data-status="succeeded"]', has_text="three_hundred_thousand.csv")).to_have_count(
+                1, timeout=IMPORT_SECONDS * 1000)
+
+            # Options on the upload: update_only as a dry run gives a dry run.
+            page.reload()
+            imports = page.frame_locator("iframe")
+            imports.locator("input[type=file]").set_input_files(DATA / "update_phone_only.csv")
+            imports.locator("select[name=mode]").select_option("update_only")
+            imports.locator("input[name=dry_run]").check()
+            imports.get_by_role("button", name="Upload", exact=True).click()
+            expect(imports.locator('tr[data-status="dry_run"]', has_text="update_phone_only.csv")).to_be_visible(
+                timeout=IMPORT_SECONDS * 1000)
+
+            # Dark mode follows Airflow's, live.
+            page.evaluate("document.documentElement.classList.replace('light', 'dark')"
+                          " || document.documentElement.classList.add('dark')")
+            background = imports.locator("body").evaluate("body => getComputedStyle(body).backgroundColor")
+            assert background == "rgb(17, 19, 23)", background
+            page.screenshot(path=ARTIFACTS / "imports-page-dark.png", full_page=True)
+            page.evaluate("document.documentElement.classList.replace('dark', 'light')")
+
+            # Roll back a succeeded import from its page.
+            imports.locator("tr", has_text="waiting.csv").get_by_role("link", name="waiting.csv").click()
+            imports.get_by_text("Roll back", exact=True).click()
+            imports.get_by_role("button", name=re.compile("Yes, roll back")).click()
+            expect(imports.locator('tr[data-status="rolled_back"]', has_text="waiting.csv")).to_be_visible(
+                timeout=IMPORT_SECONDS * 1000)
+
+            # "Airflow run" opens the DAG run in Airflow itself, out of the frame.
+            imports.locator("tr", has_text="three_hundred_thousand.csv").get_by_role("link", name="Airflow run").click()
+            page.wait_for_url(re.compile(r".*/dags/customer_import/runs/file__three_hundred_thousand.*"))
         except Exception:
             page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
             raise

@@ -1,0 +1,110 @@
+"""Operating imports from the page (issue 12): options, progress in place, actions, and what a viewer sees."""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.conftest import DATA
+from tests.ui.test_imports_page import admin, client, page_env, token, two_imports  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.ui]
+
+
+def dag_run_conf(run_id: str) -> tuple[str, dict]:
+    """The triggered DagRun's DAG and conf, removed afterwards (no scheduler here would run it)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    with create_session() as session:
+        dag_run = session.query(DagRun).filter_by(run_id=run_id).one()
+        found = dag_run.dag_id, dict(dag_run.conf)
+        session.execute(delete(DagRun).where(DagRun.id == dag_run.id))
+    return found
+
+
+def started(response) -> str:
+    assert response.status_code == 303, response.text
+    return parse_qs(urlsplit(response.headers["location"]).query)["run"][0]
+
+
+def test_the_upload_form_carries_the_runs_options(client, admin, page_env):  # noqa: F811
+    sent = client.post("/customer-import/upload", headers=admin, follow_redirects=False,
+                       data={"mode": "update_only", "on_error": "skip_invalid_rows", "max_error_rate": "0.1",
+                             "dry_run": "true", "encoding": "utf-8"},
+                       files={"file": ("opts.csv", (DATA / "valid_customers.csv").read_bytes(), "text/csv")})
+
+    assert dag_run_conf(started(sent)) == ("customer_import", {
+        "file": "opts.csv", "mode": "update_only", "on_error": "skip_invalid_rows", "max_error_rate": 0.1,
+        "dry_run": True})
+    refused = client.post("/customer-import/upload", headers=admin, data={"mode": "delete_all"},
+                          files={"file": ("bad.csv", b"AccountReferenceID\nK-1\n", "text/csv")})
+    assert refused.status_code == 400 and "Mode must be one of upsert, insert_only, update_only" in refused.text
+
+
+def test_a_running_import_shows_its_progress_and_updates_in_place(client, admin, two_imports, conn):  # noqa: F811
+    from customer_import.runs import update_run
+
+    _, bad = two_imports
+    conn.execute("UPDATE import_runs SET finished_at = NULL, status = 'running', stage = 'validating',"
+                 " stage_started_at = now() - interval '70 seconds', rows_done = 200000, rows_expected = 300000"
+                 " WHERE id = %s", [bad.id])
+
+    page = html.unescape(client.get("/customer-import/", headers=admin).text)
+    progress = client.get(f"/customer-import/progress.json?run={bad.id}&newest={bad.id}", headers=admin).json()
+
+    assert "Validating 200,000 of ~300,000 rows (66 %) · 1 min 10 s · about 35 s left" in page
+    assert progress.pop("changed") > ""  # when any run last changed: a page that shows an older moment updates
+    assert progress == {"newer": False, "runs": {str(bad.id): {
+        "status": "running", "progress": "Validating 200,000 of ~300,000 rows (66 %) · 1 min 10 s · about 35 s left",
+        "percent": 66, "rows": "3", "inserted": None, "updated": None, "unchanged": None, "rejected": "1"}}}
+    update_run(conn, bad.id, status="rejected", finished_at=bad.finished_at)
+    after = client.get(f"/customer-import/progress.json?run={bad.id}&newest={bad.id}", headers=admin).json()
+    assert after["runs"][str(bad.id)]["status"] == "rejected" and after["runs"][str(bad.id)]["progress"] is None
+
+
+def test_a_whole_file_rejection_says_so_and_codes_render_as_code(client, admin, page_env, importer, land, conn):  # noqa: F811
+    run = importer.import_file(conn, land("semicolon_separated.csv"))
+    page = client.get(f"/customer-import/runs/{run.id}", headers=admin).text
+
+    assert "<strong>Whole file rejected.</strong> The columns are separated by semicolon (;)" in page
+    assert "rows 0" not in page and "correct the rows" not in page
+    listed = client.get("/customer-import/", headers=admin).text
+    assert '<td class="reason">The columns are separated by semicolon (;), not by commas</td>' in listed
+    bad = importer.import_file(conn, land("one_bad_email.csv"))
+    assert "<code>not-an-email</code> is not a valid email address" in client.get(
+        f"/customer-import/runs/{bad.id}", headers=admin).text
+
+
+def test_run_actions_start_a_run_and_a_viewer_gets_none(client, admin, page_env, importer, land, conn):  # noqa: F811
+    good = importer.import_file(conn, land("valid_customers.csv"))
+    again = importer.import_file(conn, land("valid_customers.csv", as_name="again/valid_customers.csv"))
+    rejected = importer.import_file(conn, land("one_bad_email.csv"))
+    assert (good.status, again.status, rejected.status) == ("succeeded", "duplicate", "rejected")
+
+    pages = {r.id: client.get(f"/customer-import/runs/{r.id}", headers=admin).text for r in (good, again, rejected)}
+    assert "Roll back" in pages[good.id] and "removes the 3 customers it inserted" in pages[good.id]
+    assert "Import again with force" in pages[again.id]
+    assert "Import the valid rows only" in pages[rejected.id] and "1 of 3 rows (33.3 %)" in pages[rejected.id]
+    assert "Upload the fixed file" in pages[rejected.id]
+
+    assert dag_run_conf(started(client.post(f"/customer-import/runs/{good.id}/roll_back", headers=admin,
+                                            follow_redirects=False))) == (
+        "customer_import_rollback", {"import_run_id": good.id})
+    dag_id, conf = dag_run_conf(started(client.post(f"/customer-import/runs/{again.id}/force", headers=admin,
+                                                    follow_redirects=False)))
+    assert (dag_id, conf["force"]) == ("customer_import", True)
+    dag_id, conf = dag_run_conf(started(client.post(f"/customer-import/runs/{rejected.id}/valid_rows",
+                                                    headers=admin, follow_redirects=False)))
+    assert (conf["on_error"], conf["max_error_rate"]) == ("skip_invalid_rows", 0.334)
+    assert (page_env.data_dir / "landing" / conf["file"]).read_bytes() == (DATA / "one_bad_email.csv").read_bytes()
+    assert client.post(f"/customer-import/runs/{rejected.id}/roll_back", headers=admin).status_code == 409
+
+    viewer = token(client, "viewer")
+    seen = client.get(f"/customer-import/runs/{good.id}", headers=viewer).text
+    assert "Roll back" not in seen and 'type="file"' not in seen
+    assert 'type="file"' not in client.get("/customer-import/", headers=viewer).text
+    assert client.post(f"/customer-import/runs/{good.id}/roll_back", headers=viewer).status_code == 403
