@@ -135,3 +135,14 @@ def _multipart(name: str, content: bytes) -> tuple[bytes, str]:
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
             "Content-Type: text/csv\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
     return body, boundary
+
+
+def test_the_task_logs_of_an_import_run_in_process_are_where_airflows_ui_reads_them(env, database_url, schema):
+    process = make_import(env, DATA / "one_bad_email.csv")
+    output, _ = process.communicate(timeout=300)
+
+    assert process.returncode == 1 and "rejected: 3 rows, 1 rejected" in output, output
+    [(_, _, airflow_run, _)] = import_runs(database_url, schema)
+    task_log = (REPO / ".state" / "test_local_commands_airflow" / "logs" / "dag_id=customer_import"
+                / f"run_id={airflow_run}" / "task_id=validate_file" / "attempt=1.log").read_text()
+    assert "line 3, ContactEmail: `not-an-email` is not a valid email address" in task_log
