@@ -338,13 +338,16 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     password = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or _kept_password(home / "admin-password")
     passwords = home / "simple_auth_manager_passwords.json"
     passwords.touch(mode=0o600)
-    passwords.write_text(json.dumps({"admin": password}))
+    users = {"admin": password}
+    if os.environ.get("AIRFLOW_VIEWER_PASSWORD"):  # a second user, to see what a read-only role sees
+        users["viewer"] = os.environ["AIRFLOW_VIEWER_PASSWORD"]
+    passwords.write_text(json.dumps(users))
     host, port = os.environ.get("AIRFLOW_HOST", "127.0.0.1"), os.environ.get("AIRFLOW_PORT", "8080")
     shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     os.environ.update({
         # standalone starts its components as `airflow ...`: the venv's one must come first
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{u}" for u in users),  # user name: its role
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API__HOST": host,
         "AIRFLOW__API__PORT": port,

@@ -104,6 +104,7 @@ _templates.filters["codes"] = lambda text: Markup(re.sub(r"`([^`]+)`", r"<code>\
 class Notice:
     kind: str  # "ok" or "bad"
     text: str
+    dag_run: tuple[str, str] | None = None  # (dag id, run id) of the Airflow run it started: linked
 
 
 def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[[], psycopg.Connection],
@@ -151,8 +152,9 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         if uploaded and guard.signed(uploaded, run, sig):
             notice = _upload_notice(uploaded, run)
         elif done and guard.signed(done, run, sig):
+            dag_id = ROLLBACK_DAG_ID if run and run.startswith("rollback__") else IMPORT_DAG_ID
             notice = Notice("ok", f"{done}: Airflow run {run or '(not started: see the log of the API server)'}."
-                                  " The list below shows the outcome when it ends.")
+                                  " The list below shows the outcome when it ends.", (dag_id, run) if run else None)
         return _imports_page(request, page, notice)
 
     def _imports_page(request: Request, page: int, notice: Notice | None, status_code: int = 200) -> HTMLResponse:
@@ -433,7 +435,7 @@ def _upload_notice(uploaded: str | None, airflow_run: str | None) -> Notice | No
         return None
     then = (f"Its import started as Airflow run {airflow_run}: the list below shows its status." if airflow_run else
             "It waits in the landing folder: the landing watch hands it to the import within a minute.")
-    return Notice("ok", f"Uploaded {uploaded}. {then}")
+    return Notice("ok", f"Uploaded {uploaded}. {then}", (IMPORT_DAG_ID, airflow_run) if airflow_run else None)
 
 
 def _page(template: str, request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:

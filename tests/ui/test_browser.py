@@ -188,7 +188,8 @@ def _the_rejection_is_explained_in_airflow(base: str, password: str, name: str) 
 @pytest.fixture
 def airflow_small_chunks(embedded_url, schema, tmp_path):
     """`make airflow` validating 25,000 rows a chunk, so that a 300,000-row import reports progress often."""
-    env = {**airflow_env(embedded_url, schema, tmp_path, "test_e2e_airflow"), "CUSTOMER_IMPORT_CHUNK_ROWS": "25000"}
+    env = {**airflow_env(embedded_url, schema, tmp_path, "test_e2e_airflow"), "CUSTOMER_IMPORT_CHUNK_ROWS": "25000",
+           "AIRFLOW_VIEWER_PASSWORD": "viewer-secret"}
     with running_airflow(env, tmp_path) as server:
         yield server
 
@@ -294,6 +295,17 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             imports.get_by_role("button", name=re.compile("Yes, roll back")).click()
             expect(imports.locator('tr[data-status="rolled_back"]', has_text="waiting.csv")).to_be_visible(
                 timeout=IMPORT_SECONDS * 1000)
+
+            # A viewer sees the runs but no upload nor buttons, and is refused if it posts one anyway.
+            viewer = browser.new_context().new_page()
+            viewer.goto(f"{base}/customer-import/runs/1")
+            viewer.get_by_label("Username").fill("viewer")
+            viewer.get_by_label("Password").fill("viewer-secret")
+            viewer.get_by_role("button", name="Sign in").click()
+            viewer.wait_for_url(f"{base}/customer-import/runs/1")
+            expect(viewer.locator("h1")).to_contain_text("Import run 1")
+            expect(viewer.locator("form[action*='/runs/'], input[type=file]")).to_have_count(0)
+            assert viewer.request.post(f"{base}/customer-import/runs/2/force").status == 403
 
             # "Airflow run" opens the DAG run in Airflow itself, out of the frame.
             imports.locator("tr", has_text="three_hundred_thousand.csv").get_by_role("link", name="Airflow run").click()
