@@ -67,8 +67,9 @@ rollback: install  ## roll back one import run: make rollback RUN_ID=<import run
 bench: install  ## the benchmark against the psql \copy + MERGE floor [ROWS=1000000]
 	@$(PY) -m customer_import.bench --rows $(ROWS)
 
-test: install  ## the whole test suite (what CI runs)
-	$(PY) -m pytest
+test: install  ## the whole test suite (what CI runs): two workers, a test file each; then the serial tests
+	$(PY) -m pytest -n 2 --dist loadfile -m "not serial"
+	$(PY) -m pytest -m serial
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

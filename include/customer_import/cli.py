@@ -10,6 +10,7 @@ package that starts Airflow (lazily, for the commands that run the DAG).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -69,11 +70,13 @@ def migrate_airflow() -> None:
     home.mkdir(parents=True, exist_ok=True)
     stamp = home / ".migrated"
     wanted = f"{airflow.__version__} {os.environ['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}"
-    if stamp.exists() and stamp.read_text() == wanted:
-        return
-    print("Preparing Airflow's metadata database (first run only)...", flush=True)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
-    stamp.write_text(wanted)
+    with (home / ".migrate.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # commands (or test workers) started together migrate once
+        if stamp.exists() and stamp.read_text() == wanted:
+            return
+        print("Preparing Airflow's metadata database (first run only)...", flush=True)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+        stamp.write_text(wanted)
 
 
 # --- running the DAG -----------------------------------------------------------------

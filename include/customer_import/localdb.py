@@ -8,6 +8,7 @@ folder and keeps running between commands; `make clean` stops it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -46,7 +47,8 @@ def database_url(name: str, driver: str = "postgresql") -> str:
     host = socket_dir()
     with psycopg.connect(f"postgresql://postgres@/postgres?host={quote(host)}", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process created it meanwhile
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return f"{driver}://postgres@/{name}?host={quote(host)}"
 
 

@@ -31,8 +31,11 @@ def database_url(embedded_url):
 
 @pytest.fixture
 def env(embedded_url, schema, tmp_path):
-    return {**airflow_env(embedded_url, schema, tmp_path, "test_local_commands_airflow"),
-            "CUSTOMER_IMPORT_SETTLED_SECONDS": "2"}
+    env = {**airflow_env(embedded_url, schema, tmp_path, "test_local_commands_airflow"),
+           "CUSTOMER_IMPORT_SETTLED_SECONDS": "2"}
+    # its connections are named, so that it sees its own merge among other tests' (they run in parallel)
+    env["AIRFLOW_CONN_CUSTOMER_DB"] += f"&application_name={schema}"
+    return env
 
 
 def make_import(env: dict, path, *args: str) -> subprocess.Popen:
@@ -77,8 +80,8 @@ def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_han
         if moment == "merge_customers":
             with psycopg.connect(database_url, autocommit=True) as conn:
                 wait_for(lambda conn=conn: conn.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH recorded AS%'"
-                ).fetchone(), "the merge")
+                    "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH recorded AS%%'"
+                    " AND application_name = %s", [schema]).fetchone(), "the merge")
         else:  # wait_for_file takes a moment: should it be missed, the kill lands in the claim just after it
             tasks = ("wait_for_file", "claim_file", "validate_file") if moment == "wait_for_file" else (moment,)
             wait_for(lambda tasks=tasks: any(task_running(env, t) for t in tasks), moment)

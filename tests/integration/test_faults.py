@@ -51,16 +51,19 @@ def database_url(embedded_url):
 @pytest.fixture
 def child(database_url, schema, importer):
     def start(name: str) -> subprocess.Popen:
+        named = f"{database_url}{'&' if '?' in database_url else '?'}application_name={schema}"  # see active()
         return subprocess.Popen(
-            [sys.executable, "-c", CHILD, database_url, schema, str(importer.settings.data_dir), name],
+            [sys.executable, "-c", CHILD, named, schema, str(importer.settings.data_dir), name],
             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "include")})
     return start
 
 
 def active(conn, query_start: str, waiting: bool = False) -> bool:
+    """The child of this test runs `query_start...` now (other tests, in parallel, have other names)."""
+    schema = conn.execute("SELECT current_schema()").fetchone()[0]
     return bool(conn.execute(
-        "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s"
-        + (" AND wait_event_type = 'Lock'" if waiting else ""), [query_start + "%"]).fetchone())
+        "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s AND application_name = %s"
+        + (" AND wait_event_type = 'Lock'" if waiting else ""), [query_start + "%", schema]).fetchone())
 
 
 def finish(process: subprocess.Popen) -> None:
@@ -142,6 +145,7 @@ needs_restartable_pg15 = pytest.mark.skipif(
 
 
 @needs_restartable_pg15
+@pytest.mark.serial  # the PostgreSQL 15 that other tests use goes down: this test runs alone, after the rest
 @pytest.mark.parametrize("database_url", [PG15_URL])
 def test_a_server_crash_between_staging_and_merge_is_survived_by_the_retry(database_url, schema, importer,
                                                                            big_file):
