@@ -8,7 +8,7 @@ folder and keeps running between commands; `make clean` stops it.
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import logging
 import os
 import sys
@@ -43,11 +43,14 @@ def socket_dir() -> str:
 
 
 def database_url(name: str, driver: str = "postgresql") -> str:
-    """A URI of database `name` on the embedded server, created if missing."""
-    host = socket_dir()
-    with psycopg.connect(f"postgresql://postgres@/postgres?host={quote(host)}", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process created it meanwhile
+    """A URI of database `name` on the embedded server, created if missing. Processes started
+    together (commands, test workers) take turns: one starts the server, one creates the database."""
+    PGDATA.parent.mkdir(parents=True, exist_ok=True)
+    with (PGDATA.parent / "pgdata.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        host = socket_dir()
+        with psycopg.connect(f"postgresql://postgres@/postgres?host={quote(host)}", autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return f"{driver}://postgres@/{name}?host={quote(host)}"
 
