@@ -118,7 +118,7 @@ class ImportRun:
     def outcome(self) -> str:
         """The one-line outcome `make import` prints."""
         counts = ""
-        if self.rows_total is not None:
+        if self.rows_total is not None and not (self.file_rejected and not self.rows_total):  # no zeros then
             counts = f": {self.rows_total} row{'' if self.rows_total == 1 else 's'}"
             if self.inserted is not None:
                 counts += f", {self.inserted} inserted, {self.updated} updated, {self.unchanged} unchanged"
