@@ -10,14 +10,12 @@ The page itself is `customer_import.imports_page`; this plugin gives it Airflow'
 """
 
 import logging
-import os
 from datetime import datetime
 from functools import cached_property
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
-CONN_ID = os.environ.get("CUSTOMER_IMPORT_CONN_ID", "customer_db")
 log = logging.getLogger(__name__)
 
 
@@ -69,11 +67,9 @@ class ImportsPage:
 
 
 def _connect():
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from customer_import.connection import connect_target
 
-    conn = PostgresHook(postgres_conn_id=CONN_ID).get_conn()
-    conn.autocommit = True
-    return conn
+    return connect_target()
 
 
 def _start_import(handover: dict, request, dag_id: str | None = None) -> str | None:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from customer_import.contract import load_contract
+from customer_import.options import MODES, ON_ERROR_CHOICES
 from customer_import.report import ROLLBACK_JSON
 from customer_import.settings import REPO_ROOT, Settings
 
@@ -50,8 +51,9 @@ def configure_databases() -> None:
         os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = localdb.database_url("airflow", "postgresql+psycopg2")
 
 
-def customer_db_url() -> str:
-    """The libpq URI of the target database (from the Airflow connection, in URI or JSON form)."""
+def configured_or_embedded_url() -> str:
+    """The libpq URI of the target database: the Airflow connection `customer_db` (URI or JSON form) when
+    configured, else the embedded PostgreSQL's database `customers`, which this starts when it is not running."""
     configure_databases()
     value = os.environ["AIRFLOW_CONN_CUSTOMER_DB"]
     if value.lstrip().startswith("{"):
@@ -162,7 +164,7 @@ def _finish_import_run(dag_id: str, airflow_run_id: str, pid: int) -> str:
     if dag_id != "customer_import":
         return "Its changes were rolled back with its transaction."
     importer = Importer()
-    with db.use_schema(db.connect(customer_db_url()), importer.settings.schema) as conn:
+    with db.use_schema(db.connect(configured_or_embedded_url()), importer.settings.schema) as conn:
         run = find_claimed(conn, dag_id, airflow_run_id)
         if run is None:
             return "It had not claimed its file: the file stays in landing/ and will be imported; delete it to abandon."
@@ -235,7 +237,7 @@ def import_through_dag(path: Path, options: dict) -> int:
         log_file = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "dag_id=customer_import" / f"run_id={airflow_run_id}"
     else:
         airflow_run_id = run_dag("customer_import", {"file": name, **options}, log_file).run_id
-    with db.use_schema(db.connect(customer_db_url()), settings.schema) as conn:
+    with db.use_schema(db.connect(configured_or_embedded_url()), settings.schema) as conn:
         run = find_claimed(conn, "customer_import", airflow_run_id)
     if run is None:
         print(f"failed: the DAG run {airflow_run_id} did not register {name}; see {log_file}")
@@ -293,7 +295,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         state = localairflow.follow("customer_import_rollback", airflow_run_id, lambda line: print(line, flush=True))
     else:
         state = str(run_dag("customer_import_rollback", conf, log_file).state)
-    with db.use_schema(db.connect(customer_db_url()), settings.schema) as conn:
+    with db.use_schema(db.connect(configured_or_embedded_url()), settings.schema) as conn:
         try:
             run = get_run(conn, args.run_id)
         except LookupError:
@@ -315,15 +317,18 @@ def cmd_template(args: argparse.Namespace) -> int:
 
 
 def cmd_expectations(args: argparse.Namespace) -> int:
-    from customer_import.expectations import write_suite
+    from customer_import.generated import write_all
 
-    path = write_suite(load_contract(), Settings.from_env().expectations_dir)
-    print(f"Wrote {path.relative_to(REPO_ROOT)} from the contract.")
+    written = write_all(load_contract(), Settings.from_env().expectations_dir)
+    for path in written:
+        print(f"Wrote {path.relative_to(REPO_ROOT)} from the contract and the settings.")
+    if not written:
+        print("The generated files (the GX suite, the SQL, README's settings table) are up to date.")
     return 0
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
-    print(customer_db_url())
+    print(configured_or_embedded_url())
     return 0
 
 
@@ -415,8 +420,8 @@ def _main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("import", help="import one file through the customer_import DAG")
     one.add_argument("file")
-    one.add_argument("--mode", default="upsert", choices=["upsert", "insert_only", "update_only"])
-    one.add_argument("--on-error", default="reject_file", choices=["reject_file", "skip_invalid_rows"])
+    one.add_argument("--mode", default=MODES[0], choices=MODES)
+    one.add_argument("--on-error", default=ON_ERROR_CHOICES[0], choices=ON_ERROR_CHOICES)
     one.add_argument("--max-error-rate", type=float, default=0.0)
     one.add_argument("--dry-run", action="store_true")
     one.add_argument("--force", action="store_true")

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -40,18 +40,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from customer_import import db
 from customer_import.contract import load_contract
 from customer_import.folders import Folders, UploadRefused, UploadTooLarge, open_regular
+from customer_import.options import MODES, ON_ERROR_CHOICES, ImportOptions
 from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
-from customer_import.runs import (
-    ImportOptions,
-    ImportRun,
-    Mode,
-    OnError,
-    get_run,
-    last_change,
-    list_runs,
-    oldest_unfinished,
-    runs_by_id,
-)
+from customer_import.runs import ImportRun, get_run, last_change, list_runs, oldest_unfinished, runs_by_id
 from customer_import.settings import Settings
 
 PAGE_SIZE = 25
@@ -175,7 +166,7 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
 
     def _upload_context(request: Request, defaults: ImportOptions | None = None) -> dict[str, Any]:
         return {"can_upload": may_upload(request), "csrf": guard.token(request),
-                "defaults": defaults or ImportOptions(), "modes": get_args(Mode), "on_errors": get_args(OnError),
+                "defaults": defaults or ImportOptions(), "modes": MODES, "on_errors": ON_ERROR_CHOICES,
                 "upload_limit_mb": settings().upload_max_bytes / 2**20}
 
     @app.get("/progress.json", name="progress", dependencies=list(read))

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import sys
 import warnings
-from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
-from customer_import.settings import REPO_ROOT
+from customer_import.settings import Settings
 
-PGDATA = Path(os.environ.get("CUSTOMER_IMPORT_PGDATA") or REPO_ROOT / ".state" / "pgdata")
+PGDATA = Settings.from_env().pgdata
 
 
 def _server():

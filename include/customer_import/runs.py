@@ -1,20 +1,16 @@
-"""Import runs: the options a run is asked for, and its row in `import_runs` (the status box)."""
+"""Import runs: a run's row in `import_runs` (the status box), read and written."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from customer_import.charsets import check_encoding_name
-
-Mode = Literal["upsert", "insert_only", "update_only"]
-OnError = Literal["reject_file", "skip_invalid_rows"]
-Status = Literal["running", "succeeded", "partial", "rejected", "failed", "dry_run", "duplicate", "rolled_back"]
+from customer_import.options import ImportOptions, Mode, OnError, Status
 
 #: The stages of a run in progress, as a person reads them.
 STAGES = {"validating": "Validating", "staging": "Loading into staging", "checking": "Checking against the customers",
@@ -23,41 +19,6 @@ STAGES = {"validating": "Validating", "staging": "Loading into staging", "checki
 FAILED_STATUSES = frozenset({"rejected", "failed"})
 #: Outcomes whose content counts as imported, for the duplicate check.
 IMPORTED_STATUSES = ("succeeded", "partial")
-
-
-@dataclass(frozen=True)
-class ImportOptions:
-    """The run parameters of SPEC §6 (besides `file`)."""
-
-    mode: Mode = "upsert"
-    on_error: OnError = "reject_file"
-    max_error_rate: float = 0.0
-    dry_run: bool = False
-    force: bool = False
-    encoding: str = "utf-8"
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ImportOptions:
-        """Options from Airflow params or the command line, checked with a clear message."""
-        options = cls(
-            mode=params.get("mode") or "upsert",
-            on_error=params.get("on_error") or "reject_file",
-            max_error_rate=float(params.get("max_error_rate") or 0.0),
-            dry_run=_flag(params.get("dry_run")),
-            force=_flag(params.get("force")),
-            encoding=check_encoding_name(params.get("encoding") or "utf-8"),
-        )
-        if options.mode not in get_args(Mode):
-            raise ValueError(f"mode must be one of {', '.join(get_args(Mode))}, not {options.mode!r}")
-        if options.on_error not in get_args(OnError):
-            raise ValueError(f"on_error must be one of {', '.join(get_args(OnError))}, not {options.on_error!r}")
-        if not 0.0 <= options.max_error_rate <= 1.0:
-            raise ValueError(f"max_error_rate is a fraction from 0 to 1, not {options.max_error_rate}")
-        return options
-
-
-def _flag(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in {"1", "true", "yes"}
 
 
 @dataclass

@@ -1,56 +1,83 @@
-"""Every setting of the project, read from the environment in one place.
+"""Every setting of the project, read from the environment here and nowhere else.
 
-| variable | default | meaning |
-|---|---|---|
-| CUSTOMER_IMPORT_DATA_DIR | `<repo>/.state/data` | root of landing/, processing/, archive/, rejected/, reports/ |
-| CUSTOMER_IMPORT_EXPECTATIONS_DIR | `<repo>/expectations` | where the GX suites are read from |
-| CUSTOMER_IMPORT_SCHEMA | `public` | schema of the customers, import_runs and history tables |
-| CUSTOMER_IMPORT_CONN_ID | `customer_db` | the Airflow connection of the target database |
-| CUSTOMER_IMPORT_CHUNK_ROWS | `100000` | rows validated by GX at a time (memory is flat in file size) |
-| CUSTOMER_IMPORT_ISSUES_IN_SUMMARY | `1000` | issues of one code listed in summary.json (all are counted) |
-| CUSTOMER_IMPORT_SETTLED_SECONDS | `10` | a landing file unchanged this long is complete and gets imported |
-| CUSTOMER_IMPORT_UPLOAD_MAX_MB | `512` | largest file the Imports page accepts as an upload |
-| CUSTOMER_IMPORT_MAX_FIELD_MB | `1` | longest value (a line: 4 times as much); longer, the whole file is refused |
-| CUSTOMER_IMPORT_TASK_RETRIES | `3` | retries of a task that failed on infrastructure (read by the DAG at parse time) |
+Each field of `Settings` declares its variable, default and meaning once; `make generate` writes
+the README's configuration table from them (`settings_table`), and a test fails when it is stale.
+A relative path is taken from the repository's root, wherever the process runs.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The Airflow asset that stands for the customers table: an event is emitted when customers change.
 CUSTOMERS_ASSET = {"name": "customers", "uri": "customer-import://customer_db/customers"}
+MIB = 2**20
 
 
-def _path(name: str, default: Path) -> Path:
-    return Path(os.environ.get(name) or default).resolve()
+def _setting(env: str, default: str, meaning: str, parse: Callable[[str], Any] = str, shown: str = "") -> Any:
+    """A field read from `env` (unset or empty: `default`); `shown` is the default as the README says it."""
+    return field(metadata={"env": env, "default": default, "meaning": meaning, "parse": parse,
+                           "shown": shown or default})
+
+
+def _repo_path(value: str) -> Path:
+    return (REPO_ROOT / value).resolve()  # an absolute value stays as it is
+
+
+def _mib(value: str) -> int:
+    return int(float(value) * MIB)
 
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path
-    expectations_dir: Path
-    schema: str
-    conn_id: str
-    chunk_rows: int
-    issues_in_summary: int
-    settled_seconds: float
-    upload_max_bytes: int
-    max_field_chars: int
+    data_dir: Path = _setting("CUSTOMER_IMPORT_DATA_DIR", ".state/data",
+                              "root of `landing/ processing/ archive/ rejected/ reports/`", _repo_path)
+    expectations_dir: Path = _setting("CUSTOMER_IMPORT_EXPECTATIONS_DIR", "expectations",
+                                      "where the GX suite (and the rendered SQL beside it) is read from", _repo_path)
+    schema: str = _setting("CUSTOMER_IMPORT_SCHEMA", "public",
+                           "schema of `customers`, `import_runs`, `customer_history`")
+    conn_id: str = _setting("CUSTOMER_IMPORT_CONN_ID", "customer_db",
+                            "the Airflow connection the DAGs and the Imports page use for the target")
+    chunk_rows: int = _setting("CUSTOMER_IMPORT_CHUNK_ROWS", "100000",
+                               "rows validated at a time (memory stays flat in file size)", int)
+    issues_in_summary: int = _setting("CUSTOMER_IMPORT_ISSUES_IN_SUMMARY", "1000",
+                                      "issues of one kind listed in `summary.json` (all are counted, and"
+                                      " `errors.csv` marks every row)", int)
+    settled_seconds: float = _setting("CUSTOMER_IMPORT_SETTLED_SECONDS", "10",
+                                      "a landing file unchanged this long is complete and gets imported", float)
+    upload_max_bytes: int = _setting("CUSTOMER_IMPORT_UPLOAD_MAX_MB", "512",
+                                     "the largest file (MiB) the Imports page accepts as an upload (counted while"
+                                     " it streams in)", _mib)
+    max_field_chars: int = _setting("CUSTOMER_IMPORT_MAX_FIELD_MB", "1",
+                                    "the longest value (Mi characters) a file may hold (a line: four times as much);"
+                                    " a longer one refuses the whole file, unread", _mib)
+    task_retries: int = _setting("CUSTOMER_IMPORT_TASK_RETRIES", "3",
+                                 "retries, with exponential backoff from 10 s, of a task that failed on"
+                                 " infrastructure (read when the DAG is parsed)", int)
+    pgdata: Path = _setting("CUSTOMER_IMPORT_PGDATA", ".state/pgdata",
+                            "data folder of the embedded PostgreSQL the local commands start when no"
+                            " `AIRFLOW_CONN_CUSTOMER_DB` is set", _repo_path)
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(
-            data_dir=_path("CUSTOMER_IMPORT_DATA_DIR", REPO_ROOT / ".state" / "data"),
-            expectations_dir=_path("CUSTOMER_IMPORT_EXPECTATIONS_DIR", REPO_ROOT / "expectations"),
-            schema=os.environ.get("CUSTOMER_IMPORT_SCHEMA", "public"),
-            conn_id=os.environ.get("CUSTOMER_IMPORT_CONN_ID", "customer_db"),
-            chunk_rows=int(os.environ.get("CUSTOMER_IMPORT_CHUNK_ROWS", "100000")),
-            issues_in_summary=int(os.environ.get("CUSTOMER_IMPORT_ISSUES_IN_SUMMARY", "1000")),
-            settled_seconds=float(os.environ.get("CUSTOMER_IMPORT_SETTLED_SECONDS", "10")),
-            upload_max_bytes=int(float(os.environ.get("CUSTOMER_IMPORT_UPLOAD_MAX_MB", "512")) * 2**20),
-            max_field_chars=int(float(os.environ.get("CUSTOMER_IMPORT_MAX_FIELD_MB", "1")) * 2**20),
-        )
+        values = {}
+        for spec in fields(cls):
+            meta = spec.metadata
+            raw = os.environ.get(meta["env"]) or meta["default"]
+            try:
+                values[spec.name] = meta["parse"](raw)
+            except ValueError:
+                raise ValueError(f"{meta['env']}={raw!r} is not valid: the default is {meta['default']}") from None
+        return cls(**values)
+
+
+def settings_table() -> str:
+    """The README's table of the settings, as Markdown."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{f.metadata['env']}` | `{f.metadata['shown']}` | {f.metadata['meaning']} |" for f in fields(Settings)]
+    return "\n".join(rows) + "\n"

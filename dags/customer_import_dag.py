@@ -25,39 +25,31 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, Param, PokeReturnValue, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from customer_import.settings import CUSTOMERS_ASSET
+from customer_import.options import MODES, ON_ERROR_CHOICES
+from customer_import.settings import CUSTOMERS_ASSET, Settings
 
 CUSTOMERS = Asset(**CUSTOMERS_ASSET)
-CONN_ID = os.environ.get("CUSTOMER_IMPORT_CONN_ID", "customer_db")
+SETTINGS = Settings.from_env()
 log = logging.getLogger(__name__)
 
 
 def _importer():
     from customer_import.pipeline import Importer
 
-    return Importer()
+    return Importer(settings=SETTINGS)
 
 
 def _connect():
     """A connection to the target; unreachable, it fails the try in plain words (Airflow retries)."""
-    import psycopg
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from customer_import.connection import connect_target
 
-    try:
-        return PostgresHook(postgres_conn_id=CONN_ID).get_conn()
-    except psycopg.OperationalError as error:
-        raise ConnectionError(
-            f"The customer database (Airflow connection {CONN_ID}) cannot be reached: {error}".strip()
-            + " Nothing was changed and the file is kept; this task is retried with backoff, and once the"
-            " database is back a cleared run imports the file."
-        ) from error
+    return connect_target(SETTINGS)
 
 
 @dag(
@@ -68,15 +60,15 @@ def _connect():
     max_active_runs=1,  # files are imported one after the other, in the order they were handed over
     doc_md=__doc__,
     tags=["customer-import"],
-    default_args={"retries": int(os.environ.get("CUSTOMER_IMPORT_TASK_RETRIES", "3")),
+    default_args={"retries": SETTINGS.task_retries,
                   "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
     params={
         # every param that may be left empty is nullable: the trigger form is valid as it opens
         "file": Param(None, type=["null", "string"], title="File",
                       description="Name of the file in the landing folder; empty: the oldest one waiting."),
-        "mode": Param("upsert", enum=["upsert", "insert_only", "update_only"], title="Mode",
+        "mode": Param(MODES[0], enum=list(MODES), title="Mode",
                       description="upsert inserts new keys and updates existing ones."),
-        "on_error": Param("reject_file", enum=["reject_file", "skip_invalid_rows"], title="On error",
+        "on_error": Param(ON_ERROR_CHOICES[0], enum=list(ON_ERROR_CHOICES), title="On error",
                           description="reject_file: any bad row rejects the file. skip_invalid_rows:"
                                       " the valid rows are imported, up to max_error_rate bad rows."),
         "max_error_rate": Param(0.0, type=["null", "number"], minimum=0, maximum=1, title="Max error rate",
@@ -90,7 +82,7 @@ def _connect():
                                       " saved in, e.g. windows-1252, mac-roman, latin-1, utf-16."),
     },
 )
-def customer_import():
+def import_customer_file():
     @task.sensor(poke_interval=10, timeout=timedelta(minutes=15), mode="reschedule")
     def wait_for_file(params=None, dag_run=None) -> PokeReturnValue:
         """The file is in landing, or this run claimed it before (the run was cleared to retry it)."""
@@ -189,4 +181,4 @@ def _page_url(import_run_id: int) -> str:
     return f"{base.rstrip('/')}/customer-import/runs/{import_run_id}"
 
 
-customer_import_dag = customer_import()
+import_customer_file_dag = import_customer_file()

@@ -30,7 +30,7 @@ from airflow.sdk import dag, task
     doc_md=__doc__,
     tags=["customer-import"],
 )
-def customer_import_watch():
+def watch_landing_folder():
     @task
     def list_settled_files() -> list[dict]:
         from customer_import.folders import Folders
@@ -47,4 +47,4 @@ def customer_import_watch():
     ).expand_kwargs(list_settled_files())
 
 
-customer_import_watch_dag = customer_import_watch()
+watch_landing_folder_dag = watch_landing_folder()

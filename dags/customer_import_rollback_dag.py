@@ -13,7 +13,6 @@ Trigger it with the import run id (the `id` of `import_runs`, shown on every rep
 from __future__ import annotations
 
 import logging
-import os
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
@@ -22,7 +21,6 @@ from airflow.sdk.exceptions import AirflowFailException
 from customer_import.settings import CUSTOMERS_ASSET
 
 CUSTOMERS = Asset(**CUSTOMERS_ASSET)
-CONN_ID = os.environ.get("CUSTOMER_IMPORT_CONN_ID", "customer_db")
 log = logging.getLogger(__name__)
 
 
@@ -36,16 +34,15 @@ log = logging.getLogger(__name__)
     params={"import_run_id": Param(1, type="integer", minimum=1, title="Import run id",
                                    description="The id of the import run to roll back (import_runs.id).")},
 )
-def customer_import_rollback():
+def roll_back_import_run():
     @task(retries=2, outlets=[CUSTOMERS])
     def roll_back_run(params=None, outlet_events=None) -> dict:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
-
+        from customer_import.connection import connect_target
         from customer_import.pipeline import Importer
         from customer_import.rollback import RollbackRefused
 
         try:
-            with PostgresHook(postgres_conn_id=CONN_ID).get_conn() as conn:
+            with connect_target() as conn:
                 result = Importer().roll_back(conn, int(params["import_run_id"]))
         except RollbackRefused as refused:
             raise AirflowFailException(str(refused)) from refused
@@ -57,4 +54,4 @@ def customer_import_rollback():
     roll_back_run()
 
 
-customer_import_rollback_dag = customer_import_rollback()
+roll_back_import_run_dag = roll_back_import_run()
