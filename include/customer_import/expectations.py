@@ -20,13 +20,13 @@ from typing import Any
 
 from customer_import.contract import INVISIBLE, Contract, FieldSpec
 from customer_import.issues import Issue
+from customer_import.staging import LINE
 
 # GX logs at INFO while it is imported (hundreds of "Skipping registering function" lines in every
 # task log): quiet from before the first import.
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 SUITE_NAME = "customers"
-LINE = "line"  # the DataFrame column holding each row's physical line number
 #: What a message or the suite file shows by its code: invisible and control characters.
 _UNSEEN = re.compile(f"{INVISIBLE}|[\x00-\x1f\x7f-\x9f]")
 _UNSEEN_IN_JSON = re.compile(f"{INVISIBLE}|[\x7f-\x9f]")
@@ -57,13 +57,11 @@ def build_suite(contract: Contract) -> dict[str, Any]:
     return suite.to_json_dict()
 
 
-def write_suite(contract: Contract, directory: Path) -> Path:
-    path = directory / f"{SUITE_NAME}.json"
-    directory.mkdir(parents=True, exist_ok=True)
+def suite_text(contract: Contract) -> str:
+    """The suite as `expectations/customers.json` holds it."""
     text = json.dumps(build_suite(contract), indent=2, ensure_ascii=False)
     # json.dumps escapes ASCII control characters itself; the invisible ones are escaped for the reader
-    path.write_text(_UNSEEN_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n", encoding="utf-8")
-    return path
+    return _UNSEEN_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def read_suite(directory: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Literal
 
 import psycopg
 
-from customer_import import db, merge, runs
+from customer_import import checks, db, merge, runs, staging
 from customer_import.contract import Contract, FieldSpec, load_contract
 from customer_import.csvfile import CsvFile
 from customer_import.expectations import read_suite
@@ -30,7 +30,8 @@ from customer_import.report import ERRORS_CSV, HTML_CHANGES, ROLLBACK_JSON, writ
 from customer_import.rollback import RollbackResult, roll_back
 from customer_import.runs import FAILED_STATUSES, ImportOptions, ImportRun
 from customer_import.settings import Settings
-from customer_import.validation import ISSUES_FILE, STAGED_FILE, validate_file
+from customer_import.staging import STAGED_FILE
+from customer_import.validation import ISSUES_FILE, check_file
 
 log = logging.getLogger(__name__)
 DATABASE_ISSUES_FILE = "issues-database.jsonl"
@@ -77,6 +78,9 @@ class Importer:
     def _file(self, run: ImportRun, path: Path) -> CsvFile:
         """The run's file, read as the run declared (its encoding) within the configured limits."""
         return CsvFile(path, self.contract, run.encoding, self.settings.max_field_chars)
+
+    def _staged_file(self, run_id: int) -> Path:
+        return self.folders.processing(run_id) / STAGED_FILE
 
     def _open(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         db.use_schema(conn, self.settings.schema)
@@ -155,7 +159,7 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open:
             return run
-        result = validate_file(self._file(run, self._path(run.file_path)), self.folders.processing(run_id),
+        result = check_file(self._file(run, self._path(run.file_path)), self.folders.processing(run_id),
                                read_suite(self.settings.expectations_dir), self.settings.chunk_rows,
                                self._stage_started(conn, run, "validating"))
         run = runs.update_run(conn, run_id, rows_total=result.rows, file_rejected=result.file_rejected,
@@ -174,10 +178,10 @@ class Importer:
 
     def _stage(self, conn: psycopg.Connection, run: ImportRun) -> ImportRun:
         self._stage_started(conn, run, "staging")
-        fields, staged = merge.load_staging(conn, run.id, self.folders.processing(run.id) / STAGED_FILE, self.contract)
+        fields, staged = staging.copy_into_staging(conn, run.id, self._staged_file(run.id), self.contract)
         run = runs.update_run(conn, run.id, rows_staged=staged)
         self._stage_started(conn, run, "checking")
-        issues = merge.check_staging(conn, run.id, self.contract, fields, run.mode)
+        issues = checks.check_staging(conn, run.id, self.contract, fields, run.mode)
         return self._reject_if_decided(conn, self._reject_rows(conn, run, issues, keep_earlier=False))
 
     def _stage_started(self, conn: psycopg.Connection, run: ImportRun, stage: str) -> Callable[[int, float], None]:
@@ -205,14 +209,14 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open:
             return run
-        if not run.file_rejected and merge.staged_count(conn, run_id) != run.rows_staged:
+        if not run.file_rejected and staging.staged_count(conn, run_id) != run.rows_staged:
             run = self._stage(conn, run)  # the server lost the unlogged staging table (a crash)
             if not run.is_open:
                 return run
         verdict, message = decide(run)
         if verdict == "rejected":
             return runs.update_run(conn, run_id, status="rejected", message=message)
-        fields = merge.staged_fields(self.folders.processing(run_id) / STAGED_FILE, self.contract)
+        fields = staging.staged_fields(self._staged_file(run_id), self.contract)
         if verdict == "dry_run":
             counts = merge.preview_counts(conn, run_id, self.contract, fields)
             message += (f" It would insert {counts.inserted}, update {counts.updated} and leave {counts.unchanged}"
@@ -227,7 +231,7 @@ class Importer:
             verdict, message = decide(run)
             if verdict == "rejected":
                 return runs.update_run(conn, run_id, status="rejected", message=message)
-            counts = merge.merge_customers(conn, run_id, self.contract, fields, run.mode)
+            counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode)
             skipped = run.rows_rejected or 0
             message = EMPTY_FILE if not run.rows_total else None
             if skipped:
@@ -240,7 +244,7 @@ class Importer:
         """Check the accepted rows against the stored customers again, inside the merge transaction:
         another import may have taken an email or added a key since staging. Rows that now break a
         rule are rejected in this transaction and reported like any other."""
-        late = merge.check_against_customers(conn, run.id, self.contract, fields, run.mode, accepted_only=True)
+        late = checks.check_against_customers(conn, run.id, self.contract, fields, run.mode, accepted_only=True)
         return self._reject_rows(conn, run, late, keep_earlier=True) if late else run
 
     def _reject_rows(self, conn: psycopg.Connection, run: ImportRun, issues: list[Issue], *,
@@ -249,7 +253,7 @@ class Importer:
         work = self.folders.processing(run.id)
         earlier = list(read_issues(work / DATABASE_ISSUES_FILE)) if keep_earlier else []
         write_issues(work / DATABASE_ISSUES_FILE, [*earlier, *(i for i in issues if i not in earlier)])
-        merge.reject_lines(conn, run.id, sorted({i.line for i in issues}))
+        staging.reject_lines(conn, run.id, {i.line for i in issues if i.line is not None})
         rejected = {i.line for i in read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)}
         return runs.update_run(conn, run.id, rows_rejected=len(rejected), rows_valid=run.rows_total - len(rejected))
 
@@ -277,7 +281,8 @@ class Importer:
         if run.merged_at is not None:
             changes = merge.first_changes(conn, run_id, limit=HTML_CHANGES)
         elif run.status == "dry_run":
-            changes = merge.preview(conn, run_id, self.contract, merge.staged_fields(work / STAGED_FILE, self.contract))
+            fields = staging.staged_fields(self._staged_file(run_id), self.contract)
+            changes = merge.preview(conn, run_id, self.contract, fields)
         with closing(changes) if isinstance(changes, Generator) else nullcontext():
             write_reports(run, self._file(run, source), read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE),
                           report_dir, self.settings.issues_in_summary, changes)
@@ -285,7 +290,7 @@ class Importer:
         if failed:
             shutil.copyfile(report_dir / ERRORS_CSV, target_dir / f"{kept.stem}.errors.csv")
         runs.update_run(conn, run_id, file_path=self._relative(kept), report_dir=self._relative(report_dir))
-        merge.drop_staging(conn, run_id)
+        staging.drop_staging(conn, run_id)
         shutil.rmtree(work, ignore_errors=True)  # staged rows and issues: derived, now in the reports
         return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
 

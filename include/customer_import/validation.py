@@ -1,13 +1,12 @@
 """Validating a file in one streaming pass: bytes and header, then GX over chunks of rows.
 
-The pass writes two files into the run's work folder: `staged.csv` (every readable row,
-with its line number and whether it passed, ready for COPY) and the issues found. Memory
+The pass writes two files into the run's work folder: the staged rows (`staging.StagedWriter`:
+every readable row, with its line number and whether it passed, ready for COPY) and the issues found. Memory
 holds one chunk at a time, whatever the file's size.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -16,12 +15,11 @@ from typing import Any
 
 from customer_import.contract import CLEAR_MARKER, FieldSpec
 from customer_import.csvfile import CsvFile, Record
-from customer_import.expectations import LINE, RowValidator
+from customer_import.expectations import RowValidator
 from customer_import.issues import Issue, write_issues
+from customer_import.staging import LINE, STAGED_FILE, StagedWriter
 
-STAGED_FILE = "staged.csv"
 ISSUES_FILE = "issues-validation.jsonl"
-ACCEPTED = "accepted"  # staging column: the row passed the file and GX checks
 
 
 @dataclass
@@ -36,7 +34,7 @@ class ValidationResult:
         return bool(self.file_issues)
 
 
-def validate_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_rows: int = 100_000,
+def check_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_rows: int = 100_000,
                   progress: Callable[[int, float], None] = lambda rows, share: None) -> ValidationResult:
     """Check `file` against its contract; write `staged.csv` and the issues into `work_dir`.
 
@@ -48,9 +46,7 @@ def validate_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_ro
         if not source.file_issues:
             result.fields = list(source.fields)
             validator = RowValidator(suite, source.fields)
-            with (work_dir / STAGED_FILE).open("w", encoding="utf-8", newline="") as staged:
-                out = csv.writer(staged)
-                out.writerow([LINE, ACCEPTED, *(f.column for f in source.fields)])
+            with StagedWriter(work_dir / STAGED_FILE, source.fields) as staged:
                 for chunk in _chunks(source.records(), chunk_rows):
                     result.rows += len(chunk)
                     readable = [r for r in chunk if r.issue is None]
@@ -60,7 +56,7 @@ def validate_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_ro
                     chunk_issues += _check_rows(lines, columns, source.fields, validator)
                     bad = {issue.line for issue in chunk_issues}
                     _blank_nul_bytes(lines, columns, chunk_issues)
-                    out.writerows(zip(lines, ["f" if line in bad else "t" for line in lines], *columns, strict=True))
+                    staged.write_rows(lines, [line not in bad for line in lines], columns)
                     result.rejected_lines |= bad
                     issues.extend(chunk_issues)
                     progress(result.rows, source.share_read)

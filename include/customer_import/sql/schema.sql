@@ -61,3 +61,6 @@ CREATE TABLE IF NOT EXISTS customer_history (
     PRIMARY KEY (run_id, line)
 );
 CREATE INDEX IF NOT EXISTS customer_history_key_idx ON customer_history (customer_key, run_id);
+-- An insert records no images (its after image is the row itself until a later change records its
+-- own before image); an update records the columns it changed only.
+ALTER TABLE customer_history ALTER COLUMN after DROP NOT NULL;
