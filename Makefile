@@ -24,7 +24,7 @@ DRY_RUN ?=
 FORCE ?=
 ENCODING ?= utf-8
 
-.PHONY: help install demo import template expectations db-url airflow rollback bench test lint clean
+.PHONY: help install demo import template expectations db-url airflow rollback bench test test-fast lint clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -51,7 +51,7 @@ import: install  ## import FILE=path.csv through the DAG [MODE= ON_ERROR= MAX_ER
 template: install  ## write the CSV template (customers_template.csv)
 	@$(CLI) template customers_template.csv
 
-expectations: install  ## regenerate the GX suites under expectations/ from the contract
+expectations: install  ## regenerate from the contract: the GX suite and the SQL under expectations/, README's settings table
 	@$(CLI) expectations
 
 db-url: install  ## print the libpq URI of the database in use
@@ -71,8 +71,13 @@ test: install  ## the whole test suite (what CI runs): two workers, a test file 
 	$(PY) -m pytest -n 2 --dist loadfile -m "not serial"
 	$(PY) -m pytest -m serial
 
-lint: install  ## ruff
+test-fast: install  ## the unit tests only (seconds: no database, no Airflow run, no browser)
+	$(PY) -m pytest -m unit -q
+
+lint: install  ## ruff check, ruff format --check, mypy (strict on the core package)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy
 
 clean:  ## stop the embedded PostgreSQL and remove .state/ (keeps .venv)
 	-@test -x $(PY) && $(CLI) stop-db

@@ -2,7 +2,11 @@
 
 import stat
 
+import pytest
+
 from customer_import.cli import _kept_password
+
+pytestmark = pytest.mark.unit
 
 
 def test_the_generated_admin_password_is_kept_and_only_its_owner_may_read_it(tmp_path):

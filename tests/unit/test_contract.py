@@ -7,6 +7,8 @@ import pytest
 from customer_import.contract import ContractError, load_contract, normalise_header
 from customer_import.db import customers_ddl
 
+pytestmark = pytest.mark.unit
+
 
 def test_default_contract_has_the_spec_fields():
     contract = load_contract()

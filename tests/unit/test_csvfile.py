@@ -7,6 +7,8 @@ import pytest
 from customer_import.contract import load_contract
 from customer_import.csvfile import CsvFile
 
+pytestmark = pytest.mark.unit
+
 DATA = Path(__file__).parents[1] / "data"
 
 

@@ -8,6 +8,8 @@ import pytest
 from customer_import.pipeline import decide
 from customer_import.runs import ImportOptions, ImportRun
 
+pytestmark = pytest.mark.unit
+
 RUN = ImportRun(id=1, file_name="f.csv", file_path=None, sha256=None, size_bytes=None,
                 received_at=datetime.now(UTC), finished_at=None, mode="upsert", on_error="reject_file",
                 max_error_rate=0.0, dry_run=False, force=False, dag_id=None, airflow_run_id=None,

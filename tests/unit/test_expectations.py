@@ -1,10 +1,13 @@
 """The GX suite in expectations/ is generated from the contract and reports issues per cell."""
 
 import pandas as pd
+import pytest
 
 from customer_import.contract import load_contract
 from customer_import.expectations import LINE, RowValidator, build_suite, read_suite
 from customer_import.settings import Settings
+
+pytestmark = pytest.mark.unit
 
 
 def test_the_committed_suite_matches_the_contract():

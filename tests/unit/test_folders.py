@@ -7,6 +7,8 @@ import pytest
 
 from customer_import.folders import Folders, UploadRefused, UploadTooLarge, safe_upload_name
 
+pytestmark = pytest.mark.unit
+
 
 def drop(folders: Folders, name: str, age_seconds: float) -> None:
     path = folders.landing / name
