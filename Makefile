@@ -64,8 +64,8 @@ rollback: install  ## roll back one import run: make rollback RUN_ID=<import run
 	@test -n "$(RUN_ID)" || { echo "usage: make rollback RUN_ID=<import run id>"; exit 2; }
 	@$(CLI) rollback "$(RUN_ID)"
 
-bench: install  ## the benchmark against the psql \copy + MERGE floor [ROWS=1000000]
-	@$(PY) -m customer_import.bench --rows $(ROWS)
+bench: install  ## the benchmark against the psql \copy + MERGE floor [ROWS=1000000] [SERVERS="url1 url2"]
+	@$(PY) -m customer_import.bench --rows $(ROWS) $(foreach url,$(SERVERS),--server "$(url)")
 
 test: install  ## the whole test suite (what CI runs): two workers, a test file each; then the serial tests
 	$(PY) -m pytest -n 2 --dist loadfile -m "not serial"

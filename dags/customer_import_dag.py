@@ -35,21 +35,20 @@ from customer_import.options import MODES, ON_ERROR_CHOICES
 from customer_import.settings import CUSTOMERS_ASSET, Settings
 
 CUSTOMERS = Asset(**CUSTOMERS_ASSET)
-SETTINGS = Settings.from_env()
 log = logging.getLogger(__name__)
 
 
 def _importer():
     from customer_import.pipeline import Importer
 
-    return Importer(settings=SETTINGS)
+    return Importer(settings=Settings.from_env())
 
 
 def _connect():
     """A connection to the target; unreachable, it fails the try in plain words (Airflow retries)."""
     from customer_import.connection import connect_target
 
-    return connect_target(SETTINGS)
+    return connect_target(Settings.from_env())
 
 
 @dag(
@@ -60,7 +59,7 @@ def _connect():
     max_active_runs=1,  # files are imported one after the other, in the order they were handed over
     doc_md=__doc__,
     tags=["customer-import"],
-    default_args={"retries": SETTINGS.task_retries,
+    default_args={"retries": Settings.from_env().task_retries,
                   "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
     params={
         # every param that may be left empty is nullable: the trigger form is valid as it opens

@@ -103,7 +103,7 @@ def run_dag(dag_id: str, conf: dict, log_file: Path):
     settings = Settings.from_env()
     try:
         with _output_to(log_file), localairflow.owned(settings, dag_id, logical_date), _stopped_by_signals():
-            spec = importlib.util.spec_from_file_location(f"{dag_id}_dag_file", DAGS / f"{dag_id}.py")
+            spec = importlib.util.spec_from_file_location(f"{dag_id}_dag", DAGS / f"{dag_id}_dag.py")
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == dag_id)

@@ -295,6 +295,16 @@ class CsvFile:
         return min(1.0, self._text.buffer.tell() / size) if size else 1.0
 
     @property
+    def plain_dialect(self) -> bool:
+        """Commas and plain double quotes: no `"a", "b"` dialect (a space after each comma)."""
+        return not self._spaced
+
+    @property
+    def field_indexes(self) -> list[int]:
+        """The header index of each of `fields`."""
+        return list(self._field_indexes)
+
+    @property
     def data_columns(self) -> list[int]:
         """Indexes of the header's columns other than the report's own."""
         return [i for i, name in enumerate(self.header) if normalise_header(name) not in _REPORT_NAMES]
@@ -421,7 +431,7 @@ class CsvFile:
             if spec.trimmed:
                 cells = [v.strip() for v in cells]
             if not spec.identifying and not "".join(cells).isascii():
-                cells = [v if v.isascii() else v.translate(_VISIBLE) for v in cells]
+                cells = [v if v.isascii() else v.translate(_VISIBLE_BY_CODE) for v in cells]
             columns.append(cells)
         return columns
 
@@ -444,7 +454,8 @@ def _split(lines: list[str]) -> list[str]:
 
 
 #: Invisible characters removed, Unicode spaces made plain spaces (outside key and email fields).
-_VISIBLE = {ord(ch): (" " if ch.isspace() else None) for ch in map(chr, range(0x80, 0x10000)) if _INVISIBLE.match(ch)}
+VISIBLE = {ch: (" " if ch.isspace() else None) for ch in map(chr, range(0x80, 0x10000)) if _INVISIBLE.match(ch)}
+_VISIBLE_BY_CODE = {ord(ch): to for ch, to in VISIBLE.items()}
 
 
 def _width_issue(line: int, found: int, expected: int) -> Issue:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from customer_import import columnar
 from customer_import.contract import Contract
 from customer_import.csvfile import ESCAPED_PREFIXES, REPORT_COLUMNS, CsvFile
 from customer_import.issues import Issue
@@ -24,6 +25,8 @@ ROLLBACK_JSON = "rollback.json"
 _HTML_ISSUES = 500
 _FILE_ISSUES_IN_CSV = 20  # on errors.csv's first row; summary.json lists them all
 HTML_CHANGES = 200
+#: A cell `_safe` escapes, as an RE2 class for Arrow (ESCAPED_PREFIXES with tab and CR spelled out).
+_FORMULA_START = "[" + "".join({"\t": "\\t", "\r": "\\r", "-": "\\-"}.get(c, c) for c in ESCAPED_PREFIXES) + "]"
 
 _templates = Environment(loader=PackageLoader("customer_import"), autoescape=select_autoescape())
 
@@ -73,6 +76,12 @@ def write_errors_csv(run: ImportRun, source: CsvFile, file_issues: list[Issue], 
     leading `'`, which the importer removes again when the fixed report is dropped back in.
     """
     merged = run.merged_at is not None
+    if not file_issues and not by_line:  # a clean file: its rows written by Arrow, when it reads it
+        try:
+            _write_clean_errors_csv(source, target, "imported" if merged else "not imported")
+            return
+        except columnar.NeedsPreciseReader:
+            pass
     with target.open("w", encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out)
         with source as rows:
@@ -93,6 +102,15 @@ def write_errors_csv(run: ImportRun, source: CsvFile, file_issues: list[Issue], 
                 if len(record.cells) > len(rows.header):
                     cells += record.cells[len(rows.header):]
                 writer.writerow([record.line, status, _joined(problems), *(_safe(c) for c in cells)])
+
+
+def _write_clean_errors_csv(source: CsvFile, target: Path, status: str) -> None:
+    with target.open("w", encoding="utf-8-sig", newline="") as out, source as rows:
+        if not columnar.eligible(rows):
+            raise columnar.NeedsPreciseReader("not a file the fast path reads")
+        csv.writer(out).writerow([*REPORT_COLUMNS, *(_safe(rows.header[i]) for i in rows.data_columns)])
+        out.flush()
+        columnar.write_report_rows(rows, out.buffer, status, _FORMULA_START)
 
 
 def write_changes_csv(changes: Iterable[tuple], target: Path | None, contract: Contract) -> list[list]:

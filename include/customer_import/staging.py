@@ -32,7 +32,7 @@ class StagedWriter:
         self.path = path
         self.columns = [LINE, ACCEPTED, *(f.column for f in fields)]
         self._out: TextIO = path.open("w", encoding="utf-8", newline="")
-        self._rows = csv.writer(self._out)
+        self._rows = csv.writer(self._out)  # CRLF, as write_table ends its lines too: COPY wants one kind
         self._rows.writerow(self.columns)
 
     def write_rows(self, lines: Sequence[int], accepted: Sequence[bool], columns: Sequence[Sequence[str]]) -> None:
@@ -46,7 +46,7 @@ class StagedWriter:
         self._out.flush()
         with self.path.open("ab") as raw:
             pacsv.write_csv(table.rename_columns(self.columns), raw,
-                            pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+                            pacsv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n"))
 
     def close(self) -> None:
         self._out.close()

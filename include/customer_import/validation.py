@@ -7,17 +7,21 @@ holds one chunk at a time, whatever the file's size.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from customer_import import columnar
 from customer_import.contract import CLEAR_MARKER, FieldSpec
 from customer_import.csvfile import CsvFile, Record
 from customer_import.expectations import RowValidator
 from customer_import.issues import Issue, write_issues
 from customer_import.staging import LINE, STAGED_FILE, StagedWriter
+
+log = logging.getLogger(__name__)
 
 ISSUES_FILE = "issues-validation.jsonl"
 
@@ -35,10 +39,12 @@ class ValidationResult:
 
 
 def check_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_rows: int = 100_000,
-                  progress: Callable[[int, float], None] = lambda rows, share: None) -> ValidationResult:
-    """Check `file` against its contract; write `staged.csv` and the issues into `work_dir`.
+               progress: Callable[[int, float], None] = lambda rows, share: None) -> ValidationResult:
+    """Check `file` against its contract; write the staged rows and the issues into `work_dir`.
 
-    After each chunk, `progress(rows read, share of the file read)` is told how far it got.
+    A structurally clean file is read in columns (`columnar`); one with a structural problem, or
+    that the fast path does not take, by the precise reader. After each chunk, `progress(rows read,
+    share of the file read)` is told how far it got.
     """
     result = ValidationResult()
     issues: list[Issue] = []
@@ -46,23 +52,41 @@ def check_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_rows:
         if not source.file_issues:
             result.fields = list(source.fields)
             validator = RowValidator(suite, source.fields)
-            with StagedWriter(work_dir / STAGED_FILE, source.fields) as staged:
-                for chunk in _chunks(source.records(), chunk_rows):
-                    result.rows += len(chunk)
-                    readable = [r for r in chunk if r.issue is None]
-                    lines = [r.line for r in readable]
-                    columns = source.columns([r.cells for r in readable])
-                    chunk_issues = [r.issue for r in chunk if r.issue is not None]
-                    chunk_issues += _check_rows(lines, columns, source.fields, validator)
-                    bad = {issue.line for issue in chunk_issues}
-                    _blank_nul_bytes(lines, columns, chunk_issues)
-                    staged.write_rows(lines, [line not in bad for line in lines], columns)
-                    result.rejected_lines |= bad
-                    issues.extend(chunk_issues)
-                    progress(result.rows, source.share_read)
+            fast = columnar.eligible(source)
+            if fast:
+                try:
+                    with StagedWriter(work_dir / STAGED_FILE, source.fields) as staged:
+                        result.rows, issues = columnar.check_columns(source, staged, validator, chunk_rows, progress)
+                except columnar.NeedsPreciseReader as reason:
+                    log.info("Reading the file the precise way (%s).", reason)
+                    fast = False
+            if not fast:
+                result.rows, issues = _check_records(source, work_dir, validator, chunk_rows, progress)
+            result.rejected_lines = {issue.line for issue in issues if issue.line is not None}
         result.file_issues = list(source.file_issues)
     write_issues(work_dir / ISSUES_FILE, [*result.file_issues, *issues])
     return result
+
+
+def _check_records(source: CsvFile, work_dir: Path, validator: RowValidator, chunk_rows: int,
+                   progress: Callable[[int, float], None]) -> tuple[int, list[Issue]]:
+    """The precise path: records one by one (with their structural issues), GX per chunk."""
+    rows, issues = 0, []
+    with StagedWriter(work_dir / STAGED_FILE, source.fields) as staged:
+        for chunk in _chunks(source.records(), chunk_rows):
+            rows += len(chunk)
+            readable = [r for r in chunk if r.issue is None]
+            lines = [r.line for r in readable]
+            columns = source.columns([r.cells for r in readable])
+            chunk_issues = [r.issue for r in chunk if r.issue is not None]
+            chunk_issues += _check_rows(lines, columns, source.fields, validator)
+            chunk_issues.sort(key=lambda issue: issue.line or 0)  # in file order, whatever the chunks
+            bad = {issue.line for issue in chunk_issues}
+            _blank_nul_bytes(lines, columns, chunk_issues)
+            staged.write_rows(lines, [line not in bad for line in lines], columns)
+            issues.extend(chunk_issues)
+            progress(rows, source.share_read)
+    return rows, issues
 
 
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:

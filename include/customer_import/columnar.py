@@ -1,0 +1,239 @@
+"""The fast path of validation: the file read once, in columns, by Arrow's C reader.
+
+A file the precise reader (`csvfile`) would read without a structural issue is read here
+instead, column by column: Arrow parses it, physical line numbers come from the line breaks
+inside each record, and the cells are normalised exactly as `CsvFile.columns` does, with
+Arrow's compute functions. The GX suite runs on large Arrow-backed batches, and the staged rows
+are written by Arrow's CSV writer.
+
+Whether the file is structurally clean is known only at its end: the precise reader checks its
+structure in a process of its own, on the other core, while this path validates. When it finds a
+problem (a stray quote, a ragged row, a repeated header...), or counts records or lines
+differently, `NeedsPreciseReader` is raised and the caller reads the file again the precise way,
+whose messages say where a quote opened. So both paths always report the same issues.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from customer_import import charsets
+from customer_import.contract import CLEAR_MARKER, SPACES, Contract, FieldSpec, load_contract
+from customer_import.csvfile import VISIBLE, CsvFile
+from customer_import.expectations import RowValidator
+from customer_import.issues import Issue
+from customer_import.staging import ACCEPTED, LINE, StagedWriter
+
+_BLOCK_BYTES = 16 << 20  # Arrow reads blocks of this size (a line may hold 4 MiB)
+_ONLY_SPACES = f"^[{SPACES}]*$"
+_SURROUNDING_SPACES = f"^[{SPACES}]+|[{SPACES}]+$"
+_SPACED_QUOTE = f'^[{SPACES}]+"'
+_INVISIBLE_SPACES = "[" + "".join(c for c, to in VISIBLE.items() if to == " ") + "]"
+_INVISIBLE_OTHERS = "[" + "".join(c for c, to in VISIBLE.items() if to is None) + "]"
+
+
+class NeedsPreciseReader(Exception):
+    """The file has something only the precise reader reports right; read it that way."""
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What the precise reader found in a file: whether any record or the file has an issue,
+    how many records it read, and the last line of the last one."""
+
+    clean: bool
+    records: int
+    last_line: int
+
+
+def eligible(source: CsvFile) -> bool:
+    """Files the fast path reads as the precise reader would: UTF-8, the header on line 1, plain
+    quoting, not one of our error reports (whose escaping the precise reader undoes)."""
+    return (charsets.is_utf8(source.encoding) and source.header_line == 1 and source.plain_dialect
+            and not source.is_report and not source.file_issues and len(source.header) >= 2
+            and source.contract == _bundled_contract())
+
+
+@cache
+def _bundled_contract() -> Contract:
+    return load_contract()  # the one the structure check in its own process reads
+
+
+def structure(path: Path, encoding: str, max_field_chars: int) -> Structure:
+    """The precise reader over the whole file, keeping only the verdict."""
+    records, last, clean = 0, 1, True
+    with CsvFile(path, load_contract(), encoding, max_field_chars) as source:
+        for record in source.records() if source.header else ():
+            records, last = records + 1, record.last_line
+            if record.issue is not None:
+                clean = False
+                break
+        clean = clean and not source.file_issues
+    return Structure(clean, records, last)
+
+
+def check_columns(source: CsvFile, staged: StagedWriter, validator: RowValidator, chunk_rows: int,
+                  progress: Callable[[int, float], None]) -> tuple[int, list[Issue]]:
+    """Validate and stage every record of `source` (opened, with a header): rows read and issues.
+
+    Raises NeedsPreciseReader when the file is not structurally clean; what was written is then void.
+    """
+    with _structure_check(source) as checking:
+        rows, last_line, issues = 0, source.header_line, []
+        size = source.path.stat().st_size or 1
+        for columns, lines, end, bytes_read in _chunks(source, chunk_rows, last_line + 1):
+            chunk = _normalised(source, columns)
+            chunk_issues = sorted(validator.validate(_for_gx(source.fields, lines, chunk)), key=_by_line)
+            bad = sorted({issue.line for issue in chunk_issues if issue.line is not None})
+            staged.write_table(_staged(source.fields, lines, chunk, bad))
+            issues += chunk_issues
+            rows += len(lines)
+            last_line = end if len(lines) else last_line
+            progress(rows, min(1.0, bytes_read / size))
+        out, _ = checking.communicate()
+    if checking.returncode != 0:
+        raise NeedsPreciseReader(f"the structure check stopped (exit code {checking.returncode})")
+    found = Structure(**json.loads(out))
+    if not found.clean or found.records != rows or (rows and found.last_line != last_line):
+        raise NeedsPreciseReader(f"structure: {found}, read in columns: {rows} records to line {last_line}")
+    return rows, issues
+
+
+def _by_line(issue: Issue) -> int:
+    return issue.line or 0
+
+
+def _structure_check(source: CsvFile) -> subprocess.Popen[str]:
+    """`structure` of the file, in a Python process of its own (the machine's other core)."""
+    package_root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "customer_import.columnar", str(source.path), source.encoding,
+         str(source.max_field_chars)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path})
+
+
+def _chunks(source: CsvFile, chunk_rows: int, first_line: int) -> Iterator[tuple[list[Any], Any, int, int]]:
+    """(every column's cells as written, their lines, the last line of the last, bytes read) for
+    chunks of about `chunk_rows` non-blank records."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    names = [f"c{i}" for i in range(len(source.header))]
+    try:
+        reader = pacsv.open_csv(
+            source.path,
+            read_options=pacsv.ReadOptions(skip_rows=source.header_line, column_names=names, block_size=_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+        batches: list[Any] = []
+        held, next_line, bytes_read = 0, first_line, 0
+        for batch in reader:
+            batches.append(batch)
+            held += batch.num_rows
+            # about the bytes the records took: their cells, a separator or line end after each
+            bytes_read += sum(pc.sum(pc.binary_length(c)).as_py() or 0 for c in batch.columns)
+            bytes_read += batch.num_rows * batch.num_columns
+            if held >= chunk_rows:
+                cells, lines, last, next_line = _located(pa.Table.from_batches(batches), next_line)
+                yield cells, lines, last, bytes_read
+                batches, held = [], 0
+        if batches:
+            cells, lines, last, next_line = _located(pa.Table.from_batches(batches), next_line)
+            yield cells, lines, last, bytes_read
+    except (pa.ArrowInvalid, UnicodeDecodeError) as error:
+        raise NeedsPreciseReader(str(error)) from error
+
+
+def _located(table: Any, first_line: int) -> tuple[list[Any], Any, int, int]:
+    """The columns of `table`'s non-blank records; their lines; the last line of the last of them;
+    and the line after the table. A record's lines are its first plus the line breaks in its cells."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    breaks = np.zeros(table.num_rows, dtype=np.int64)
+    blank = np.ones(table.num_rows, dtype=bool)
+    for column in table.columns:
+        if pc.any(pc.match_substring(column, "\x00")).as_py() or pc.any(
+                pc.match_substring_regex(column, _SPACED_QUOTE)).as_py():
+            raise NeedsPreciseReader("a NUL byte, or a quoted value after spaces")
+        breaks += pc.count_substring(column, "\n").to_numpy(zero_copy_only=False)
+        if pc.any(pc.match_substring(column, "\r")).as_py():
+            breaks += (pc.count_substring(column, "\r").to_numpy(zero_copy_only=False)
+                       - pc.count_substring(column, "\r\n").to_numpy(zero_copy_only=False))
+        blank &= pc.match_substring_regex(column, _ONLY_SPACES).to_numpy(zero_copy_only=False)
+    starts = first_line + np.arange(table.num_rows) + np.concatenate(([0], np.cumsum(breaks)[:-1]))
+    after = int(starts[-1] + breaks[-1] + 1) if table.num_rows else first_line
+    last = int((starts + breaks)[~blank][-1]) if (~blank).any() else 0
+    keep = pa.array(~blank)
+    return ([pc.filter(column, keep) for column in table.columns], pc.filter(pa.array(starts, pa.int64()), keep),
+            last, after)
+
+
+def _normalised(source: CsvFile, columns: list[Any]) -> list[Any]:
+    """The fields' cells, normalised as `CsvFile.columns` does."""
+    import pyarrow.compute as pc
+
+    cells = []
+    for spec, index in zip(source.fields, source.field_indexes, strict=True):
+        column = pc.if_else(pc.match_substring_regex(columns[index], _ONLY_SPACES), "", columns[index])
+        if spec.trimmed:
+            column = pc.replace_substring_regex(column, _SURROUNDING_SPACES, "")
+        if not spec.identifying and not pc.all(pc.string_is_ascii(column)).as_py():
+            column = pc.replace_substring_regex(column, _INVISIBLE_SPACES, " ")
+            column = pc.replace_substring_regex(column, _INVISIBLE_OTHERS, "")
+        cells.append(column)
+    return cells
+
+
+def write_report_rows(source: CsvFile, target: Any, status: str, escape: str) -> None:
+    """errors.csv's rows for a file without any issue, by Arrow: the line, `status`, no issues, and
+    every cell as written, those matching `escape` (a formula's first character) behind a `'`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    for columns, lines, _, _ in _chunks(source, 200_000, source.header_line + 1):
+        n = len(lines)
+        table = pa.table([lines, pa.array([status] * n, pa.string()), pa.array([""] * n, pa.string()),
+                          *(pc.replace_substring_regex(c, f"^({escape})", "'\\1") for c in columns)],
+                         names=["line", "status", "issues", *(f"c{i}" for i in range(len(columns)))])
+        pacsv.write_csv(table, target, pacsv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n"))
+
+
+def _for_gx(fields: list[FieldSpec], lines: Any, cells: list[Any]) -> Any:
+    """The chunk as the GX batch: blank cells (and `#NULL` where a field may be cleared) are nulls."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = {LINE: lines}
+    for spec, column in zip(fields, cells, strict=True):
+        empty = pc.equal(column, "")
+        if spec.required == "never":
+            empty = pc.or_(empty, pc.equal(column, CLEAR_MARKER))
+        columns[spec.column] = pc.if_else(empty, pa.scalar(None, pa.string()), column)
+    return pa.table(columns).to_pandas()
+
+
+def _staged(fields: list[FieldSpec], lines: Any, cells: list[Any], bad: list[int]) -> Any:
+    """The chunk as staged rows: line, accepted, then the cells (blank: null, NULL in the table)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    accepted = pc.invert(pc.is_in(lines, value_set=pa.array(bad, pa.int64())))
+    blanked = [pc.if_else(pc.equal(c, ""), pa.scalar(None, pa.string()), c) for c in cells]
+    return pa.table([lines, accepted, *blanked], names=[LINE, ACCEPTED, *(f.column for f in fields)])
+
+
+if __name__ == "__main__":  # the structure check: python -m customer_import.columnar FILE ENCODING MAX_FIELD_CHARS
+    print(json.dumps(asdict(structure(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))))

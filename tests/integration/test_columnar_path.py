@@ -1,0 +1,94 @@
+"""The columnar fast path and the precise reader give the same issues, lines and staged rows.
+
+Every file of tests/data (and generated files with multi-line values, CRLF and CR line ends and
+blank rows) is validated twice: as the importer does (the fast path when the file is eligible,
+falling back when its structure check finds a problem), and by the precise reader alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+
+import pytest
+
+from customer_import import columnar
+from customer_import.contract import load_contract
+from customer_import.csvfile import CsvFile
+from customer_import.expectations import read_suite
+from customer_import.generate import write_customers
+from customer_import.issues import read_issues
+from customer_import.settings import Settings
+from customer_import.staging import STAGED_FILE
+from customer_import.validation import ISSUES_FILE, check_file
+from tests.conftest import DATA
+
+pytestmark = pytest.mark.integration
+SUITE = read_suite(Settings.from_env().expectations_dir)
+CONTRACT = load_contract()
+
+
+def validated(path, work, chunk_rows=1000):
+    work.mkdir()
+    result = check_file(CsvFile(path, CONTRACT), work, SUITE, chunk_rows)
+    return result.rows, sorted(result.rejected_lines), list(read_issues(work / ISSUES_FILE)), _rows(work / STAGED_FILE)
+
+
+def _rows(staged):
+    if not staged.exists():
+        return []
+    with staged.open(encoding="utf-8", newline="") as rows:
+        # the writers differ in spelling only: "t"/"true", and how a value is quoted
+        return [[*r[:1], r[1][0], *r[2:]] for r in list(csv.reader(rows))[1:]]
+
+
+def both_ways(path, tmp_path, monkeypatch, caplog, chunk_rows=1000):
+    with caplog.at_level(logging.INFO, logger="customer_import.validation"):
+        fast = validated(path, tmp_path / "fast", chunk_rows)
+    fell_back = "precise way" in caplog.text
+    monkeypatch.setattr(columnar, "eligible", lambda source: False)
+    precise = validated(path, tmp_path / "precise", chunk_rows)
+    return fast, precise, fell_back
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.csv")))
+def test_the_fast_path_reports_what_the_precise_reader_reports(name, tmp_path, monkeypatch, caplog):
+    fast, precise, _ = both_ways(DATA / name, tmp_path, monkeypatch, caplog)
+    assert fast == precise
+
+
+def _messy_file(path, line_end):
+    """Generated rows with multi-line values, blank rows and blank lines, in the given line ends."""
+    write_customers(path, 40, seed=7)
+    lines = path.read_bytes().decode().split("\n")
+    rng = random.Random(3)
+    out = [lines[0]]
+    for line in lines[1:]:
+        out.append(line)
+        if rng.random() < 0.15:
+            out.append(rng.choice(["", ",,,,,,,,,,", " , ,,,,,,,,,"]))
+    path.write_bytes(line_end.join(out).replace('\n"', line_end + '"').encode())
+    return path
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])
+def test_line_numbers_agree_with_multi_line_values_blank_rows_and_any_line_end(line_end, tmp_path, monkeypatch,
+                                                                                caplog):
+    path = _messy_file(tmp_path / "messy.csv", line_end)
+    fast, precise, fell_back = both_ways(path, tmp_path, monkeypatch, caplog, chunk_rows=7)  # chunk ends too
+    assert fast == precise
+    assert fast[0] == 40 and not fell_back  # the fast path took it, to the end
+
+
+def test_a_clean_file_takes_the_fast_path_and_a_stray_quote_still_names_its_line(tmp_path, monkeypatch, caplog):
+    (tmp_path / "a").mkdir()
+    _, _, fell_back = both_ways(DATA / "valid_customers.csv", tmp_path / "a", monkeypatch, caplog)
+    assert not fell_back
+    monkeypatch.undo()
+    caplog.clear()
+    (tmp_path / "b").mkdir()
+    fast, precise, fell_back = both_ways(DATA / "stray_quote.csv", tmp_path / "b", monkeypatch, caplog)
+    assert fell_back and fast == precise
+    assert [(i.line, i.code) for i in fast[2]] == [(i.line, i.code) for i in precise[2]]
+    assert any(i.code == "stray_quote" and i.line == 2 and "Line 2 has a stray double quote" in i.message for i in fast[2]), fast[2]
