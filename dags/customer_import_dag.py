@@ -32,9 +32,9 @@ from airflow.sdk import Asset, Param, PokeReturnValue, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from customer_import.options import MODES, ON_ERROR_CHOICES
-from customer_import.settings import CUSTOMERS_ASSET, Settings
+from customer_import.settings import CUSTOMERS_ASSET_NAME, CUSTOMERS_ASSET_URI, Settings
 
-CUSTOMERS = Asset(**CUSTOMERS_ASSET)
+CUSTOMERS = Asset(name=CUSTOMERS_ASSET_NAME, uri=CUSTOMERS_ASSET_URI)
 log = logging.getLogger(__name__)
 
 
@@ -59,26 +59,56 @@ def _connect():
     max_active_runs=1,  # files are imported one after the other, in the order they were handed over
     doc_md=__doc__,
     tags=["customer-import"],
-    default_args={"retries": Settings.from_env().task_retries,
-                  "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
+    default_args={
+        "retries": Settings.from_env().task_retries,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": True,
+    },
     params={
         # every param that may be left empty is nullable: the trigger form is valid as it opens
-        "file": Param(None, type=["null", "string"], title="File",
-                      description="Name of the file in the landing folder; empty: the oldest one waiting."),
-        "mode": Param(MODES[0], enum=list(MODES), title="Mode",
-                      description="upsert inserts new keys and updates existing ones."),
-        "on_error": Param(ON_ERROR_CHOICES[0], enum=list(ON_ERROR_CHOICES), title="On error",
-                          description="reject_file: any bad row rejects the file. skip_invalid_rows:"
-                                      " the valid rows are imported, up to max_error_rate bad rows."),
-        "max_error_rate": Param(0.0, type=["null", "number"], minimum=0, maximum=1, title="Max error rate",
-                                description="With skip_invalid_rows: the largest share of bad rows accepted."),
-        "dry_run": Param(False, type=["null", "boolean"], title="Dry run",
-                         description="Validate and preview; write nothing to customers."),
-        "force": Param(False, type=["null", "boolean"], title="Force",
-                       description="Import even if the same content was imported before."),
-        "encoding": Param("utf-8", type=["null", "string"], title="Encoding",
-                          description="The file's text encoding: utf-8 (Excel's CSV UTF-8), or the codec it was"
-                                      " saved in, e.g. windows-1252, mac-roman, latin-1, utf-16."),
+        "file": Param(
+            None,
+            type=["null", "string"],
+            title="File",
+            description="Name of the file in the landing folder; empty: the oldest one waiting.",
+        ),
+        "mode": Param(
+            MODES[0], enum=list(MODES), title="Mode", description="upsert inserts new keys and updates existing ones."
+        ),
+        "on_error": Param(
+            ON_ERROR_CHOICES[0],
+            enum=list(ON_ERROR_CHOICES),
+            title="On error",
+            description="reject_file: any bad row rejects the file. skip_invalid_rows:"
+            " the valid rows are imported, up to max_error_rate bad rows.",
+        ),
+        "max_error_rate": Param(
+            0.0,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            title="Max error rate",
+            description="With skip_invalid_rows: the largest share of bad rows accepted.",
+        ),
+        "dry_run": Param(
+            False,
+            type=["null", "boolean"],
+            title="Dry run",
+            description="Validate and preview; write nothing to customers.",
+        ),
+        "force": Param(
+            False,
+            type=["null", "boolean"],
+            title="Force",
+            description="Import even if the same content was imported before.",
+        ),
+        "encoding": Param(
+            "utf-8",
+            type=["null", "string"],
+            title="Encoding",
+            description="The file's text encoding: utf-8 (Excel's CSV UTF-8), or the codec it was"
+            " saved in, e.g. windows-1252, mac-roman, latin-1, utf-16.",
+        ),
     },
 )
 def import_customer_file():
@@ -94,7 +124,7 @@ def import_customer_file():
 
     @task
     def claim_file(file_name: str, params=None, dag_run=None) -> int:
-        from customer_import.runs import ImportOptions
+        from customer_import.options import ImportOptions
 
         try:
             options = ImportOptions.from_params(params)
@@ -130,8 +160,14 @@ def import_customer_file():
             run = _importer().publish_report(conn, import_run_id)
         log.info("Import run %s: %s", run.id, run.outcome)
         log.info("Reports: %s", run.report_dir)
-        return {"import_run_id": run.id, "status": run.status, "report_dir": run.report_dir,
-                "inserted": run.inserted or 0, "updated": run.updated or 0, "dry_run": run.dry_run}
+        return {
+            "import_run_id": run.id,
+            "status": run.status,
+            "report_dir": run.report_dir,
+            "inserted": run.inserted or 0,
+            "updated": run.updated or 0,
+            "dry_run": run.dry_run,
+        }
 
     @task(outlets=[CUSTOMERS])
     def announce_changes(outcome: dict, outlet_events=None) -> None:
@@ -146,8 +182,10 @@ def import_customer_file():
         from customer_import.runs import FAILED_STATUSES
 
         if outcome["status"] in FAILED_STATUSES:
-            raise AirflowFailException(f"Import run {outcome['import_run_id']} ended {outcome['status']}:"
-                                       f" {_page_url(outcome['import_run_id'])}")
+            raise AirflowFailException(
+                f"Import run {outcome['import_run_id']} ended {outcome['status']}:"
+                f" {_page_url(outcome['import_run_id'])}"
+            )
 
     import_run_id = claim_file(wait_for_file())
     outcome = publish_report(import_run_id)

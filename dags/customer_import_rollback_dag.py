@@ -18,9 +18,9 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from customer_import.settings import CUSTOMERS_ASSET
+from customer_import.settings import CUSTOMERS_ASSET_NAME, CUSTOMERS_ASSET_URI
 
-CUSTOMERS = Asset(**CUSTOMERS_ASSET)
+CUSTOMERS = Asset(name=CUSTOMERS_ASSET_NAME, uri=CUSTOMERS_ASSET_URI)
 log = logging.getLogger(__name__)
 
 
@@ -31,8 +31,15 @@ log = logging.getLogger(__name__)
     catchup=False,
     doc_md=__doc__,
     tags=["customer-import"],
-    params={"import_run_id": Param(1, type="integer", minimum=1, title="Import run id",
-                                   description="The id of the import run to roll back (import_runs.id).")},
+    params={
+        "import_run_id": Param(
+            1,
+            type="integer",
+            minimum=1,
+            title="Import run id",
+            description="The id of the import run to roll back (import_runs.id).",
+        )
+    },
 )
 def roll_back_import_run():
     @task(retries=2, outlets=[CUSTOMERS])
@@ -47,8 +54,12 @@ def roll_back_import_run():
         except RollbackRefused as refused:
             raise AirflowFailException(str(refused)) from refused
         log.info("Import run %s: %s", result.run_id, result.message)
-        outlet_events[CUSTOMERS].extra = {"rolled_back_run": result.run_id, "removed": result.removed,
-                                          "restored": result.restored, "conflicts": len(result.conflicts)}
+        outlet_events[CUSTOMERS].extra = {
+            "rolled_back_run": result.run_id,
+            "removed": result.removed,
+            "restored": result.restored,
+            "conflicts": len(result.conflicts),
+        }
         return {"import_run_id": result.run_id, "message": result.message}
 
     roll_back_run()

@@ -43,9 +43,12 @@ class ImportsPage:
             from airflow.api_fastapi.app import get_auth_manager
             from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 
-            return get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN,
-                                                        details=DagDetails(id=IMPORT_DAG_ID),
-                                                        user=request.state.airflow_user_object)
+            return get_auth_manager().is_authorized_dag(
+                method="POST",
+                access_entity=DagAccessEntity.RUN,
+                details=DagDetails(id=IMPORT_DAG_ID),
+                user=request.state.airflow_user_object,
+            )
 
         return create_app(
             read=[Depends(requires_access_dag("GET", DagAccessEntity.RUN, IMPORT_DAG_ID)), Depends(remember_user)],
@@ -133,8 +136,12 @@ def _note(dag_run) -> None:
         log.exception("Could not read the outcome of %s for its note", dag_run.run_id)
         return
     base = (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
-    _set_note(dag_run, f"{run.outcome}\n\n{base}/customer-import/runs/{run.id}" if run else
-              "No file was claimed: the log of wait_for_file or claim_file says why.")
+    _set_note(
+        dag_run,
+        f"{run.outcome}\n\n{base}/customer-import/runs/{run.id}"
+        if run
+        else "No file was claimed: the log of wait_for_file or claim_file says why.",
+    )
 
 
 def _set_note(dag_run, text: str) -> None:
@@ -148,17 +155,21 @@ def _set_note(dag_run, text: str) -> None:
         dag_run.note = text
         return
     with create_session() as session:
-        session.get(DagRun, dag_run.id).note = text
+        stored = session.get(DagRun, dag_run.id)
+        if stored is not None:
+            stored.note = text
 
 
 class CustomerImportPlugin(AirflowPlugin):
     name = "customer_import"
     fastapi_apps = [{"app": ImportsPage(), "url_prefix": "/customer-import", "name": "Customer imports"}]
     listeners = [RunNotes()]
-    external_views = [{
-        "name": "Imports",
-        "href": "customer-import/",
-        "icon": "customer-import/icon.svg",
-        "url_route": "customer-imports",
-        "destination": "nav",
-    }]
+    external_views = [
+        {
+            "name": "Imports",
+            "href": "customer-import/",
+            "icon": "customer-import/icon.svg",
+            "url_route": "customer-imports",
+            "destination": "nav",
+        }
+    ]

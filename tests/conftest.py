@@ -130,5 +130,7 @@ TEST_KINDS = ("unit", "integration", "dag", "ui", "local_commands")
 def pytest_collection_modifyitems(config, items):
     unmarked = [item.nodeid for item in items if not any(item.get_closest_marker(k) for k in TEST_KINDS)]
     if unmarked:
-        raise pytest.UsageError(f"Mark these tests with one of {', '.join(TEST_KINDS)}"
-                                " (pyproject.toml says what each means): " + ", ".join(unmarked))
+        raise pytest.UsageError(
+            f"Mark these tests with one of {', '.join(TEST_KINDS)}"
+            " (pyproject.toml says what each means): " + ", ".join(unmarked)
+        )

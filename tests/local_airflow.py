@@ -34,11 +34,17 @@ def airflow_env(customer_db: str, schema: str, tmp_path: Path, metadata_db: str)
     database and schema, the data folder, a free port and an admin password."""
     from customer_import import localdb
 
-    env = {**os.environ, "PYTHONPATH": str(REPO / "include"), "AIRFLOW_PORT": str(_free_port()),
-           "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(12), "AIRFLOW_HOME": str(REPO / ".state" / metadata_db),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": localdb.database_url(metadata_db, "postgresql+psycopg2"),
-           "AIRFLOW_CONN_CUSTOMER_DB": customer_db, "CUSTOMER_IMPORT_SCHEMA": schema,
-           "CUSTOMER_IMPORT_DATA_DIR": str(tmp_path / "data")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "include"),
+        "AIRFLOW_PORT": str(_free_port()),
+        "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        "AIRFLOW_HOME": str(REPO / ".state" / metadata_db),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": localdb.database_url(metadata_db, "postgresql+psycopg2"),
+        "AIRFLOW_CONN_CUSTOMER_DB": customer_db,
+        "CUSTOMER_IMPORT_SCHEMA": schema,
+        "CUSTOMER_IMPORT_DATA_DIR": str(tmp_path / "data"),
+    }
     env.pop("AIRFLOW__API__BASE_URL", None)
     return env
 
@@ -48,8 +54,14 @@ def running_airflow(env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
     """`python -m customer_import.cli airflow` until the DAGs are parsed; stopped with all it started."""
     base, password = f"http://localhost:{env['AIRFLOW_PORT']}", env["AIRFLOW_ADMIN_PASSWORD"]
     log = (tmp_path / "airflow.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "customer_import.cli", "airflow"], env=env, cwd=REPO,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "customer_import.cli", "airflow"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while True:

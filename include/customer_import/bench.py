@@ -22,14 +22,21 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg import sql
 
 from customer_import import db
-from customer_import.contract import load_contract
+from customer_import.contract import FieldSpec, load_contract
 from customer_import.generate import write_customers
 from customer_import.settings import REPO_ROOT, Settings
 
+if TYPE_CHECKING:
+    from customer_import.pipeline import Importer
+
+#: What a measured run reports: its stages' seconds, its peak RSS, and what it did.
+Measured = dict[str, Any]
 BENCH_DIR = REPO_ROOT / ".state" / "bench"
 DAG_ROWS = 1000
 
@@ -44,7 +51,7 @@ def _psql() -> str:
         return shutil.which("psql") or "psql"
 
 
-def _fresh_schema(url: str, schema: str):
+def _fresh_schema(url: str, schema: str) -> psycopg.Connection:
     conn = db.connect(url)
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
     db.migrate(conn, load_contract(), schema)
@@ -58,7 +65,7 @@ def _rss_mib(who: int = resource.RUSAGE_SELF) -> float:
 # --- the measured runs (each in its own process) ----------------------------------------
 
 
-def floor(url: str, path: Path, preload: Path | None) -> dict:
+def floor(url: str, path: Path, preload: Path | None) -> Measured:
     contract = load_contract()
     conn = _fresh_schema(url, "bench_floor")
     columns = [sql.Identifier(f.column) for f in contract.fields]
@@ -67,12 +74,16 @@ def floor(url: str, path: Path, preload: Path | None) -> dict:
     merge = sql.SQL(
         "MERGE INTO customers c USING staging s ON c.{key} = s.{key}"
         " WHEN MATCHED THEN UPDATE SET {sets}"
-        " WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})").format(
-        key=key, cols=sql.SQL(", ").join(columns),
+        " WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})"
+    ).format(
+        key=key,
+        cols=sql.SQL(", ").join(columns),
         sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(f.column), _cast(f, "s")) for f in rest),
-        vals=sql.SQL(", ").join(_cast(f, "s") for f in contract.fields))
+        vals=sql.SQL(", ").join(_cast(f, "s") for f in contract.fields),
+    )
     staging = sql.SQL("CREATE UNLOGGED TABLE staging ({})").format(
-        sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in columns))
+        sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in columns)
+    )
     psql_url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3Dbench_floor"
 
     def load(source: Path) -> dict[str, float]:
@@ -92,13 +103,14 @@ def floor(url: str, path: Path, preload: Path | None) -> dict:
     return {"stages": timings, "rss_mib": max(_rss_mib(), _rss_mib(resource.RUSAGE_CHILDREN))}
 
 
-def _cast(spec, alias: str) -> sql.Composable:
+def _cast(spec: FieldSpec, alias: str) -> sql.Composable:
     return sql.SQL(spec.sql_cast).format(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(spec.column)))
 
 
-def core(url: str, path: Path, preload: Path | None, schema: str = "bench_core") -> dict:
+def core(url: str, path: Path, preload: Path | None, schema: str = "bench_core") -> Measured:
     from customer_import.folders import drop_into_landing
-    from customer_import.runs import ImportOptions, get_run
+    from customer_import.options import ImportOptions
+    from customer_import.runs import get_run
 
     conn = _fresh_schema(url, schema)
     shutil.rmtree(BENCH_DIR / f"data-{schema}", ignore_errors=True)
@@ -115,11 +127,15 @@ def core(url: str, path: Path, preload: Path | None, schema: str = "bench_core")
         stages[step.__name__] = time.perf_counter() - started
     run = get_run(conn, run_id)
     conn.close()
-    return {"stages": stages, "rss_mib": _rss_mib(), "status": run.status,
-            "counts": [run.inserted, run.updated, run.unchanged]}
+    return {
+        "stages": stages,
+        "rss_mib": _rss_mib(),
+        "status": run.status,
+        "counts": [run.inserted, run.updated, run.unchanged],
+    }
 
 
-def preload(url: str, path: Path, schema: str = "bench_core") -> dict:
+def preload(url: str, path: Path, schema: str = "bench_core") -> Measured:
     """Import the customers an update file finds (not measured)."""
     from customer_import.folders import drop_into_landing
 
@@ -129,14 +145,14 @@ def preload(url: str, path: Path, schema: str = "bench_core") -> dict:
     return {"status": run.status}
 
 
-def _importer(schema: str):
+def _importer(schema: str) -> Importer:
     from customer_import.pipeline import Importer
 
     data = BENCH_DIR / f"data-{schema}"
     return Importer(settings=replace(Settings.from_env(), data_dir=data, schema=schema))
 
 
-def dag(url: str, path: Path) -> dict:
+def dag(url: str, path: Path) -> Measured:
     from customer_import import cli
     from customer_import.folders import Folders, drop_into_landing
 
@@ -157,12 +173,13 @@ def dag(url: str, path: Path) -> dict:
 # --- the parent: files, children, table --------------------------------------------------
 
 
-def _child(kind: str, url: str, path: Path, preload: Path | None = None) -> dict:
+def _child(kind: str, url: str, path: Path, preload: Path | None = None) -> Measured:
     cmd = [sys.executable, "-m", "customer_import.bench", "--child", kind, "--url", url, "--file", str(path)]
     if preload:
         cmd += ["--preload", str(preload)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    measured: Measured = json.loads(out.stdout.strip().splitlines()[-1])
+    return measured
 
 
 def run_benchmark(rows: int, urls: list[str]) -> None:
@@ -177,9 +194,11 @@ def run_benchmark(rows: int, urls: list[str]) -> None:
 
 def _on_server(url: str, rows: int, fresh: Path, update: Path) -> None:
     with db.connect(url) as conn:
-        server = conn.execute("SHOW server_version").fetchone()[0]
-    print(f"customer-import benchmark: {rows:,} rows, PostgreSQL {server}, {platform.machine()},"
-          f" {os.cpu_count()} cores, Python {platform.python_version()}\n")
+        server = db.scalar(conn, "SHOW server_version")
+    print(
+        f"customer-import benchmark: {rows:,} rows, PostgreSQL {server}, {platform.machine()},"
+        f" {os.cpu_count()} cores, Python {platform.python_version()}\n"
+    )
     header = f"{'file':<8} {'run':<6} {'stage':<16} {'seconds':>8} {'rows/s':>10} {'× floor':>8} {'peak RSS':>9}"
     print(header)
     print("-" * len(header))
@@ -194,24 +213,32 @@ def _on_server(url: str, rows: int, fresh: Path, update: Path) -> None:
         core_s = sum(measured.values())
         for stage, seconds in base["stages"].items():
             print(f"{label:<8} {'floor':<6} {stage:<16} {seconds:8.2f} {rows / seconds:10,.0f}")
-        print(f"{label:<8} {'floor':<6} {'total':<16} {floor_s:8.2f} {rows / floor_s:10,.0f} {1:8.2f}"
-              f" {base['rss_mib']:7.0f} MiB")
+        print(
+            f"{label:<8} {'floor':<6} {'total':<16} {floor_s:8.2f} {rows / floor_s:10,.0f} {1:8.2f}"
+            f" {base['rss_mib']:7.0f} MiB"
+        )
         for stage, seconds in ours["stages"].items():
             print(f"{label:<8} {'core':<6} {stage:<16} {seconds:8.2f} {rows / seconds:10,.0f}")
-        print(f"{label:<8} {'core':<6} {'validate+stage+merge':<16} {core_s:8.2f} {rows / core_s:10,.0f}"
-              f" {core_s / floor_s:8.2f} {ours['rss_mib']:7.0f} MiB   ({ours['status']}, inserted/updated/"
-              f"unchanged {ours['counts']})")
+        print(
+            f"{label:<8} {'core':<6} {'validate+stage+merge':<16} {core_s:8.2f} {rows / core_s:10,.0f}"
+            f" {core_s / floor_s:8.2f} {ours['rss_mib']:7.0f} MiB   ({ours['status']}, inserted/updated/"
+            f"unchanged {ours['counts']})"
+        )
     whole = _child("dag", url, fresh)
     seconds = whole["stages"]["dag_run"]
-    print(f"{'insert':<8} {'import':<6} {'claim→report':<16} {seconds:8.2f} {rows / seconds:10,.0f}"
-          f" {seconds / insert_floor:8.2f} {whole['rss_mib']:7.0f} MiB   (the whole make import, through the DAG:"
-          f" {whole['state']})")
+    print(
+        f"{'insert':<8} {'import':<6} {'claim→report':<16} {seconds:8.2f} {rows / seconds:10,.0f}"
+        f" {seconds / insert_floor:8.2f} {whole['rss_mib']:7.0f} MiB   (the whole make import, through the DAG:"
+        f" {whole['state']})"
+    )
     small = write_customers(BENCH_DIR / f"small-{DAG_ROWS}.csv", DAG_ROWS, seed=2)
     small_core = _child("core", url, small)
     small_dag = _child("dag", url, small)
     core_total = sum(small_core["stages"].values())
-    print(f"\nWhole DAG run of {DAG_ROWS:,} rows: {small_dag['stages']['dag_run']:.2f} s ({small_dag['state']}),"
-          f" the core alone {core_total:.2f} s: Airflow overhead {small_dag['stages']['dag_run'] - core_total:.2f} s.\n")
+    print(
+        f"\nWhole DAG run of {DAG_ROWS:,} rows: {small_dag['stages']['dag_run']:.2f} s ({small_dag['state']}),"
+        f" the core alone {core_total:.2f} s: Airflow overhead {small_dag['stages']['dag_run'] - core_total:.2f} s.\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,8 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url")
     parser.add_argument("--file", type=Path)
     parser.add_argument("--preload", type=Path)
-    parser.add_argument("--server", action="append", default=[], metavar="URL",
-                        help="a PostgreSQL to measure on (again for more); default: the configured or embedded one")
+    parser.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a PostgreSQL to measure on (again for more); default: the configured or embedded one",
+    )
     args = parser.parse_args(argv)
     if args.child == "floor":
         print(json.dumps(floor(args.url, args.file, args.preload)))

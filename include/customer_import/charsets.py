@@ -18,13 +18,19 @@ from typing import BinaryIO
 from customer_import.folders import open_regular
 from customer_import.issues import Issue
 
+#: A line that is not UTF-8: its number, its byte offset, its bytes, the decoding error.
+_BadLine = tuple[int, int, bytes, UnicodeDecodeError]
+
 SNIFF_BYTES = 64 * 1024
 RE_SAVE = "In Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'."
 _LINES_NAMED = 20  # lines named one by one in a mixed file; the rest are counted
 
 #: Legacy encodings a CSV export really comes in, with the name a person knows them by.
-_LEGACY = {"cp1252": "Windows-1252 (Western European)", "mac_roman": "Mac Roman (old Mac Excel)",
-           "latin-1": "ISO-8859-1 (Latin-1)"}
+_LEGACY = {
+    "cp1252": "Windows-1252 (Western European)",
+    "mac_roman": "Mac Roman (old Mac Excel)",
+    "latin-1": "ISO-8859-1 (Latin-1)",
+}
 _OPTION_NAME = {"cp1252": "windows-1252", "mac_roman": "mac-roman", "latin-1": "latin-1"}
 _ICONV_NAME = {"cp1252": "WINDOWS-1252", "mac_roman": "MACINTOSH", "latin-1": "ISO-8859-1"}
 _TYPOGRAPHY = set("’‘“”–—…€")
@@ -39,8 +45,10 @@ def check_encoding_name(encoding: str) -> str:
     try:
         info = codecs.lookup(encoding)
     except LookupError:
-        raise ValueError(f"encoding {encoding!r} is not a known text encoding: use a name such as utf-8,"
-                         " windows-1252, latin-1, mac-roman or utf-16") from None
+        raise ValueError(
+            f"encoding {encoding!r} is not a known text encoding: use a name such as utf-8,"
+            " windows-1252, latin-1, mac-roman or utf-16"
+        ) from None
     if not info._is_text_encoding:  # base64, zlib, rot13: codecs, but not of text files
         raise ValueError(f"encoding {encoding!r} is not a text encoding")
     return info.name
@@ -49,11 +57,19 @@ def check_encoding_name(encoding: str) -> str:
 def binary_issue(path: Path, head: bytes, encoding: str) -> Issue | None:
     """The file is not text at all (an archive, a workbook, UTF-16/32 when UTF-8 is expected, NUL bytes)."""
     if head.startswith(b"PK\x03\x04"):
-        return Issue(None, None, "binary_file",
-                     f"The file is {_zip_kind(path, head)} with a .csv name, not a CSV file. {RE_SAVE}")
+        return Issue(
+            None,
+            None,
+            "binary_file",
+            f"The file is {_zip_kind(path, head)} with a .csv name, not a CSV file. {RE_SAVE}",
+        )
     if head.startswith(b"\xd0\xcf\x11\xe0"):
-        return Issue(None, None, "binary_file",
-                     "The file is an old Excel workbook (.xls) with a .csv name, not a CSV file. " + RE_SAVE)
+        return Issue(
+            None,
+            None,
+            "binary_file",
+            "The file is an old Excel workbook (.xls) with a .csv name, not a CSV file. " + RE_SAVE,
+        )
     wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
     if wide:
         return None  # declared: NUL bytes are part of every character
@@ -65,9 +81,13 @@ def binary_issue(path: Path, head: bytes, encoding: str) -> Issue | None:
     if b"\x00" in head:
         offset = head.index(b"\x00")
         line = head.count(b"\n", 0, offset) + 1
-        return Issue(None, None, "binary_file",
-                     f"The file contains binary data (a NUL byte at byte offset {offset}, on line {line}), so it"
-                     " is not a text CSV file. Export the data again as CSV UTF-8.")
+        return Issue(
+            None,
+            None,
+            "binary_file",
+            f"The file contains binary data (a NUL byte at byte offset {offset}, on line {line}), so it"
+            " is not a text CSV file. Export the data again as CSV UTF-8.",
+        )
     return None
 
 
@@ -98,24 +118,24 @@ def _looks_utf16(head: bytes) -> bool:
 
 def not_utf8_issues(path: Path) -> list[Issue]:
     """The lines that are not UTF-8, named, with advice that fits the file as a whole."""
-    bad: list[tuple[int, int, bytes, UnicodeDecodeError]] = []  # line, its byte offset, its bytes, the error
+    bad: list[_BadLine] = []
     bad_count, utf8_lines, offset = 0, 0, 0
     with open_regular(path) as raw:
         for number, line in enumerate(_lines(raw), start=1):
             try:
                 line.decode("utf-8")
                 utf8_lines += not line.isascii()
-            except UnicodeDecodeError as err:
+            except UnicodeDecodeError as error:
                 bad_count += 1
                 if len(bad) < _LINES_NAMED:
-                    bad.append((number, offset, line, err))
+                    bad.append((number, offset, line, error))
             offset += len(line)
     if not bad:
         return [Issue(None, None, "not_utf8", f"The file is not valid UTF-8. {RE_SAVE}")]
     if utf8_lines:
         return _pasted_lines(bad, bad_count, utf8_lines)
-    number, start, line, err = bad[0]
-    return [Issue(number, None, "not_utf8", _legacy_file_message(number, start, line, err, [b[2] for b in bad]))]
+    number, start, line, first = bad[0]
+    return [Issue(number, None, "not_utf8", _legacy_file_message(number, start, line, first, [b[2] for b in bad]))]
 
 
 def undeclared_issue(path: Path, encoding: str) -> Issue:
@@ -128,9 +148,15 @@ def undeclared_issue(path: Path, encoding: str) -> Issue:
                 if not _decodes(line, encoding):
                     where, number = f"Line {n}", n
                     break
-    return Issue(number, None, "wrong_encoding", (
-        f"{where} cannot be read as {encoding}, the encoding this import declared. Import the file with the"
-        f" encoding it was saved in (UTF-8 if it came from Excel's CSV UTF-8), or save it as CSV UTF-8. {RE_SAVE}"))
+    return Issue(
+        number,
+        None,
+        "wrong_encoding",
+        (
+            f"{where} cannot be read as {encoding}, the encoding this import declared. Import the file with the"
+            f" encoding it was saved in (UTF-8 if it came from Excel's CSV UTF-8), or save it as CSV UTF-8. {RE_SAVE}"
+        ),
+    )
 
 
 def _lines(raw: BinaryIO) -> Iterator[bytes]:
@@ -139,35 +165,55 @@ def _lines(raw: BinaryIO) -> Iterator[bytes]:
         yield from chunk.splitlines(keepends=True)
 
 
-def _pasted_lines(bad: list, bad_count: int, utf8_lines: int) -> list[Issue]:
+def _pasted_lines(bad: list[_BadLine], bad_count: int, utf8_lines: int) -> list[Issue]:
     issues = []
     for number, start, line, err in bad:
         guess = _guess(line)
         as_what = f" (it reads as {_LEGACY[guess].split(' (')[0]}: `{_near(line, err, guess)}`)" if guess else ""
-        issues.append(Issue(number, None, "not_utf8", (
-            f"Line {number} is not valid UTF-8: byte 0x{line[err.start]:02X} at byte offset {start + err.start}"
-            f"{as_what}. The rest of the file is UTF-8 ({utf8_lines} line{'s' if utf8_lines != 1 else ''} with"
-            " accented letters read correctly), so this line was pasted in from another program: retype its"
-            " accented letters and save the file as CSV UTF-8 again. Do not convert the whole file: that would"
-            " garble every other accented letter.")))
+        issues.append(
+            Issue(
+                number,
+                None,
+                "not_utf8",
+                (
+                    f"Line {number} is not valid UTF-8: byte 0x{line[err.start]:02X} at byte offset {start + err.start}"
+                    f"{as_what}. The rest of the file is UTF-8 ({utf8_lines} line{'s' if utf8_lines != 1 else ''} with"
+                    " accented letters read correctly), so this line was pasted in from another program: retype its"
+                    " accented letters and save the file as CSV UTF-8 again. Do not convert the whole file: that would"
+                    " garble every other accented letter."
+                ),
+            )
+        )
     if bad_count > len(bad):
-        issues.append(Issue(None, None, "not_utf8", f"{bad_count - len(bad)} more lines are not valid UTF-8;"
-                                                    f" the first {len(bad)} are named above."))
+        issues.append(
+            Issue(
+                None,
+                None,
+                "not_utf8",
+                f"{bad_count - len(bad)} more lines are not valid UTF-8; the first {len(bad)} are named above.",
+            )
+        )
     return issues
 
 
 def _legacy_file_message(number: int, start: int, line: bytes, err: UnicodeDecodeError, lines: list[bytes]) -> str:
     guess = _guess(b"".join(lines))
-    where = (f"Line {number} is not valid UTF-8: byte 0x{line[err.start]:02X} at byte offset {start + err.start}"
-             f" (byte {err.start + 1} of the line, near `{_near(line, err, guess)}`).")
+    where = (
+        f"Line {number} is not valid UTF-8: byte 0x{line[err.start]:02X} at byte offset {start + err.start}"
+        f" (byte {err.start + 1} of the line, near `{_near(line, err, guess)}`)."
+    )
     if guess is None:
         undefined = "" if _decodes(line, "cp1252") else f" (byte 0x{line[err.start]:02X} is undefined in Windows-1252)"
-        return (f"{where} The file is in an older encoding that its bytes do not tell apart{undefined}: it may be"
-                " ISO-8859-1 (Latin-1) or Mac Roman. Save it as CSV UTF-8 from the program that made it,"
-                f" or import it with the encoding it was saved in. {RE_SAVE}")
-    return (f"{where} The file looks like {_LEGACY[guess]}: import it with encoding {_OPTION_NAME[guess]},"
-            f" or save it as CSV UTF-8. {RE_SAVE} Or convert it: iconv -f {_ICONV_NAME[guess]} -t UTF-8 in.csv"
-            " > out.csv")
+        return (
+            f"{where} The file is in an older encoding that its bytes do not tell apart{undefined}: it may be"
+            " ISO-8859-1 (Latin-1) or Mac Roman. Save it as CSV UTF-8 from the program that made it,"
+            f" or import it with the encoding it was saved in. {RE_SAVE}"
+        )
+    return (
+        f"{where} The file looks like {_LEGACY[guess]}: import it with encoding {_OPTION_NAME[guess]},"
+        f" or save it as CSV UTF-8. {RE_SAVE} Or convert it: iconv -f {_ICONV_NAME[guess]} -t UTF-8 in.csv"
+        " > out.csv"
+    )
 
 
 def _guess(sample: bytes) -> str | None:
@@ -180,8 +226,9 @@ def _guess(sample: bytes) -> str | None:
     scores = {}
     for encoding in _LEGACY:
         if _decodes(high, encoding):
-            scores[encoding] = sum(2 if ch.islower() or ch in _TYPOGRAPHY else 1 if ch.isalpha() else 0
-                                   for ch in high.decode(encoding))
+            scores[encoding] = sum(
+                2 if ch.islower() or ch in _TYPOGRAPHY else 1 if ch.isalpha() else 0 for ch in high.decode(encoding)
+            )
     if "cp1252" in scores:
         scores.pop("latin-1")  # Windows-1252 reads every byte Latin-1 reads as text the same way
     ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
@@ -201,5 +248,5 @@ def _decodes(data: bytes, encoding: str) -> bool:
 
 
 def _near(line: bytes, err: UnicodeDecodeError, encoding: str | None) -> str:
-    around = line[max(0, err.start - 20): err.start + 20]
+    around = line[max(0, err.start - 20) : err.start + 20]
     return around.decode(encoding or "utf-8", errors="replace").strip()

@@ -10,12 +10,13 @@ from psycopg import sql
 
 from customer_import.contract import CLEAR_MARKER, Contract, FieldSpec
 from customer_import.issues import Issue
-from customer_import.runs import Mode
+from customer_import.options import Mode
 from customer_import.staging import ACCEPTED, staging_table
 
 
-def check_staging(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec],
-                  mode: Mode) -> list[Issue]:
+def check_staging(
+    conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec], mode: Mode
+) -> list[Issue]:
     """The rules that need the whole file or the stored customers, as issues per line."""
     q = _Names(contract, run_id)
     issues = _duplicates(conn, q, contract.key, casefold=False)
@@ -25,8 +26,15 @@ def check_staging(conn: psycopg.Connection, run_id: int, contract: Contract, fie
     return issues + check_against_customers(conn, run_id, contract, fields, mode)
 
 
-def check_against_customers(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec],
-                            mode: Mode, *, accepted_only: bool = False) -> list[Issue]:
+def check_against_customers(
+    conn: psycopg.Connection,
+    run_id: int,
+    contract: Contract,
+    fields: list[FieldSpec],
+    mode: Mode,
+    *,
+    accepted_only: bool = False,
+) -> list[Issue]:
     """The rules that depend on the stored customers. Run again under the merge lock over the
     accepted rows (`accepted_only`), they catch what another import changed since staging."""
     q = _Names(contract, run_id, accepted_only)
@@ -35,14 +43,28 @@ def check_against_customers(conn: psycopg.Connection, run_id: int, contract: Con
         if spec in fields:
             issues += _taken_by_other_customer(conn, q, spec)
     if mode == "update_only":
-        issues += _by_existence(conn, q, exists=False, code="unknown_customer", message=(
-            "{key} `{value}` is not an existing customer and this import only updates"
-            " (mode update_only): remove the row, or import it with mode upsert."))
+        issues += _by_existence(
+            conn,
+            q,
+            exists=False,
+            code="unknown_customer",
+            message=(
+                "{key} `{value}` is not an existing customer and this import only updates"
+                " (mode update_only): remove the row, or import it with mode upsert."
+            ),
+        )
     else:
         if mode == "insert_only":
-            issues += _by_existence(conn, q, exists=True, code="existing_customer", message=(
-                "{key} `{value}` is already a customer and this import only inserts"
-                " (mode insert_only): remove the row, or import it with mode upsert."))
+            issues += _by_existence(
+                conn,
+                q,
+                exists=True,
+                code="existing_customer",
+                message=(
+                    "{key} `{value}` is already a customer and this import only inserts"
+                    " (mode insert_only): remove the row, or import it with mode upsert."
+                ),
+            )
         for spec in contract.fields:
             if spec.required == "on_insert":
                 issues += _required_on_insert(conn, q, spec, present=spec in fields)
@@ -65,9 +87,10 @@ def _duplicates(conn: psycopg.Connection, q: _Names, spec: FieldSpec, *, casefol
     column = sql.Identifier(spec.column)
     value = sql.SQL("lower({})").format(column) if casefold else column
     rows = conn.execute(
-        sql.SQL("SELECT array_agg({col} ORDER BY line), array_agg(line ORDER BY line) FROM {staging}"
-                " WHERE {col} IS NOT NULL AND {col} <> %s GROUP BY {value} HAVING count(*) > 1").format(
-            col=column, staging=q.staging, value=value),
+        sql.SQL(
+            "SELECT array_agg({col} ORDER BY line), array_agg(line ORDER BY line) FROM {staging}"
+            " WHERE {col} IS NOT NULL AND {col} <> %s GROUP BY {value} HAVING count(*) > 1"
+        ).format(col=column, staging=q.staging, value=value),
         [CLEAR_MARKER],
     ).fetchall()
     what = "customer" if spec.header == q.key_header else "value"
@@ -75,35 +98,50 @@ def _duplicates(conn: psycopg.Connection, q: _Names, spec: FieldSpec, *, casefol
     for values, lines in rows:
         for value, line in zip(values, lines, strict=True):
             others = ", ".join(str(n) for n in lines if n != line)
-            issues.append(Issue(line, spec.header, "duplicate_in_file",
-                                f"{spec.header} `{value}` also appears on line{'s' if len(lines) > 2 else ''}"
-                                f" {others}: each {what} may appear only once per file"
-                                + (" (compared ignoring case)" if casefold else "")
-                                + ". Keep one row and delete the others."))
+            issues.append(
+                Issue(
+                    line,
+                    spec.header,
+                    "duplicate_in_file",
+                    f"{spec.header} `{value}` also appears on line{'s' if len(lines) > 2 else ''}"
+                    f" {others}: each {what} may appear only once per file"
+                    + (" (compared ignoring case)" if casefold else "")
+                    + ". Keep one row and delete the others.",
+                )
+            )
     return issues
 
 
 def _taken_by_other_customer(conn: psycopg.Connection, q: _Names, spec: FieldSpec) -> list[Issue]:
     column = sql.Identifier(spec.column)
     rows = conn.execute(
-        sql.SQL("SELECT s.line, s.{col}, c.{key} FROM {staging} s JOIN {customers} c"
-                " ON lower(c.{col}) = lower(s.{col}) AND c.{key} <> s.{key}"
-                " WHERE s.{col} IS NOT NULL AND s.{col} <> %s AND s.{key} IS NOT NULL AND {rows}").format(
-            col=column, key=q.key, staging=q.staging, customers=q.customers, rows=q.rows),
+        sql.SQL(
+            "SELECT s.line, s.{col}, c.{key} FROM {staging} s JOIN {customers} c"
+            " ON lower(c.{col}) = lower(s.{col}) AND c.{key} <> s.{key}"
+            " WHERE s.{col} IS NOT NULL AND s.{col} <> %s AND s.{key} IS NOT NULL AND {rows}"
+        ).format(col=column, key=q.key, staging=q.staging, customers=q.customers, rows=q.rows),
         [CLEAR_MARKER],
     ).fetchall()
-    return [Issue(line, spec.header, "already_used",
-                  f"{spec.header} `{value}` already belongs to customer {q.key_header} `{owner}`:"
-                  f" it must be unique. Use another value, or change `{owner}` first.")
-            for line, value, owner in rows]
+    return [
+        Issue(
+            line,
+            spec.header,
+            "already_used",
+            f"{spec.header} `{value}` already belongs to customer {q.key_header} `{owner}`:"
+            f" it must be unique. Use another value, or change `{owner}` first.",
+        )
+        for line, value, owner in rows
+    ]
 
 
 def _by_existence(conn: psycopg.Connection, q: _Names, *, exists: bool, code: str, message: str) -> list[Issue]:
     rows = conn.execute(
-        sql.SQL("SELECT s.line, s.{key} FROM {staging} s WHERE s.{key} IS NOT NULL AND {rows} AND {neg}"
-                " EXISTS (SELECT 1 FROM {customers} c WHERE c.{key} = s.{key})").format(
-            key=q.key, staging=q.staging, customers=q.customers, neg=sql.SQL("" if exists else "NOT"),
-            rows=q.rows),
+        sql.SQL(
+            "SELECT s.line, s.{key} FROM {staging} s WHERE s.{key} IS NOT NULL AND {rows} AND {neg}"
+            " EXISTS (SELECT 1 FROM {customers} c WHERE c.{key} = s.{key})"
+        ).format(
+            key=q.key, staging=q.staging, customers=q.customers, neg=sql.SQL("" if exists else "NOT"), rows=q.rows
+        ),
     ).fetchall()
     return [Issue(line, q.key_header, code, message.format(key=q.key_header, value=value)) for line, value in rows]
 
@@ -111,12 +149,19 @@ def _by_existence(conn: psycopg.Connection, q: _Names, *, exists: bool, code: st
 def _required_on_insert(conn: psycopg.Connection, q: _Names, spec: FieldSpec, *, present: bool) -> list[Issue]:
     blank = sql.SQL("s.{} IS NULL").format(sql.Identifier(spec.column)) if present else sql.SQL("true")
     rows = conn.execute(
-        sql.SQL("SELECT s.line, s.{key} FROM {staging} s WHERE s.{key} IS NOT NULL AND {blank} AND {rows}"
-                " AND NOT EXISTS (SELECT 1 FROM {customers} c WHERE c.{key} = s.{key})").format(
-            key=q.key, staging=q.staging, customers=q.customers, blank=blank, rows=q.rows),
+        sql.SQL(
+            "SELECT s.line, s.{key} FROM {staging} s WHERE s.{key} IS NOT NULL AND {blank} AND {rows}"
+            " AND NOT EXISTS (SELECT 1 FROM {customers} c WHERE c.{key} = s.{key})"
+        ).format(key=q.key, staging=q.staging, customers=q.customers, blank=blank, rows=q.rows),
     ).fetchall()
     where = "is blank" if present else "column is missing from the file"
-    return [Issue(line, spec.header, "required",
-                  f"{spec.header} is required for a new customer, and {q.key_header} `{value}` is new"
-                  f" but its {spec.header} {where}: fill it in (e.g. {spec.example}).")
-            for line, value in rows]
+    return [
+        Issue(
+            line,
+            spec.header,
+            "required",
+            f"{spec.header} is required for a new customer, and {q.key_header} `{value}` is new"
+            f" but its {spec.header} {where}: fill it in (e.g. {spec.example}).",
+        )
+        for line, value in rows
+    ]

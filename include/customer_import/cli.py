@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from customer_import.contract import load_contract
 from customer_import.options import MODES, ON_ERROR_CHOICES
@@ -84,7 +85,7 @@ def migrate_airflow() -> None:
 # --- running the DAG -----------------------------------------------------------------
 
 
-def run_dag(dag_id: str, conf: dict, log_file: Path):
+def run_dag(dag_id: str, conf: dict[str, Any], log_file: Path) -> Any:
     """Run DAG `dag_id` (the file of that name in dags/) once through Airflow (`dag.test`), in this process.
 
     Returns the DagRun; Airflow's own output (every task's log) goes to `log_file`. The run is
@@ -104,6 +105,7 @@ def run_dag(dag_id: str, conf: dict, log_file: Path):
     try:
         with _output_to(log_file), localairflow.owned(settings, dag_id, logical_date), _stopped_by_signals():
             spec = importlib.util.spec_from_file_location(f"{dag_id}_dag", DAGS / f"{dag_id}_dag.py")
+            assert spec is not None and spec.loader is not None, f"no DAG file for {dag_id}"
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == dag_id)
@@ -117,21 +119,27 @@ def run_dag(dag_id: str, conf: dict, log_file: Path):
         raise
 
 
-def _file_task_logs(dag_run, log_file: Path) -> None:
+def _file_task_logs(dag_run: Any, log_file: Path) -> None:
     """Give each task of an in-process run its log where Airflow's UI reads task logs, as the
     scheduler's workers do: the part of `log_file` between `dag.test`'s start and end of the task."""
     from airflow.configuration import conf
 
     folder = Path(conf.get("logging", "base_log_folder"))
     tries = {ti.task_id: ti.try_number or 1 for ti in dag_run.get_task_instances()}
-    task, lines = None, []
+    task: str | None = None
+    lines: list[str] = []
     for line in log_file.read_text(errors="replace").splitlines(keepends=True):
         started = re.search(r"\[DAG TEST\] starting task_id=(\S+)", line)
         if started:
             task, lines = started.group(1), []
         elif task and "[DAG TEST] end task" in line:
-            target = (folder / f"dag_id={dag_run.dag_id}" / f"run_id={dag_run.run_id}" / f"task_id={task}"
-                      / f"attempt={tries.get(task, 1)}.log")
+            target = (
+                folder
+                / f"dag_id={dag_run.dag_id}"
+                / f"run_id={dag_run.run_id}"
+                / f"task_id={task}"
+                / f"attempt={tries.get(task, 1)}.log"
+            )
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text("".join(lines))
             task = None
@@ -169,9 +177,14 @@ def _finish_import_run(dag_id: str, airflow_run_id: str, pid: int) -> str:
         if run is None:
             return "It had not claimed its file: the file stays in landing/ and will be imported; delete it to abandon."
         if not run.is_finished:
-            run = importer.publish_report(conn, run.id, failure=(
-                f"The local command that ran this import (pid {pid}) stopped before it finished: nothing was merged"
-                " and the file is kept. Clear the Airflow run to import it again, or drop the file again."))
+            run = importer.publish_report(
+                conn,
+                run.id,
+                failure=(
+                    f"The local command that ran this import (pid {pid}) stopped before it finished: nothing was merged"
+                    " and the file is kept. Clear the Airflow run to import it again, or drop the file again."
+                ),
+            )
     kept = f"; its file is kept in {run.file_path}" if run.file_path else ""
     return f"Import run {run.id} ended {run.status}{kept}."
 
@@ -208,7 +221,7 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def import_through_dag(path: Path, options: dict) -> int:
+def import_through_dag(path: Path, options: dict[str, Any]) -> int:
     """Drop `path` into landing, import it through the DAG, print the outcome; the exit code.
 
     With a scheduler running (`make airflow`), the run is handed to it and followed; else it runs
@@ -224,8 +237,11 @@ def import_through_dag(path: Path, options: dict) -> int:
     settings = Settings.from_env()
     folders = Folders(settings.data_dir)
     name = drop_into_landing(path, folders)
-    print(f"{name} is in landing/: if this command is stopped before it is claimed, it stays there and will be"
-          " imported (delete it to abandon).", flush=True)
+    print(
+        f"{name} is in landing/: if this command is stopped before it is claimed, it stays there and will be"
+        " imported (delete it to abandon).",
+        flush=True,
+    )
     started = time.monotonic()
     log_file = _log_file(settings, name)
     if localairflow.scheduler_alive():
@@ -249,7 +265,7 @@ def import_through_dag(path: Path, options: dict) -> int:
         print(f"  report:     {report_dir / 'report.html'}")
         print(f"  errors.csv: {report_dir / 'errors.csv'}")
         print(f"  summary:    {report_dir / 'summary.json'}")
-        print(f"  file kept:  {settings.data_dir / run.file_path}")
+        print(f"  file kept:  {settings.data_dir / run.claimed_file}")
     print(f"  Airflow:    DAG run {airflow_run_id}, log {log_file}")
     print(f"  took {time.monotonic() - started:.1f} s")
     return 1 if run.status in FAILED_STATUSES else 0
@@ -263,16 +279,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"{path} is not a file")
         return 2
-    options = {"mode": args.mode, "on_error": args.on_error, "max_error_rate": args.max_error_rate,
-               "dry_run": args.dry_run, "force": args.force, "encoding": args.encoding}
+    options = {
+        "mode": args.mode,
+        "on_error": args.on_error,
+        "max_error_rate": args.max_error_rate,
+        "dry_run": args.dry_run,
+        "force": args.force,
+        "encoding": args.encoding,
+    }
     return import_through_dag(path, options)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Importing the bundled sample {SAMPLE_FILE.relative_to(REPO_ROOT)} through the customer_import DAG...")
     code = import_through_dag(SAMPLE_FILE, {})
-    print("\nThe customers are in the database `make db-url` prints (e.g. `psql \"$(make -s db-url)\"`)."
-          "\nRun `make demo` again: the same content is recognised as a duplicate and not applied twice.")
+    print(
+        '\nThe customers are in the database `make db-url` prints (e.g. `psql "$(make -s db-url)"`).'
+        "\nRun `make demo` again: the same content is recognised as a duplicate and not applied twice."
+    )
     return code
 
 
@@ -288,8 +312,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     conf = {"import_run_id": args.run_id}
     if localairflow.scheduler_alive():
         now = datetime.now(UTC).isoformat()
-        handover = {"trigger_run_id": f"rollback__{args.run_id}__{now}", "conf": conf, "logical_date": now,
-                    "run_after": now}
+        handover = {
+            "trigger_run_id": f"rollback__{args.run_id}__{now}",
+            "conf": conf,
+            "logical_date": now,
+            "run_after": now,
+        }
         airflow_run_id = localairflow.hand_over("customer_import_rollback", handover)
         print(f"Handed to the running Airflow scheduler as run {airflow_run_id}:", flush=True)
         state = localairflow.follow("customer_import_rollback", airflow_run_id, lambda line: print(line, flush=True))
@@ -352,22 +380,27 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     passwords.write_text(json.dumps(users))
     host, port = os.environ.get("AIRFLOW_HOST", "127.0.0.1"), os.environ.get("AIRFLOW_PORT", "8080")
     shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
-    os.environ.update({
-        # standalone starts its components as `airflow ...`: the venv's one must come first
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{u}" for u in users),  # user name: its role
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__API__HOST": host,
-        "AIRFLOW__API__PORT": port,
-        "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://{shown_host}:{port}"),
-    })
+    os.environ.update(
+        {
+            # standalone starts its components as `airflow ...`: the venv's one must come first
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{u}" for u in users),  # user name: its role
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__API__HOST": host,
+            "AIRFLOW__API__PORT": port,
+            "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://{shown_host}:{port}"),
+        }
+    )
     print("Starting Airflow (API server, scheduler, DAG processor, triggerer)...", flush=True)
     standalone = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"])
     url = f"http://{shown_host}:{port}"
     if _answers(f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/api/v2/monitor/health", standalone):
         shown = "(AIRFLOW_ADMIN_PASSWORD)" if "AIRFLOW_ADMIN_PASSWORD" in os.environ else password
-        print(f"\nAirflow is up: {url}  user: admin  password: {shown}\n"
-              f"The Imports page: {url}/customer-import/ (\"Imports\" in Airflow's navigation)\n", flush=True)
+        print(
+            f"\nAirflow is up: {url}  user: admin  password: {shown}\n"
+            f'The Imports page: {url}/customer-import/ ("Imports" in Airflow\'s navigation)\n',
+            flush=True,
+        )
     try:
         return standalone.wait()
     except KeyboardInterrupt:
@@ -386,7 +419,7 @@ def _kept_password(path: Path) -> str:
     return password
 
 
-def _answers(url: str, process: subprocess.Popen, seconds: float = 300) -> bool:
+def _answers(url: str, process: subprocess.Popen[bytes], seconds: float = 300) -> bool:
     """Wait until `url` answers (or the process ends)."""
     import urllib.request
 
@@ -439,7 +472,8 @@ def _main(argv: list[str] | None = None) -> int:
     commands.add_parser("airflow", help="run Airflow locally").set_defaults(run=cmd_airflow)
     commands.add_parser("stop-db", help="stop the embedded PostgreSQL").set_defaults(run=cmd_stop_db)
     args = parser.parse_args(argv)
-    return args.run(args)
+    exit_code: int = args.run(args)
+    return exit_code
 
 
 if __name__ == "__main__":

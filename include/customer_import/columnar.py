@@ -57,9 +57,15 @@ class Structure:
 def eligible(source: CsvFile) -> bool:
     """Files the fast path reads as the precise reader would: UTF-8, the header on line 1, plain
     quoting, not one of our error reports (whose escaping the precise reader undoes)."""
-    return (charsets.is_utf8(source.encoding) and source.header_line == 1 and source.plain_dialect
-            and not source.is_report and not source.file_issues and len(source.header) >= 2
-            and source.contract == _bundled_contract())
+    return (
+        charsets.is_utf8(source.encoding)
+        and source.header_line == 1
+        and source.plain_dialect
+        and not source.is_report
+        and not source.file_issues
+        and len(source.header) >= 2
+        and source.contract == _bundled_contract()
+    )
 
 
 @cache
@@ -80,8 +86,13 @@ def structure(path: Path, encoding: str, max_field_chars: int) -> Structure:
     return Structure(clean, records, last)
 
 
-def check_columns(source: CsvFile, staged: StagedWriter, validator: RowValidator, chunk_rows: int,
-                  progress: Callable[[int, float], None]) -> tuple[int, list[Issue]]:
+def check_columns(
+    source: CsvFile,
+    staged: StagedWriter,
+    validator: RowValidator,
+    chunk_rows: int,
+    progress: Callable[[int, float], None],
+) -> tuple[int, list[Issue]]:
     """Validate and stage every record of `source` (opened, with a header): rows read and issues.
 
     Raises NeedsPreciseReader when the file is not structurally clean; what was written is then void.
@@ -90,14 +101,14 @@ def check_columns(source: CsvFile, staged: StagedWriter, validator: RowValidator
         rows, last_line, issues = 0, source.header_line, []
         size = source.path.stat().st_size or 1
         for columns, lines, end, bytes_read in _chunks(source, chunk_rows, last_line + 1):
+            rows += len(lines)
+            progress(rows, min(1.0, bytes_read / size))  # these rows are being validated now
             chunk = _normalised(source, columns)
             chunk_issues = sorted(validator.validate(_for_gx(source.fields, lines, chunk)), key=_by_line)
             bad = sorted({issue.line for issue in chunk_issues if issue.line is not None})
             staged.write_table(_staged(source.fields, lines, chunk, bad))
             issues += chunk_issues
-            rows += len(lines)
             last_line = end if len(lines) else last_line
-            progress(rows, min(1.0, bytes_read / size))
         out, _ = checking.communicate()
     if checking.returncode != 0:
         raise NeedsPreciseReader(f"the structure check stopped (exit code {checking.returncode})")
@@ -116,8 +127,18 @@ def _structure_check(source: CsvFile) -> subprocess.Popen[str]:
     package_root = str(Path(__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     return subprocess.Popen(
-        [sys.executable, "-m", "customer_import.columnar", str(source.path), source.encoding,
-         str(source.max_field_chars)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path})
+        [
+            sys.executable,
+            "-m",
+            "customer_import.columnar",
+            str(source.path),
+            source.encoding,
+            str(source.max_field_chars),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
 
 
 def _chunks(source: CsvFile, chunk_rows: int, first_line: int) -> Iterator[tuple[list[Any], Any, int, int]]:
@@ -133,8 +154,12 @@ def _chunks(source: CsvFile, chunk_rows: int, first_line: int) -> Iterator[tuple
             source.path,
             read_options=pacsv.ReadOptions(skip_rows=source.header_line, column_names=names, block_size=_BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
         batches: list[Any] = []
         held, next_line, bytes_read = 0, first_line, 0
         for batch in reader:
@@ -164,20 +189,27 @@ def _located(table: Any, first_line: int) -> tuple[list[Any], Any, int, int]:
     breaks = np.zeros(table.num_rows, dtype=np.int64)
     blank = np.ones(table.num_rows, dtype=bool)
     for column in table.columns:
-        if pc.any(pc.match_substring(column, "\x00")).as_py() or pc.any(
-                pc.match_substring_regex(column, _SPACED_QUOTE)).as_py():
+        if (
+            pc.any(pc.match_substring(column, "\x00")).as_py()
+            or pc.any(pc.match_substring_regex(column, _SPACED_QUOTE)).as_py()
+        ):
             raise NeedsPreciseReader("a NUL byte, or a quoted value after spaces")
         breaks += pc.count_substring(column, "\n").to_numpy(zero_copy_only=False)
         if pc.any(pc.match_substring(column, "\r")).as_py():
-            breaks += (pc.count_substring(column, "\r").to_numpy(zero_copy_only=False)
-                       - pc.count_substring(column, "\r\n").to_numpy(zero_copy_only=False))
+            breaks += pc.count_substring(column, "\r").to_numpy(zero_copy_only=False) - pc.count_substring(
+                column, "\r\n"
+            ).to_numpy(zero_copy_only=False)
         blank &= pc.match_substring_regex(column, _ONLY_SPACES).to_numpy(zero_copy_only=False)
     starts = first_line + np.arange(table.num_rows) + np.concatenate(([0], np.cumsum(breaks)[:-1]))
     after = int(starts[-1] + breaks[-1] + 1) if table.num_rows else first_line
     last = int((starts + breaks)[~blank][-1]) if (~blank).any() else 0
     keep = pa.array(~blank)
-    return ([pc.filter(column, keep) for column in table.columns], pc.filter(pa.array(starts, pa.int64()), keep),
-            last, after)
+    return (
+        [pc.filter(column, keep) for column in table.columns],
+        pc.filter(pa.array(starts, pa.int64()), keep),
+        last,
+        after,
+    )
 
 
 def _normalised(source: CsvFile, columns: list[Any]) -> list[Any]:
@@ -205,9 +237,15 @@ def write_report_rows(source: CsvFile, target: Any, status: str, escape: str) ->
 
     for columns, lines, _, _ in _chunks(source, 200_000, source.header_line + 1):
         n = len(lines)
-        table = pa.table([lines, pa.array([status] * n, pa.string()), pa.array([""] * n, pa.string()),
-                          *(pc.replace_substring_regex(c, f"^({escape})", "'\\1") for c in columns)],
-                         names=["line", "status", "issues", *(f"c{i}" for i in range(len(columns)))])
+        table = pa.table(
+            [
+                lines,
+                pa.array([status] * n, pa.string()),
+                pa.array([""] * n, pa.string()),
+                *(pc.replace_substring_regex(c, f"^({escape})", "'\\1") for c in columns),
+            ],
+            names=["line", "status", "issues", *(f"c{i}" for i in range(len(columns)))],
+        )
         pacsv.write_csv(table, target, pacsv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n"))
 
 

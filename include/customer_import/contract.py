@@ -156,7 +156,6 @@ def _any_of(words: list[str]) -> str:
     return "^(?:" + "|".join(_ascii_any_case(w) for w in words) + ")$"
 
 
-
 def _regex_rule(regex: str, code: str, message: str) -> Rule:
     return Rule("ExpectColumnValuesToMatchRegex", {"regex": regex}, code, message)
 
@@ -200,8 +199,12 @@ FIELD_TYPES: dict[str, FieldType] = {
         sql_cast="{}",
         # two plain rules with one message, not one with a look-ahead: RE2 (Arrow) runs plain ones
         rules=lambda f: [
-            _regex_rule(regex, "invalid_phone", "`{value}` is not a valid phone number: use 7 to 20 digits,"
-                        " optionally with a leading +, spaces, -, ( and ), e.g. {example}.")
+            _regex_rule(
+                regex,
+                "invalid_phone",
+                "`{value}` is not a valid phone number: use 7 to 20 digits,"
+                " optionally with a leading +, spaces, -, ( and ), e.g. {example}.",
+            )
             for regex in (r"^\+?[0-9 ()\-]+$", r"^(?:[^0-9]*[0-9]){7,20}[^0-9]*$")
         ],
         max_length=32,
@@ -213,8 +216,7 @@ FIELD_TYPES: dict[str, FieldType] = {
             _regex_rule(
                 _country_codes(),
                 "invalid_country",
-                "`{value}` is not an ISO 3166-1 alpha-2 country code: use two letters such as"
-                " US, DE or GB.",
+                "`{value}` is not an ISO 3166-1 alpha-2 country code: use two letters such as US, DE or GB.",
             )
         ],
     ),
@@ -265,7 +267,7 @@ FIELD_TYPES: dict[str, FieldType] = {
 #: ASCII digits only and no look-ahead, so that Python's re and Arrow's RE2 agree on it.
 _YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
 _LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][48]|[13579][26]|[2468]0)00)"
-CALENDAR_DATE = (
+CALENDAR_DATE: str = (
     rf"^(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
     rf"|02-(?:0[1-9]|1[0-9]|2[0-8]))|{_LEAP_YEAR}-02-29)$"
 )
@@ -274,14 +276,15 @@ CALENDAR_DATE = (
 #: Python's white space (`str.isspace`, what `\s` means to Python's re) as a class of its own characters:
 #: RE2, which Arrow runs, reads `\s` as ASCII white space only, so pandas would run `\s` rules in Python.
 SPACES = "".join(f"\\x{ord(c):02x}" if ord(c) < 0xA0 else c for c in map(chr, range(0x3001)) if c.isspace())
-EMAIL = rf'^[^{SPACES}@"(),:;<>\[\]\\]+@(?:[^{SPACES}@"(),:;<>\[\]\\.]+\.)+[^{SPACES}@"(),:;<>\[\]\\.]+$'
+EMAIL: str = rf'^[^{SPACES}@"(),:;<>\[\]\\]+@(?:[^{SPACES}@"(),:;<>\[\]\\.]+\.)+[^{SPACES}@"(),:;<>\[\]\\.]+$'
 #: Characters that show as nothing (zero-width spaces and joiners, the byte-order mark, soft
 #: hyphen, direction marks) or as an ordinary space (no-break and other Unicode spaces).
 INVISIBLE = "[\u00a0\u00ad\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff]"
 #: UTF-8 text that was read as Windows-1252 and saved again as UTF-8: `Ã©` for é, `â€™` for ’,
 #: `Ã‰` for É, `Â ` for a no-break space, `Ð¶` for ж.
-_CONTINUATION = r"\x80-\xbf" + "".join(sorted(set(bytes(range(0x80, 0xC0)).decode("cp1252", "ignore")) - set(
-    map(chr, range(0x80, 0xC0)))))
+_CONTINUATION = r"\x80-\xbf" + "".join(
+    sorted(set(bytes(range(0x80, 0xC0)).decode("cp1252", "ignore")) - set(map(chr, range(0x80, 0xC0))))
+)
 _HEADER_NOISE = re.compile(rf"[\s_\-]+|{INVISIBLE}")
 MOJIBAKE = f"[ÂÃÄÅÎÏÐÑ][{_CONTINUATION}]|[âï][{_CONTINUATION}][{_CONTINUATION}]"
 _CONTROL_CHARS = r"[\x00-\x1f\x7f]"
@@ -336,8 +339,7 @@ def _rules(f: FieldSpec) -> list[Rule]:
                 "ExpectColumnValuesToNotMatchRegex",
                 {"regex": f"^[{SPACES}]|[{SPACES}]$"},
                 "surrounding_space",
-                "{header} `{value}` starts or ends with a space: remove the spaces, the key is"
-                " matched exactly.",
+                "{header} `{value}` starts or ends with a space: remove the spaces, the key is matched exactly.",
             )
         )
     if f.type == "text":
@@ -396,7 +398,8 @@ def load_contract(path: Path = CONTRACT_PATH) -> Contract:
 
 
 def _field_spec(entry: dict[str, Any]) -> FieldSpec:
-    spec = FieldSpec(**{k: (str(v) if k == "example" else v) for k, v in entry.items()})
+    values: dict[str, Any] = {k: (str(v) if k == "example" else v) for k, v in entry.items()}
+    spec = FieldSpec(**values)
     if spec.type not in FIELD_TYPES:
         raise ContractError(f"{spec.header}: unknown type {spec.type!r}; use one of {sorted(FIELD_TYPES)}")
     if not _IDENTIFIER.match(spec.column):

@@ -17,9 +17,10 @@ import difflib
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from customer_import import charsets
 from customer_import.charsets import RE_SAVE, SNIFF_BYTES
@@ -90,8 +91,9 @@ class CsvFile:
     streams the rows.
     """
 
-    def __init__(self, path: Path, contract: Contract, encoding: str = "utf-8",
-                 max_field_chars: int = MAX_FIELD_CHARS) -> None:
+    def __init__(
+        self, path: Path, contract: Contract, encoding: str = "utf-8", max_field_chars: int = MAX_FIELD_CHARS
+    ) -> None:
         self.path = Path(path)
         self.contract = contract
         self.encoding = encoding
@@ -104,7 +106,8 @@ class CsvFile:
         self._field_indexes: list[int] = []
         self.is_report = False  # the file is one of our errors.csv, fixed and dropped again
         self._text: io.TextIOWrapper | None = None
-        self._reader = None
+        self._reader: Any = None  # a csv reader (its line_num counts the physical lines it read)
+        self._raw: BinaryIO | None = None
         self._spaced = False  # `"a", "b"`: a space after each comma, before the quote
         self._head = ""  # the file's first bytes as text, to sniff the dialect
         self._pending: list[str] = []  # the physical lines of the record being read
@@ -153,12 +156,13 @@ class CsvFile:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _reader_after(self, lines: int):
+    def _reader_after(self, lines: int) -> Any:
         """A CSV reader over the file from the line after `lines` (0: from the start)."""
         self.close()
-        raw = open_regular(self.path)
-        self._text = io.TextIOWrapper(raw, encoding="utf-8-sig" if charsets.is_utf8(self.encoding) else self.encoding,
-                                      errors="strict", newline="")
+        raw = self._raw = open_regular(self.path)
+        self._text = io.TextIOWrapper(
+            raw, encoding="utf-8-sig" if charsets.is_utf8(self.encoding) else self.encoding, errors="strict", newline=""
+        )
         for _ in range(lines):
             next(self._text, None)
         self._line_offset = lines
@@ -175,16 +179,28 @@ class CsvFile:
             yield line
 
     def _line_too_long(self, line: int) -> Issue:
-        return Issue(None, None, "line_too_long", (
-            f"Line {line} is longer than {self.max_line_chars:,} characters, the most a line may hold: this is"
-            " not a customer file (or its line breaks were lost), so it was not read further."))
+        return Issue(
+            None,
+            None,
+            "line_too_long",
+            (
+                f"Line {line} is longer than {self.max_line_chars:,} characters, the most a line may hold: this is"
+                " not a customer file (or its line breaks were lost), so it was not read further."
+            ),
+        )
 
     def _too_wide(self, line: int, cells: int) -> Issue:
         limit = self.contract.max_columns
         what = "The header has" if line == self.header_line else f"Line {line} has"
-        return Issue(None, None, "too_many_columns", (
-            f"{what} {cells:,} columns; a customer file has at most {limit} ({len(self.contract.fields)} fields"
-            " and room for more): this is not a customer file, or its separator is not a comma."))
+        return Issue(
+            None,
+            None,
+            "too_many_columns",
+            (
+                f"{what} {cells:,} columns; a customer file has at most {limit} ({len(self.contract.fields)} fields"
+                " and room for more): this is not a customer file, or its separator is not a comma."
+            ),
+        )
 
     def _read_header(self) -> list[str] | None:
         """The first row that is not blank; Excel's `sep=` line before it is read as Excel does."""
@@ -198,7 +214,7 @@ class CsvFile:
                 continue
             if any(cell.strip() for cell in row):
                 self.header_line = line
-                return row
+                return list(row)
         return None
 
     def _check_bytes(self) -> Issue | None:
@@ -225,24 +241,35 @@ class CsvFile:
     def _check_header(self, header: list[str]) -> list[Issue]:
         issues: list[Issue] = []
         seen: dict[str, int] = {}
-        known = {normalise_header(h): h for h in self.contract.headers}
+        known = {normalise_header(f.header): f for f in self.contract.fields}
         unknown: list[tuple[int, str]] = []
         for index, name in enumerate(header):
             norm = normalise_header(name)
             if not norm:
-                issues.append(Issue(None, None, "blank_header",
-                                    f"The header of {column_label(index)} is blank: name the column"
-                                    " or delete it."))
+                issues.append(
+                    Issue(
+                        None,
+                        None,
+                        "blank_header",
+                        f"The header of {column_label(index)} is blank: name the column or delete it.",
+                    )
+                )
             elif norm in _REPORT_NAMES:
                 self.is_report = True
             elif norm in seen:
-                issues.append(Issue(None, name, "duplicate_header",
-                                    f"The column `{name}` appears twice in the header"
-                                    f" ({column_label(seen[norm])} and {column_label(index)}):"
-                                    " keep one of them."))
+                issues.append(
+                    Issue(
+                        None,
+                        name,
+                        "duplicate_header",
+                        f"The column `{name}` appears twice in the header"
+                        f" ({column_label(seen[norm])} and {column_label(index)}):"
+                        " keep one of them.",
+                    )
+                )
             elif norm in known:
                 seen[norm] = index
-                self.fields.append(self.contract.field_for(name))
+                self.fields.append(known[norm])
                 self._field_indexes.append(index)
             else:
                 unknown.append((index, name))
@@ -250,14 +277,24 @@ class CsvFile:
             return [self._no_header_issue()]
         for index, name in unknown:
             guess = closest_header(name, self.contract.headers)
-            hint = (f"did you mean `{guess}`?" if guess
-                    else "remove it or rename it to one of " + ", ".join(self.contract.headers) + ".")
-            issues.append(Issue(None, name, "unknown_column",
-                                f"Unknown column `{name}` in {column_label(index)}: {hint}"))
+            hint = (
+                f"did you mean `{guess}`?"
+                if guess
+                else "remove it or rename it to one of " + ", ".join(self.contract.headers) + "."
+            )
+            issues.append(
+                Issue(None, name, "unknown_column", f"Unknown column `{name}` in {column_label(index)}: {hint}")
+            )
         if normalise_header(self.contract.key.header) not in seen:
-            issues.append(Issue(None, None, "missing_key",
-                                f"The header has no {self.contract.key.header} column: every file needs"
-                                " it to match rows to customers. Add it as a column."))
+            issues.append(
+                Issue(
+                    None,
+                    None,
+                    "missing_key",
+                    f"The header has no {self.contract.key.header} column: every file needs"
+                    " it to match rows to customers. Add it as a column.",
+                )
+            )
         return issues
 
     def _no_header_issue(self) -> Issue:
@@ -271,13 +308,19 @@ class CsvFile:
         return Issue(None, None, "no_header", f"The {where} is not a header row: " + self._template_hint())
 
     def _separator_issue(self, separator: str) -> Issue:
-        return Issue(None, None, "wrong_separator",
-                     f"The columns are separated by {separator}, not by commas. {RE_SAVE}"
-                     " Or replace the separator with a comma.")
+        return Issue(
+            None,
+            None,
+            "wrong_separator",
+            f"The columns are separated by {separator}, not by commas. {RE_SAVE}"
+            " Or replace the separator with a comma.",
+        )
 
     def _template_hint(self) -> str:
-        return ("the first line must be the header row of the template (Download template on the Imports page):"
-                " " + ",".join(self.contract.headers) + ".")
+        return (
+            "the first line must be the header row of the template (Download template on the Imports page):"
+            " " + ",".join(self.contract.headers) + "."
+        )
 
     def _encoding_issues(self) -> list[Issue]:
         if charsets.is_utf8(self.encoding):
@@ -291,8 +334,9 @@ class CsvFile:
         """How much of the file the reader has consumed, from 0 to 1 (for progress, not exact)."""
         if self._text is None or self._text.closed:
             return 0.0
-        size = os.fstat(self._text.buffer.fileno()).st_size
-        return min(1.0, self._text.buffer.tell() / size) if size else 1.0
+        assert self._raw is not None
+        size = os.fstat(self._raw.fileno()).st_size
+        return min(1.0, self._raw.tell() / size) if size else 1.0
 
     @property
     def plain_dialect(self) -> bool:
@@ -338,7 +382,7 @@ class CsvFile:
                 if broken is None:
                     return
                 yield broken
-                if broken.issue.code == "unterminated_quote":  # start again right after the line it opened on
+                if broken.issue and broken.issue.code == "unterminated_quote":  # again right after its first line
                     reader, end = self._reader_after(start), start
                 continue
             end = self._line_offset + reader.line_num
@@ -350,15 +394,23 @@ class CsvFile:
             if len(cells) != width:
                 yield Record(start, cells, _width_issue(start, len(cells), width), end)
             elif header_again(cells):
-                yield Record(start, cells, Issue(start, None, "header_repeated", (
-                    f"The header row repeats on line {start} (two files pasted together?): delete that line."
-                )), end)
+                yield Record(
+                    start,
+                    cells,
+                    Issue(
+                        start,
+                        None,
+                        "header_repeated",
+                        (f"The header row repeats on line {start} (two files pasted together?): delete that line."),
+                    ),
+                    end,
+                )
             elif end > start:
                 yield Record(start, cells, self._swallowed_rows(start, end), end)
             else:
                 yield Record(start, cells)
 
-    def _blank_test(self):
+    def _blank_test(self) -> Callable[[list[str]], bool]:
         data_columns = self.data_columns
 
         def blank(cells: list[str]) -> bool:  # joined first: one C-level strip per row, not per cell
@@ -368,13 +420,16 @@ class CsvFile:
 
         return blank
 
-    def _header_test(self):
+    def _header_test(self) -> Callable[[list[str]], bool]:
         names = [normalise_header(h) for h in self.header]
         first = names[0]
 
         def header_again(cells: list[str]) -> bool:  # a cheap look at the first cell before the whole row
-            return (cells[0][-1:].casefold() == first[-1:] and normalise_header(cells[0]) == first
-                    and [normalise_header(c) for c in cells] == names)
+            return (
+                cells[0][-1:].casefold() == first[-1:]
+                and normalise_header(cells[0]) == first
+                and [normalise_header(c) for c in cells] == names
+            )
 
         return header_again
 
@@ -382,18 +437,47 @@ class CsvFile:
         """The record the reader could not parse, with its cells as best they can be read."""
         lines = self._pending
         if "field larger" in error and len(lines) <= 1:
-            self.file_issues.append(Issue(None, None, "field_too_long", (
-                f"Line {start} holds a value of more than {self.max_field_chars:,} characters, the most one"
-                " value may hold: this is not a customer file, or a double quote is missing on that line.")))
+            self.file_issues.append(
+                Issue(
+                    None,
+                    None,
+                    "field_too_long",
+                    (
+                        f"Line {start} holds a value of more than {self.max_field_chars:,} characters, the most one"
+                        " value may hold: this is not a customer file, or a double quote is missing on that line."
+                    ),
+                )
+            )
             return None
         if "unexpected end of data" in error or "field larger" in error:
-            return Record(start, _split(lines[:1]), Issue(start, None, "unterminated_quote", (
-                f"A quoted value opened on line {start} is never closed: add the closing double quote (\")"
-                " or remove the opening one. The lines after it were read as rows of their own.")))
+            return Record(
+                start,
+                _split(lines[:1]),
+                Issue(
+                    start,
+                    None,
+                    "unterminated_quote",
+                    (
+                        f'A quoted value opened on line {start} is never closed: add the closing double quote (")'
+                        " or remove the opening one. The lines after it were read as rows of their own."
+                    ),
+                ),
+            )
         span = f"line {start}" if end == start else f"lines {start} to {end}"
-        return Record(start, _split(lines), Issue(start, None, "stray_quote", (
-            f"Line {start} has a stray double quote ({span} could not be read): a value wrapped in double quotes"
-            " must double every quote inside it, e.g. \"The \"\"Best\"\" Shop\".")), end)
+        return Record(
+            start,
+            _split(lines),
+            Issue(
+                start,
+                None,
+                "stray_quote",
+                (
+                    f"Line {start} has a stray double quote ({span} could not be read): a value wrapped in double"
+                    ' quotes must double every quote inside it, e.g. "The ""Best"" Shop".'
+                ),
+            ),
+            end,
+        )
 
     def _swallowed_rows(self, start: int, end: int) -> Issue | None:
         """A quoted value over several lines that takes in lines shaped like rows of their own:
@@ -402,10 +486,16 @@ class CsvFile:
         for number, line in enumerate(self._pending[1:], start=start + 1):
             parts = line.rstrip("\r\n").split(",")
             if width > 2 and len(parts) >= width and parts[key].strip() and not any(c.isspace() for c in parts[key]):
-                return Issue(start, None, "swallowed_rows", (
-                    f"The quoted value opened on line {start} runs to line {end} and takes in line {number},"
-                    f" which looks like a row of its own (`{line.strip()[:60]}`): a closing double quote (\") is"
-                    f" probably missing on line {start}."))
+                return Issue(
+                    start,
+                    None,
+                    "swallowed_rows",
+                    (
+                        f"The quoted value opened on line {start} runs to line {end} and takes in line {number},"
+                        f' which looks like a row of its own (`{line.strip()[:60]}`): a closing double quote (") is'
+                        f" probably missing on line {start}."
+                    ),
+                )
         return None
 
     @property
@@ -424,7 +514,7 @@ class CsvFile:
         by_column = list(zip(*rows, strict=True)) if rows else [()] * len(self.header)
         columns = []
         for spec, index in zip(self.fields, self._field_indexes, strict=True):
-            cells = by_column[index]
+            cells: list[str] = list(by_column[index])
             if self.is_report:
                 cells = [v[1:] if v[:1] == "'" and v[1:2] and v[1] in ESCAPED_PREFIXES else v for v in cells]
             cells = [_spaced(v) if v[:1].isspace() else v for v in cells]
@@ -460,8 +550,12 @@ _VISIBLE_BY_CODE = {ord(ch): to for ch, to in VISIBLE.items()}
 
 def _width_issue(line: int, found: int, expected: int) -> Issue:
     if found > expected:
-        hint = "a value that contains a comma must be wrapped in double quotes, e.g. \"Acme, Inc.\""
+        hint = 'a value that contains a comma must be wrapped in double quotes, e.g. "Acme, Inc."'
     else:
         hint = "a separator is missing; every row needs a cell for every column, even an empty one"
-    return Issue(line, None, "wrong_field_count",
-                 f"Line {line} has {found} values but the header has {expected} columns: {hint}.")
+    return Issue(
+        line,
+        None,
+        "wrong_field_count",
+        f"Line {line} has {found} values but the header has {expected} columns: {hint}.",
+    )

@@ -7,9 +7,10 @@ quoted with `psycopg.sql`; values always travel as bind parameters or through CO
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -17,6 +18,8 @@ from psycopg import sql
 from customer_import.contract import Contract
 
 SQL_DIR = Path(__file__).with_name("sql")
+#: What `conn.execute` takes: text, or SQL composed with `psycopg.sql`.
+Statement = str | sql.SQL | sql.Composed
 MIGRATE_LOCK = "customer_import:migrate"
 MERGE_LOCK = "customer_import:merge"
 #: Bookkeeping columns a history before-image keeps, so that a rollback restores them too.
@@ -25,6 +28,13 @@ RESTORED_AUDIT_COLUMNS = ("updated_at", "updated_by_run")
 
 def connect(conninfo: str) -> psycopg.Connection:
     return psycopg.connect(conninfo, autocommit=True)
+
+
+def scalar(conn: psycopg.Connection, query: Statement, params: Sequence[Any] | None = None) -> Any:
+    """The one value of a query that returns one row (an aggregate, a lookup by key): None when it
+    returns none."""
+    row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
 
 
 def use_schema(conn: psycopg.Connection, schema: str) -> psycopg.Connection:
@@ -54,8 +64,10 @@ def migrate(conn: psycopg.Connection, contract: Contract, schema: str) -> None:
     transaction on customers. The advisory lock serialises migrations: two sessions running
     `CREATE ... IF NOT EXISTS` at once would collide on the catalog's unique index.
     """
-    statements = [(SQL_DIR / "schema.sql").read_text(encoding="utf-8"),
-                  *(s.as_string(conn) for s in customers_ddl(contract))]
+    statements = [
+        (SQL_DIR / "schema.sql").read_text(encoding="utf-8"),
+        *(s.as_string(conn) for s in customers_ddl(contract)),
+    ]
     fingerprint = hashlib.sha256("\n".join(statements).encode()).hexdigest()
     conn.execute("SELECT set_config('search_path', %s, false)", [schema])
     if _applied(conn, schema) == fingerprint:
@@ -71,11 +83,10 @@ def migrate(conn: psycopg.Connection, contract: Contract, schema: str) -> None:
 
 def _applied(conn: psycopg.Connection, schema: str) -> str | None:
     """The fingerprint of the DDL the schema was last migrated with, if any."""
-    exists = conn.execute("SELECT to_regclass(format('%%I.customer_import_schema', %s::text))", [schema])
-    if exists.fetchone()[0] is None:
+    if scalar(conn, "SELECT to_regclass(format('%%I.customer_import_schema', %s::text))", [schema]) is None:
         return None
-    row = conn.execute("SELECT fingerprint FROM customer_import_schema").fetchone()
-    return row[0] if row else None
+    fingerprint: str | None = scalar(conn, "SELECT fingerprint FROM customer_import_schema")
+    return fingerprint
 
 
 def customers_ddl(contract: Contract) -> list[sql.Composed]:

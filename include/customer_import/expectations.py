@@ -14,7 +14,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +50,11 @@ def build_suite(contract: Contract) -> dict[str, Any]:
     suite = gx.ExpectationSuite(
         name=SUITE_NAME,
         expectations=expectations,
-        meta={"generated_from": "include/customer_import/contract.yaml",
-              "contract_version": contract.version,
-              "regenerate_with": "make expectations"},
+        meta={
+            "generated_from": "include/customer_import/contract.yaml",
+            "contract_version": contract.version,
+            "regenerate_with": "make expectations",
+        },
     )
     return suite.to_json_dict()
 
@@ -65,7 +67,8 @@ def suite_text(contract: Contract) -> str:
 
 
 def read_suite(directory: Path) -> dict[str, Any]:
-    return json.loads((directory / f"{SUITE_NAME}.json").read_text(encoding="utf-8"))
+    suite: dict[str, Any] = json.loads((directory / f"{SUITE_NAME}.json").read_text(encoding="utf-8"))
+    return suite
 
 
 class RowValidator:
@@ -76,17 +79,22 @@ class RowValidator:
     """
 
     def __init__(self, suite: dict[str, Any], fields: Iterable[FieldSpec]) -> None:
+        self.fields = {spec.column: spec for spec in fields}
+        self._expectations = [e for e in suite["expectations"] if e["kwargs"].get("column") in self.fields]
+        self._name = suite["name"]
+        self._result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [LINE]}
+
+    @cached_property
+    def _suite(self) -> Any:
+        """GX's suite, built on the first chunk: importing GX takes seconds, which a file's first rows
+        (and the progress they report) need not wait for."""
         import great_expectations as gx
 
-        self.fields = {spec.column: spec for spec in fields}
-        self._batches = _batch_definition()
-        expectations = [e for e in suite["expectations"] if e["kwargs"].get("column") in self.fields]
-        self._suite = gx.ExpectationSuite(name=suite["name"], expectations=expectations)
-        self._result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [LINE]}
+        return gx.ExpectationSuite(name=self._name, expectations=self._expectations)
 
     def validate(self, frame: Any) -> list[Issue]:
         """Issues of one chunk, at most one per cell (the first rule a value breaks)."""
-        batch = self._batches.get_batch(batch_parameters={"dataframe": frame})
+        batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(self._suite, result_format=self._result_format)
         issues: dict[tuple[int, str], Issue] = {}
         for outcome in result.results:
@@ -99,8 +107,9 @@ class RowValidator:
                 line = int(unexpected[LINE])
                 if (line, column) not in issues:
                     value = unexpected.get(column)
-                    issues[(line, column)] = Issue(line, spec.header, config.meta["code"],
-                                                   _message(config.meta["message"], spec, value))
+                    issues[(line, column)] = Issue(
+                        line, spec.header, config.meta["code"], _message(config.meta["message"], spec, value)
+                    )
         return list(issues.values())
 
 
@@ -123,8 +132,13 @@ def _batch_definition() -> Any:
 
 def _message(template: str, spec: FieldSpec, value: Any) -> str:
     text = "" if value is None or value != value else str(value)  # NaN != NaN: a blank cell
-    return template.format(header=spec.header, value=shown(text), length=f"{len(text):,}",
-                           max_length=f"{spec.limit:,}" if spec.limit else None, example=spec.example)
+    return template.format(
+        header=spec.header,
+        value=shown(text),
+        length=f"{len(text):,}",
+        max_length=f"{spec.limit:,}" if spec.limit else None,
+        example=spec.example,
+    )
 
 
 def shown(text: str, width: int = 60) -> str:

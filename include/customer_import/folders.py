@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 log = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
@@ -56,8 +56,10 @@ class UploadTooLarge(UploadRefused):
     """An upload over the size limit."""
 
     def __init__(self, file_name: str, max_bytes: int) -> None:
-        super().__init__(f"{file_name} is larger than the upload limit of {max_bytes / 2**20:.3g} MiB"
-                         " (CUSTOMER_IMPORT_UPLOAD_MAX_MB): split it, or drop it into the landing folder directly.")
+        super().__init__(
+            f"{file_name} is larger than the upload limit of {max_bytes / 2**20:.3g} MiB"
+            " (CUSTOMER_IMPORT_UPLOAD_MAX_MB): split it, or drop it into the landing folder directly."
+        )
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,12 @@ class Folders:
         self.quarantine.mkdir(parents=True, exist_ok=True)
         target = self.quarantine / f"{time.strftime('%Y%m%dT%H%M%S')}__{escaped_name(path.name)}"
         os.rename(path, target)
-        log.warning("Not imported: landing/%s is %s; moved to quarantine/%s, never read.",
-                    escaped_name(path.name), what, target.name)
+        log.warning(
+            "Not imported: landing/%s is %s; moved to quarantine/%s, never read.",
+            escaped_name(path.name),
+            what,
+            target.name,
+        )
         return target
 
     def set_aside_files(self) -> list[tuple[str, str, float]]:
@@ -159,13 +165,19 @@ class Folders:
         stat = self.landing_file(name).stat()
         return f"{_RUN_ID_UNSAFE.sub('_', name)}__{stat.st_size}__{stat.st_mtime_ns}"
 
-    def handovers(self, names: list[str]) -> list[dict]:
+    def handovers(self, names: list[str]) -> list[dict[str, Any]]:
         """How each waiting file is handed to `customer_import` (TriggerDagRunOperator's kwargs):
         one run per arrival id, its logical date and `run_after` the arrival time, so that runs
         are started in arrival order and a file is never handed over twice."""
-        return [{"trigger_run_id": f"file__{self.arrival_id(name)}", "conf": {"file": name},
-                 "logical_date": arrived.isoformat(), "run_after": arrived.isoformat()}
-                for name, arrived in zip(names, self.arrival_times(names), strict=True)]
+        return [
+            {
+                "trigger_run_id": f"file__{self.arrival_id(name)}",
+                "conf": {"file": name},
+                "logical_date": arrived.isoformat(),
+                "run_after": arrived.isoformat(),
+            }
+            for name, arrived in zip(names, self.arrival_times(names), strict=True)
+        ]
 
     def receive_upload(self, chunks: Iterator[bytes], file_name: str, max_bytes: int) -> tuple[str, int]:
         """Write an uploaded file into landing under a safe, unused name; returns (name, size).
@@ -204,8 +216,13 @@ class Folders:
         raise UploadRefused(f"too many files called {name} are waiting in the landing folder")
 
     def create(self) -> Folders:
-        for path in (self.landing, self.root / "processing", self.root / "archive",
-                     self.root / "rejected", self.root / "reports"):
+        for path in (
+            self.landing,
+            self.root / "processing",
+            self.root / "archive",
+            self.root / "rejected",
+            self.root / "reports",
+        ):
             path.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -217,7 +234,8 @@ def safe_upload_name(file_name: str) -> str:
     if not base.lower().endswith(".csv"):
         raise UploadRefused(
             f"{escaped_name(base)[:120] or 'The file'} is not a .csv file: in Excel use File > Save As >"
-            " 'CSV UTF-8 (Comma delimited)' and upload that file.")
+            " 'CSV UTF-8 (Comma delimited)' and upload that file."
+        )
     stem = _UPLOAD_UNSAFE.sub("_", base[:-4]).strip("._-")
     stem = stem.encode("utf-8")[: _UPLOAD_NAME_BYTES - 4].decode("utf-8", "ignore") or "upload"
     return f"{stem}.csv"

@@ -9,23 +9,67 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 from customer_import.contract import load_contract
 
-_FIRST = ["Anna", "José", "Zoë", "Øyvind", "Łukasz", "Chloé", "Mateo", "Aiko", "Sven", "Ingrid",
-          "Björn", "Renée", "Noah", "Fatima", "Dmitri", "Siobhán", "Kai", "Leïla", "Jürgen", "Maya"]
-_LAST = ["Müller", "Núñez", "O'Brien", "Kowalski", "Dubois", "Tanaka", "Andersen", "García", "Smith",
-         "Nováková", "Rossi", "Şahin", "Lefèvre", "Kim", "Johansson", "Papadopoulos", "Østergaard"]
+_FIRST = [
+    "Anna",
+    "José",
+    "Zoë",
+    "Øyvind",
+    "Łukasz",
+    "Chloé",
+    "Mateo",
+    "Aiko",
+    "Sven",
+    "Ingrid",
+    "Björn",
+    "Renée",
+    "Noah",
+    "Fatima",
+    "Dmitri",
+    "Siobhán",
+    "Kai",
+    "Leïla",
+    "Jürgen",
+    "Maya",
+]
+_LAST = [
+    "Müller",
+    "Núñez",
+    "O'Brien",
+    "Kowalski",
+    "Dubois",
+    "Tanaka",
+    "Andersen",
+    "García",
+    "Smith",
+    "Nováková",
+    "Rossi",
+    "Şahin",
+    "Lefèvre",
+    "Kim",
+    "Johansson",
+    "Papadopoulos",
+    "Østergaard",
+]
 _COMPANY = ["Systems", "Labs", "Software", "Holdings", "Analytics", "Technologies", "Werke", "Studio"]
 _SUFFIX = ["Ltd", "GmbH", "Inc.", "S.A.", "AB", "Oy", "K.K.", "s.r.o."]
 _COUNTRIES = ["US", "GB", "DE", "FR", "ES", "SE", "NO", "PL", "JP", "CZ", "IT", "TR", "GR", "DK", "NL"]
-_NOTES = ["Key account", "Renews in March", 'Prefers "email only" contact', "Reseller, EMEA region",
-          "Upgraded to enterprise\nafter the Q3 review", ""]
+_NOTES = [
+    "Key account",
+    "Renews in March",
+    'Prefers "email only" contact',
+    "Reseller, EMEA region",
+    "Upgraded to enterprise\nafter the Q3 review",
+    "",
+]
 
 
-def customer_rows(count: int, *, start: int = 1, seed: int = 0):
+def customer_rows(count: int, *, start: int = 1, seed: int = 0) -> Iterator[list[str]]:
     """Rows of the contract's columns (in contract order) for keys start .. start+count-1."""
     rng = random.Random(seed)
     epoch = date(2015, 1, 1)

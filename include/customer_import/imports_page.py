@@ -20,7 +20,7 @@ import hmac
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -36,6 +36,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message
 
 from customer_import import db
 from customer_import.contract import load_contract
@@ -59,7 +60,7 @@ SESSION_COOKIE = "_token"  # Airflow's UI session (a JWT); API clients send `Aut
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';"
-                               " form-action 'self'; frame-ancestors 'self'",
+    " form-action 'self'; frame-ancestors 'self'",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
@@ -98,10 +99,18 @@ class Notice:
     dag_run: tuple[str, str] | None = None  # (dag id, run id) of the Airflow run it started: linked
 
 
-def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[[], psycopg.Connection],
-               start_import: StartImport, secret: bytes, login_url: Callable[[Request], str] | None = None,
-               origins: Sequence[str] = (), may_upload: Callable[[Request], bool] = lambda request: True,
-               settings: Callable[[], Settings] = Settings.from_env) -> FastAPI:
+def create_app(
+    *,
+    read: Sequence[Any],
+    upload: Sequence[Any],
+    connect: Callable[[], psycopg.Connection],
+    start_import: StartImport,
+    secret: bytes,
+    login_url: Callable[[Request], str] | None = None,
+    origins: Sequence[str] = (),
+    may_upload: Callable[[Request], bool] = lambda request: True,
+    settings: Callable[[], Settings] = Settings.from_env,
+) -> FastAPI:
     """The Imports page app.
 
     `read` and `upload` are the route dependencies that authorize a reader and an uploader;
@@ -116,7 +125,7 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
     guard = _CrossSiteGuard(secret, origins)
 
     @app.middleware("http")
-    async def _security_headers(request: Request, call_next: Callable) -> Response:
+    async def _security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
@@ -137,15 +146,25 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
             yield db.use_schema(conn, settings().schema)
 
     @app.get("/", response_class=HTMLResponse, name="imports", dependencies=list(read))
-    def imports(request: Request, page: int = Query(1, ge=1, le=MAX_PAGE), uploaded: str | None = None,
-                done: str | None = None, run: str | None = None, sig: str | None = None) -> HTMLResponse:
+    def imports(
+        request: Request,
+        page: int = Query(1, ge=1, le=MAX_PAGE),
+        uploaded: str | None = None,
+        done: str | None = None,
+        run: str | None = None,
+        sig: str | None = None,
+    ) -> HTMLResponse:
         notice = None  # only what this server itself said: the notice is signed
         if uploaded and guard.signed(uploaded, run, sig):
             notice = _upload_notice(uploaded, run)
         elif done and guard.signed(done, run, sig):
             dag_id = ROLLBACK_DAG_ID if run and run.startswith("rollback__") else IMPORT_DAG_ID
-            notice = Notice("ok", f"{done}: Airflow run {run or '(not started: see the log of the API server)'}."
-                                  " The list below shows the outcome when it ends.", (dag_id, run) if run else None)
+            notice = Notice(
+                "ok",
+                f"{done}: Airflow run {run or '(not started: see the log of the API server)'}."
+                " The list below shows the outcome when it ends.",
+                (dag_id, run) if run else None,
+            )
         return _imports_page(request, page, notice)
 
     def _imports_page(request: Request, page: int, notice: Notice | None, status_code: int = 200) -> HTMLResponse:
@@ -158,28 +177,52 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         folders = Folders(settings().data_dir)
         waiting = [(name, folders.landing_file(name).stat()) for name in folders.waiting_files()]
         busy = bool(waiting) or not all(r.is_finished for r in runs)
-        return _page("imports.html", request, status_code=status_code, runs=runs, total=total, page=page,
-                     pages=max(1, -(-total // PAGE_SIZE)), waiting=waiting, notice=notice, refresh=busy,
-                     newest=runs[0].id if runs else 0, changed=changed, set_aside=folders.set_aside_files(),
-                     blocker=blocker,
-                     **_upload_context(request))
+        return _page(
+            "imports.html",
+            request,
+            status_code=status_code,
+            runs=runs,
+            total=total,
+            page=page,
+            pages=max(1, -(-total // PAGE_SIZE)),
+            waiting=waiting,
+            notice=notice,
+            refresh=busy,
+            newest=runs[0].id if runs else 0,
+            changed=changed,
+            set_aside=folders.set_aside_files(),
+            blocker=blocker,
+            **_upload_context(request),
+        )
 
     def _upload_context(request: Request, defaults: ImportOptions | None = None) -> dict[str, Any]:
-        return {"can_upload": may_upload(request), "csrf": guard.token(request),
-                "defaults": defaults or ImportOptions(), "modes": MODES, "on_errors": ON_ERROR_CHOICES,
-                "upload_limit_mb": settings().upload_max_bytes / 2**20}
+        return {
+            "can_upload": may_upload(request),
+            "csrf": guard.token(request),
+            "defaults": defaults or ImportOptions(),
+            "modes": MODES,
+            "on_errors": ON_ERROR_CHOICES,
+            "upload_limit_mb": settings().upload_max_bytes / 2**20,
+        }
 
     @app.get("/progress.json", name="progress", dependencies=list(read))
-    def progress(run: Annotated[list[int], Query(max_length=PAGE_SIZE)] = [],  # noqa: B006 (FastAPI copies it)
-                 newest: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+    def progress(
+        run: Annotated[list[int], Query(max_length=PAGE_SIZE)] = [],  # noqa: B006 (FastAPI copies it)
+        newest: Annotated[int, Query(ge=0)] = 0,
+    ) -> JSONResponse:
         """How the runs a page shows as running stand now, whether newer runs exist, and when any run
         last changed (a page compares it with the moment it shows)."""
         with _customer_db() as conn:
             found = runs_by_id(conn, run)
             latest, _ = list_runs(conn, 1)
             changed = last_change(conn)
-        return JSONResponse({"runs": {str(r.id): _progress_of(r) for r in found},
-                             "newer": bool(latest) and latest[0].id > newest, "changed": changed})
+        return JSONResponse(
+            {
+                "runs": {str(r.id): _progress_of(r) for r in found},
+                "newer": bool(latest) and latest[0].id > newest,
+                "changed": changed,
+            }
+        )
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, name="import_run", dependencies=list(read))
     def import_run(request: Request, run_id: int) -> HTMLResponse:
@@ -187,12 +230,21 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         summary = _summary(run)
         issues = summary.get("issues", [])
         reports = [name for name in REPORT_FILES if _report_path(run, name) is not None]
-        return _page("import_run.html", request, run=run, issues=issues[:ISSUES_SHOWN],
-                     issues_total=sum(summary.get("issue_counts", {}).values()),
-                     issue_counts=summary.get("issue_counts", {}), reports=reports,
-                     file_issues=[i for i in issues if i.get("line") is None],
-                     kept_file=_data_path(run.file_path) is not None, refresh=not run.is_finished,
-                     newest=run.id, upload_label="Upload the fixed file", **_upload_context(request, run.options))
+        return _page(
+            "import_run.html",
+            request,
+            run=run,
+            issues=issues[:ISSUES_SHOWN],
+            issues_total=sum(summary.get("issue_counts", {}).values()),
+            issue_counts=summary.get("issue_counts", {}),
+            reports=reports,
+            file_issues=[i for i in issues if i.get("line") is None],
+            kept_file=_data_path(run.file_path) is not None,
+            refresh=not run.is_finished,
+            newest=run.id,
+            upload_label="Upload the fixed file",
+            **_upload_context(request, run.options),
+        )
 
     @app.get("/runs/{run_id}/file", name="kept_file", dependencies=list(read))
     def kept_file(run_id: int) -> FileResponse:
@@ -213,8 +265,9 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         media_type, disposition = REPORT_FILES[report]
         download_name = f"{Path(run.file_name).stem}.{report}" if disposition == "attachment" else None
         headers = {"Content-Security-Policy": REPORT_HTML_CSP} if report == REPORT_HTML else None
-        return FileResponse(path, media_type=media_type, filename=download_name, content_disposition_type=disposition,
-                            headers=headers)
+        return FileResponse(
+            path, media_type=media_type, filename=download_name, content_disposition_type=disposition, headers=headers
+        )
 
     @app.get("/icon.svg", name="icon", dependencies=list(read))
     def icon() -> FileResponse:  # the page's entry in Airflow's navigation
@@ -230,8 +283,11 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
 
     @app.get("/template.csv", name="template", dependencies=list(read))
     def template() -> Response:
-        return Response(load_contract().template_csv(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="customers_template.csv"'})
+        return Response(
+            load_contract().template_csv(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="customers_template.csv"'},
+        )
 
     @app.post("/upload", name="upload", dependencies=list(upload))
     async def upload_file(request: Request) -> Response:
@@ -255,7 +311,8 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
         airflow_run = await run_in_threadpool(start_import, handover, request)
         uploaded = f"{name} ({size:,} bytes)"
         target = request.url_for("imports").include_query_params(
-            uploaded=uploaded, **({"run": airflow_run} if airflow_run else {}), sig=guard.sign(uploaded, airflow_run))
+            uploaded=uploaded, **({"run": airflow_run} if airflow_run else {}), sig=guard.sign(uploaded, airflow_run)
+        )
         return RedirectResponse(str(target), status_code=status.HTTP_303_SEE_OTHER)
 
     @app.post("/runs/{run_id}/{action}", name="run_action", dependencies=list(upload))
@@ -274,18 +331,27 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
             if options is None:
                 raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) has no {action}")
             folders = Folders(settings().data_dir)
-            with open_regular(_data_path(run.file_path)) as kept:
-                name, _ = await run_in_threadpool(folders.receive_upload, iter(lambda: kept.read(1 << 20), b""),
-                                                  run.file_name, settings().upload_max_bytes)
+            with open_regular(settings().data_dir / run.claimed_file) as kept:
+                name, _ = await run_in_threadpool(
+                    folders.receive_upload,
+                    iter(lambda: kept.read(1 << 20), b""),
+                    run.file_name,
+                    settings().upload_max_bytes,
+                )
             handover = folders.handovers([name])[0]
             handover["conf"].update({k: v for k, v in asdict(options).items() if v != getattr(ImportOptions(), k)})
             airflow_run = await run_in_threadpool(start_import, handover, request)
             said = f"Importing {run.file_name} again ({'with force' if action == 'force' else 'its valid rows only'})"
         else:
             raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) cannot {action}")
-        return RedirectResponse(str(request.url_for("imports").include_query_params(
-            done=said, **({"run": airflow_run} if airflow_run else {}), sig=guard.sign(said, airflow_run))),
-            status_code=status.HTTP_303_SEE_OTHER)
+        return RedirectResponse(
+            str(
+                request.url_for("imports").include_query_params(
+                    done=said, **({"run": airflow_run} if airflow_run else {}), sig=guard.sign(said, airflow_run)
+                )
+            ),
+            status_code=status.HTTP_303_SEE_OTHER,
+        )
 
     def _find_run(run_id: int) -> ImportRun:
         with _customer_db() as conn:
@@ -305,7 +371,7 @@ def create_app(*, read: Sequence[Any], upload: Sequence[Any], connect: Callable[
     def _report_path(run: ImportRun, report: str) -> Path | None:
         return _data_path(f"{run.report_dir}/{report}") if run.report_dir else None
 
-    def _summary(run: ImportRun) -> dict:
+    def _summary(run: ImportRun) -> dict[str, Any]:
         path = _report_path(run, SUMMARY_JSON)
         return json.loads(path.read_text(encoding="utf-8")) if path else {}
 
@@ -340,19 +406,27 @@ class _CrossSiteGuard:
             return
         sent_from = request.headers.get("origin") or request.headers.get("referer") or ""
         if urlsplit(sent_from).netloc not in {request.headers.get("host", ""), *self._hosts}:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "Refused: this request was sent from another site"
-                                f" ({sent_from or 'no Origin'}). Use the Imports page itself.")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "Refused: this request was sent from another site"
+                f" ({sent_from or 'no Origin'}). Use the Imports page itself.",
+            )
 
     def check_token(self, request: Request, sent: object) -> None:
         if self._by_cookie(request) and not hmac.compare_digest(str(sent or ""), self.token(request)):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "Refused: the form is missing its token or is from an"
-                                " earlier session. Reload the Imports page and send it again.")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "Refused: the form is missing its token or is from an"
+                " earlier session. Reload the Imports page and send it again.",
+            )
 
     def sign(self, uploaded: str, airflow_run: str | None) -> str:
         return self._mac("notice", uploaded, airflow_run or "")
 
     def signed(self, uploaded: str | None, airflow_run: str | None, sig: str | None) -> bool:
-        return bool(uploaded and sig) and hmac.compare_digest(sig, self.sign(uploaded, airflow_run))
+        if not uploaded or not sig:
+            return False
+        return hmac.compare_digest(sig, self.sign(uploaded, airflow_run))
 
 
 def _counted(request: Request, limit: int) -> Request:
@@ -364,7 +438,7 @@ def _counted(request: Request, limit: int) -> Request:
         raise UploadTooLarge("The file", limit)
     received = 0
 
-    async def receive() -> dict:
+    async def receive() -> Message:
         nonlocal received
         message = await request.receive()
         received += len(message.get("body", b""))
@@ -402,10 +476,19 @@ def _form_options(form: Any) -> ImportOptions:
 
 def _progress_of(run: ImportRun) -> dict[str, Any]:
     """What progress.json says of a run: enough to update its row and page in place."""
-    counts = {"rows": run.rows_total, "inserted": run.inserted, "updated": run.updated, "unchanged": run.unchanged,
-              "rejected": run.rows_rejected}
-    return {"status": run.shown_status, "progress": run.progress, "percent": run.percent,
-            **{name: f"{n:,}" if n is not None else None for name, n in counts.items()}}
+    counts = {
+        "rows": run.rows_total,
+        "inserted": run.inserted,
+        "updated": run.updated,
+        "unchanged": run.unchanged,
+        "rejected": run.rows_rejected,
+    }
+    return {
+        "status": run.shown_status,
+        "progress": run.progress,
+        "percent": run.percent,
+        **{name: f"{n:,}" if n is not None else None for name, n in counts.items()},
+    }
 
 
 def _reason(run: ImportRun) -> str:
@@ -424,15 +507,25 @@ def _chunks(upload: UploadFile, size: int = 1 << 20) -> Iterator[bytes]:
 def _upload_notice(uploaded: str | None, airflow_run: str | None) -> Notice | None:
     if not uploaded:
         return None
-    then = (f"Its import started as Airflow run {airflow_run}: the list below shows its status." if airflow_run else
-            "It waits in the landing folder: the landing watch hands it to the import within a minute.")
+    then = (
+        f"Its import started as Airflow run {airflow_run}: the list below shows its status."
+        if airflow_run
+        else "It waits in the landing folder: the landing watch hands it to the import within a minute."
+    )
     return Notice("ok", f"Uploaded {uploaded}. {then}", (IMPORT_DAG_ID, airflow_run) if airflow_run else None)
 
 
 def _page(template: str, request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:
     html = _templates.get_template(template).render(
-        request=request, url=request.url_for, airflow_root=request.scope.get("app_root_path", ""),
-        dag_id=IMPORT_DAG_ID, look=STATUS_LOOK, when=_when, reason=_reason, **context)
+        request=request,
+        url=request.url_for,
+        airflow_root=request.scope.get("app_root_path", ""),
+        dag_id=IMPORT_DAG_ID,
+        look=STATUS_LOOK,
+        when=_when,
+        reason=_reason,
+        **context,
+    )
     return HTMLResponse(html, status_code=status_code)
 
 

@@ -51,8 +51,9 @@ def owned(settings: Settings, dag_id: str, logical_date: datetime) -> Iterator[N
     directory.mkdir(parents=True, exist_ok=True)
     record = directory / f"{dag_id}__{logical_date.strftime('%Y%m%dT%H%M%S%f')}.json"
     pid = os.getpid()
-    record.write_text(json.dumps({"dag_id": dag_id, "logical_date": logical_date.isoformat(), "pid": pid,
-                                  "started": _started(pid)}))
+    record.write_text(
+        json.dumps({"dag_id": dag_id, "logical_date": logical_date.isoformat(), "pid": pid, "started": _started(pid)})
+    )
     try:
         yield
     finally:
@@ -88,14 +89,17 @@ def fail_run(owner: dict[str, Any], finish_import_run: FinishImportRun) -> list[
 
     logical_date = datetime.fromisoformat(owner["logical_date"])
     with create_session() as session:
-        run = session.scalar(select(DagRun).where(DagRun.dag_id == owner["dag_id"],
-                                                  DagRun.logical_date == logical_date))
+        run = session.scalar(
+            select(DagRun).where(DagRun.dag_id == owner["dag_id"], DagRun.logical_date == logical_date)
+        )
         if run is None or run.state in State.finished_dr_states:
             return []
         run_id = run.run_id
     note = ABANDONED.format(pid=owner["pid"], what=finish_import_run(owner["dag_id"], run_id, owner["pid"]))
     with create_session() as session:
         run = session.scalar(select(DagRun).where(DagRun.dag_id == owner["dag_id"], DagRun.run_id == run_id))
+        if run is None:  # deleted meanwhile: nothing to mark
+            return []
         for ti in run.get_task_instances(session=session):
             if ti.state not in State.finished:
                 ti.state = TaskInstanceState.FAILED if ti.state else TaskInstanceState.UPSTREAM_FAILED
@@ -122,10 +126,17 @@ def hand_over(dag_id: str, handover: dict[str, Any]) -> str:
     from airflow.utils.types import DagRunTriggeredByType
 
     with suppress(DagRunAlreadyExists):  # the landing watch handed it over first: the same run
-        trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.CLI, run_id=handover["trigger_run_id"],
-                    conf=handover["conf"], logical_date=datetime.fromisoformat(handover["logical_date"]),
-                    run_after=datetime.fromisoformat(handover["run_after"]), replace_microseconds=False)
-    return handover["trigger_run_id"]
+        trigger_dag(
+            dag_id,
+            triggered_by=DagRunTriggeredByType.CLI,
+            run_id=handover["trigger_run_id"],
+            conf=handover["conf"],
+            logical_date=datetime.fromisoformat(handover["logical_date"]),
+            run_after=datetime.fromisoformat(handover["run_after"]),
+            replace_microseconds=False,
+        )
+    run_id: str = handover["trigger_run_id"]
+    return run_id
 
 
 def follow(dag_id: str, run_id: str, say: Callable[[str], None], poll_seconds: float = 1.0) -> str:

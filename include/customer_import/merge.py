@@ -20,7 +20,7 @@ from psycopg import sql
 
 from customer_import.contract import CLEAR_MARKER, Contract, FieldSpec
 from customer_import.db import RESTORED_AUDIT_COLUMNS
-from customer_import.runs import Mode
+from customer_import.options import Mode
 from customer_import.staging import accepted_rows, count_accepted
 
 
@@ -29,7 +29,6 @@ class MergeCounts:
     inserted: int
     updated: int
     unchanged: int
-
 
 
 class MergeSql:
@@ -47,7 +46,8 @@ class MergeSql:
         staged = sql.SQL("s.{}").format(sql.Identifier(spec.column))
         keep = sql.SQL("c.{}").format(sql.Identifier(spec.column)) if stored else sql.NULL
         return sql.SQL("CASE WHEN {s} IS NULL THEN {keep} WHEN {s} = {clear} THEN NULL ELSE {typed} END").format(
-            s=staged, keep=keep, clear=sql.Literal(CLEAR_MARKER), typed=sql.SQL(spec.sql_cast).format(staged))
+            s=staged, keep=keep, clear=sql.Literal(CLEAR_MARKER), typed=sql.SQL(spec.sql_cast).format(staged)
+        )
 
     def changed(self) -> sql.Composable:
         """True for a stored customer whose new values differ from the stored ones."""
@@ -66,18 +66,23 @@ class MergeSql:
         def stored(name: str) -> sql.Composable:
             return sql.SQL("{}.{}").format(sql.SQL(old), sql.Identifier(name))
 
-        unchanged = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(
-            sql.SQL("CASE WHEN {} IS DISTINCT FROM {} THEN NULL ELSE {} END").format(
-                stored(f.column), new(f), sql.Literal(f.column)) for f in self.values))
+        unchanged = sql.SQL("ARRAY[{}]::text[]").format(
+            sql.SQL(", ").join(
+                sql.SQL("CASE WHEN {} IS DISTINCT FROM {} THEN NULL ELSE {} END").format(
+                    stored(f.column), new(f), sql.Literal(f.column)
+                )
+                for f in self.values
+            )
+        )
         before = _object([(name, stored(name)) for name in (*(f.column for f in self.values), *RESTORED_AUDIT_COLUMNS)])
         after = _object([(f.column, new(f)) for f in self.values])
         return sql.SQL("{} - {}").format(before, unchanged), sql.SQL("{} - {}").format(after, unchanged)
 
-    def diff(self) -> sql.Composable:
+    def diff(self) -> sql.Composed:
         """Each accepted row that would change a customer: line, key, action, before and after image."""
-        if not self.values:
-            before = after = sql.NULL
-        else:
+        before: sql.Composable = sql.NULL
+        after: sql.Composable = sql.NULL
+        if self.values:
             before, after = self.images("c", self.new_value)
         return sql.SQL(
             "SELECT s.line, s.{key} AS customer_key,"
@@ -86,65 +91,95 @@ class MergeSql:
             " CASE WHEN c.{key} IS NOT NULL THEN {after} END AS after"
             "\n  FROM ({accepted}) s LEFT JOIN {customers} c ON c.{key} = s.{key}"
             "\n  WHERE c.{key} IS NULL OR {changed}"
-        ).format(key=self.key, accepted=self.accepted, customers=self.customers, changed=self.changed(),
-                 before=before, after=after)
+        ).format(
+            key=self.key,
+            accepted=self.accepted,
+            customers=self.customers,
+            changed=self.changed(),
+            before=before,
+            after=after,
+        )
 
-    def record_history(self, diff: sql.Composable) -> sql.Composable:
-        return sql.SQL("INSERT INTO customer_history (run_id, line, customer_key, action, before, after)"
-                       "\nSELECT {run}, line, customer_key, action, before, after FROM (\n{diff}) d").format(
-            run=self.run, diff=diff)
+    def record_history(self, diff: sql.Composable) -> sql.Composed:
+        return sql.SQL(
+            "INSERT INTO customer_history (run_id, line, customer_key, action, before, after)"
+            "\nSELECT {run}, line, customer_key, action, before, after FROM (\n{diff}) d"
+        ).format(run=self.run, diff=diff)
 
-    def merge(self, mode: Mode) -> sql.Composable:
+    def merge(self, mode: Mode) -> sql.Composed:
         columns = [self.key, *(sql.Identifier(f.column) for f in self.values)]
         clauses = []
         if mode != "insert_only" and self.values:
-            clauses.append(sql.SQL(
-                "WHEN MATCHED AND {changed}\n  THEN UPDATE SET {assignments},"
-                " updated_at = now(), updated_by_run = {run}").format(
-                changed=self.changed(), run=self.run,
-                assignments=sql.SQL(", ").join(
-                    sql.SQL("{} = {}").format(sql.Identifier(f.column), self.new_value(f)) for f in self.values)))
+            clauses.append(
+                sql.SQL(
+                    "WHEN MATCHED AND {changed}\n  THEN UPDATE SET {assignments},"
+                    " updated_at = now(), updated_by_run = {run}"
+                ).format(
+                    changed=self.changed(),
+                    run=self.run,
+                    assignments=sql.SQL(", ").join(
+                        sql.SQL("{} = {}").format(sql.Identifier(f.column), self.new_value(f)) for f in self.values
+                    ),
+                )
+            )
         if mode != "update_only":
-            clauses.append(sql.SQL(
-                "WHEN NOT MATCHED\n  THEN INSERT ({columns}, created_by_run, updated_by_run)"
-                "\n  VALUES (s.{key}, {values}{sep}{run}, {run})").format(
-                columns=sql.SQL(", ").join(columns), key=self.key, run=self.run,
-                values=sql.SQL(", ").join(self.new_value(f, stored=False) for f in self.values),
-                sep=sql.SQL(", " if self.values else "")))
+            clauses.append(
+                sql.SQL(
+                    "WHEN NOT MATCHED\n  THEN INSERT ({columns}, created_by_run, updated_by_run)"
+                    "\n  VALUES (s.{key}, {values}{sep}{run}, {run})"
+                ).format(
+                    columns=sql.SQL(", ").join(columns),
+                    key=self.key,
+                    run=self.run,
+                    values=sql.SQL(", ").join(self.new_value(f, stored=False) for f in self.values),
+                    sep=sql.SQL(", " if self.values else ""),
+                )
+            )
         return sql.SQL("MERGE INTO {customers} c\nUSING ({accepted}) s ON c.{key} = s.{key}\n{clauses}").format(
-            customers=self.customers, accepted=self.accepted, key=self.key, clauses=sql.SQL("\n").join(clauses))
+            customers=self.customers, accepted=self.accepted, key=self.key, clauses=sql.SQL("\n").join(clauses)
+        )
 
-    def merge_recording_history(self, mode: Mode) -> sql.Composable:
+    def merge_recording_history(self, mode: Mode) -> sql.Composed:
         """PostgreSQL 18+: the MERGE returns what it changed (`old` and `new` in RETURNING) straight into
         the history, in one statement and one pass over the staged rows."""
+        before: sql.Composable = sql.NULL
+        after: sql.Composable = sql.NULL
         if self.values:
             before, after = self.images("old", lambda f: sql.SQL("new.{}").format(sql.Identifier(f.column)))
-        else:
-            before = after = sql.NULL
         return sql.SQL(
             "WITH merged AS (\n{merge}\nRETURNING lower(merge_action()) AS action, s.line, s.{key} AS customer_key,"
             "\n  CASE WHEN merge_action() = 'UPDATE' THEN {before} END AS before,"
-            "\n  CASE WHEN merge_action() = 'UPDATE' THEN {after} END AS after)\n{record}").format(
-            merge=self.merge(mode), key=self.key, before=before, after=after,
-            record=self.record_history(sql.SQL("SELECT * FROM merged")))
+            "\n  CASE WHEN merge_action() = 'UPDATE' THEN {after} END AS after)\n{record}"
+        ).format(
+            merge=self.merge(mode),
+            key=self.key,
+            before=before,
+            after=after,
+            record=self.record_history(sql.SQL("SELECT * FROM merged")),
+        )
 
 
 def _object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
     return sql.SQL("jsonb_build_object({})").format(
-        sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(name), value) for name, value in pairs))
+        sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(name), value) for name, value in pairs)
+    )
 
 
 def preview_counts(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec]) -> MergeCounts:
     """What the merge would do, without writing anything (a dry run)."""
     q = MergeSql(contract, fields, run_id)
-    row = conn.execute(sql.SQL("SELECT count(*) FILTER (WHERE action = 'insert'),"
-                               " count(*) FILTER (WHERE action = 'update') FROM ({}) d").format(q.diff())).fetchone()
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update') FROM ({}) d"
+        ).format(q.diff())
+    ).fetchone()
     assert row is not None
     return _counts(conn, run_id, *row)
 
 
-def apply_merge(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec],
-                mode: Mode) -> MergeCounts:
+def apply_merge(
+    conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec], mode: Mode
+) -> MergeCounts:
     """MERGE the run's accepted rows and record their history, in the caller's transaction.
 
     The caller holds the merge lock (`db.locked(conn, db.MERGE_LOCK)`), so what the history records
@@ -157,8 +192,11 @@ def apply_merge(conn: psycopg.Connection, run_id: int, contract: Contract, field
     else:
         conn.execute(q.record_history(q.diff()))
         conn.execute(q.merge(mode))
-    row = conn.execute("SELECT count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update')"
-                       " FROM customer_history WHERE run_id = %s", [run_id]).fetchone()
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update')"
+        " FROM customer_history WHERE run_id = %s",
+        [run_id],
+    ).fetchone()
     assert row is not None
     return _counts(conn, run_id, *row)
 
@@ -172,8 +210,11 @@ Change = tuple[int, str, str, dict[str, Any] | None, dict[str, Any] | None]  # l
 
 def first_changes(conn: psycopg.Connection, run_id: int, limit: int) -> list[Change]:
     """The first changes a merged run recorded in its history, by line."""
-    return conn.execute("SELECT line, customer_key, action, before, after FROM customer_history"
-                        " WHERE run_id = %s ORDER BY line LIMIT %s", [run_id, limit]).fetchall()
+    return conn.execute(
+        "SELECT line, customer_key, action, before, after FROM customer_history"
+        " WHERE run_id = %s ORDER BY line LIMIT %s",
+        [run_id, limit],
+    ).fetchall()
 
 
 def preview(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec]) -> Iterator[Change]:
@@ -182,7 +223,8 @@ def preview(conn: psycopg.Connection, run_id: int, contract: Contract, fields: l
     Read it to the end, or close it: the cursor's transaction stays open until then.
     """
     query = sql.SQL("SELECT line, customer_key, action, before, after FROM ({}) d ORDER BY line").format(
-        MergeSql(contract, fields, run_id).diff())
+        MergeSql(contract, fields, run_id).diff()
+    )
     with conn.transaction(), conn.cursor(name=f"preview_{run_id}") as cur:
         cur.execute(query)
         yield from cur

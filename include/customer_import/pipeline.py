@@ -26,9 +26,10 @@ from customer_import.csvfile import CsvFile
 from customer_import.expectations import read_suite
 from customer_import.folders import Folders, NotRegularFile, check_regular, move, sha256_of
 from customer_import.issues import Issue, read_issues, write_issues
+from customer_import.options import ImportOptions
 from customer_import.report import ERRORS_CSV, HTML_CHANGES, ROLLBACK_JSON, write_reports
 from customer_import.rollback import RollbackResult, roll_back
-from customer_import.runs import FAILED_STATUSES, ImportOptions, ImportRun
+from customer_import.runs import FAILED_STATUSES, ImportRun
 from customer_import.settings import Settings
 from customer_import.staging import STAGED_FILE
 from customer_import.validation import ISSUES_FILE, check_file
@@ -46,15 +47,22 @@ def decide(run: ImportRun) -> tuple[Literal["rejected", "dry_run", "merge"], str
     """What happens to a validated and staged run, and the sentence that says so."""
     total, bad = run.rows_total or 0, run.rows_rejected or 0
     if run.file_rejected:
-        return "rejected", ("The whole file was rejected: " + (run.message or "see the issues in the report.")
-                            + " Fix the file and drop it again.")
+        return "rejected", (
+            "The whole file was rejected: "
+            + (run.message or "see the issues in the report.")
+            + " Fix the file and drop it again."
+        )
     if bad and run.on_error == "reject_file":
-        return "rejected", (f"{bad} of {total} rows {'has' if bad == 1 else 'have'} problems and on_error is"
-                            " reject_file, so nothing was"
-                            " imported: fix the rows errors.csv marks and drop the file again.")
+        return "rejected", (
+            f"{bad} of {total} rows {'has' if bad == 1 else 'have'} problems and on_error is"
+            " reject_file, so nothing was"
+            " imported: fix the rows errors.csv marks and drop the file again."
+        )
     if bad and bad / total > run.max_error_rate:
-        return "rejected", (f"{bad} of {total} rows ({bad / total:.1%}) have problems, more than max_error_rate"
-                            f" {run.max_error_rate:.1%} allows, so nothing was imported.")
+        return "rejected", (
+            f"{bad} of {total} rows ({bad / total:.1%}) have problems, more than max_error_rate"
+            f" {run.max_error_rate:.1%} allows, so nothing was imported."
+        )
     if run.dry_run:
         return "dry_run", "Dry run: nothing was written."
     return "merge", ""
@@ -88,8 +96,14 @@ class Importer:
 
     # --- the steps -----------------------------------------------------------------
 
-    def claim_file(self, conn: psycopg.Connection, file_name: str, options: ImportOptions,
-                   dag_id: str | None = None, airflow_run_id: str | None = None) -> int:
+    def claim_file(
+        self,
+        conn: psycopg.Connection,
+        file_name: str,
+        options: ImportOptions,
+        dag_id: str | None = None,
+        airflow_run_id: str | None = None,
+    ) -> int:
         """Move `file_name` out of landing into the run's processing folder; return the run id.
 
         Run again for the same Airflow run, it finds the run's file where it is; a rejected or
@@ -108,16 +122,32 @@ class Importer:
                 raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
             self._take(conn, run.id, source)
         elif run.status in FAILED_STATUSES:
-            self._take(conn, run.id, self._path(run.file_path))
-            runs.update_run(conn, run.id, status="running", message=None, file_rejected=False, rows_total=None,
-                            rows_valid=None, rows_rejected=None, finished_at=None, report_dir=None)
+            self._take(conn, run.id, self._path(run.claimed_file))
+            runs.update_run(
+                conn,
+                run.id,
+                status="running",
+                message=None,
+                file_rejected=False,
+                rows_total=None,
+                rows_valid=None,
+                rows_rejected=None,
+                finished_at=None,
+                report_dir=None,
+            )
         run = runs.get_run(conn, run.id)
         if run.is_open and not options.force:
-            earlier = runs.find_imported(conn, run.sha256, run.id)
+            earlier = runs.find_imported(conn, run.sha256 or "", run.id)
             if earlier is not None:
-                runs.update_run(conn, run.id, status="duplicate", message=(
-                    f"The same content was imported by import run {earlier.id} ({earlier.file_name}), so"
-                    " nothing was applied. Import it again with force to apply it anyway."))
+                runs.update_run(
+                    conn,
+                    run.id,
+                    status="duplicate",
+                    message=(
+                        f"The same content was imported by import run {earlier.id} ({earlier.file_name}), so"
+                        " nothing was applied. Import it again with force to apply it anyway."
+                    ),
+                )
         return run.id
 
     def file_to_claim(self, conn: psycopg.Connection, wanted: str, dag_id: str, airflow_run_id: str) -> str | None:
@@ -135,8 +165,9 @@ class Importer:
         db.use_schema(conn, self.settings.schema)
         if runs.find_claimed(conn, dag_id, airflow_run_id) is not None:
             return wanted
-        raise FileNotFoundError(f"{wanted} is not in landing/: upload it, or trigger with an empty file to import"
-                                " the oldest one waiting.")
+        raise FileNotFoundError(
+            f"{wanted} is not in landing/: upload it, or trigger with an empty file to import the oldest one waiting."
+        )
 
     def _refuse_unless_regular(self, path: Path) -> None:
         """A link, pipe, device, folder or hard-linked file is moved to quarantine/, never read."""
@@ -159,13 +190,22 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open:
             return run
-        result = check_file(self._file(run, self._path(run.file_path)), self.folders.processing(run_id),
-                               read_suite(self.settings.expectations_dir), self.settings.chunk_rows,
-                               self._stage_started(conn, run, "validating"))
-        run = runs.update_run(conn, run_id, rows_total=result.rows, file_rejected=result.file_rejected,
-                              message=result.file_issues[0].message if result.file_issues else None,
-                              rows_rejected=len(result.rejected_lines),
-                              rows_valid=None if result.file_rejected else result.rows - len(result.rejected_lines))
+        result = check_file(
+            self._file(run, self._path(run.claimed_file)),
+            self.folders.processing(run_id),
+            read_suite(self.settings.expectations_dir),
+            self.settings.chunk_rows,
+            self._stage_started(conn, run, "validating"),
+        )
+        run = runs.update_run(
+            conn,
+            run_id,
+            rows_total=result.rows,
+            file_rejected=result.file_rejected,
+            message=result.file_issues[0].message if result.file_issues else None,
+            rows_rejected=len(result.rejected_lines),
+            rows_valid=None if result.file_rejected else result.rows - len(result.rejected_lines),
+        )
         return self._reject_if_decided(conn, run)
 
     def load_staging(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
@@ -186,8 +226,9 @@ class Importer:
 
     def _stage_started(self, conn: psycopg.Connection, run: ImportRun, stage: str) -> Callable[[int, float], None]:
         """Record that the run entered `stage`; a function that records (and logs) how far it got."""
-        runs.update_run(conn, run.id, stage=stage, stage_started_at=datetime.now(UTC), rows_done=None,
-                        rows_expected=None)
+        runs.update_run(
+            conn, run.id, stage=stage, stage_started_at=datetime.now(UTC), rows_done=None, rows_expected=None
+        )
 
         def progress(rows: int, share: float) -> None:
             expected = max(rows, round(rows / share)) if share else None
@@ -219,8 +260,10 @@ class Importer:
         fields = staging.staged_fields(self._staged_file(run_id), self.contract)
         if verdict == "dry_run":
             counts = merge.preview_counts(conn, run_id, self.contract, fields)
-            message += (f" It would insert {counts.inserted}, update {counts.updated} and leave {counts.unchanged}"
-                        " unchanged: changes.csv lists every field it would change, before and after.")
+            message += (
+                f" It would insert {counts.inserted}, update {counts.updated} and leave {counts.unchanged}"
+                " unchanged: changes.csv lists every field it would change, before and after."
+            )
             return runs.update_run(conn, run_id, status="dry_run", message=message, **vars(counts))
         self._stage_started(conn, run, "merging")
         with db.locked(conn, db.MERGE_LOCK):
@@ -233,12 +276,19 @@ class Importer:
                 return runs.update_run(conn, run_id, status="rejected", message=message)
             counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode)
             skipped = run.rows_rejected or 0
-            message = EMPTY_FILE if not run.rows_total else None
+            outcome = EMPTY_FILE if not run.rows_total else None
             if skipped:
-                message = (f"{skipped} row{' was' if skipped == 1 else 's were'} skipped for their problems"
-                           " (see errors.csv).")
-            return runs.update_run(conn, run_id, status="partial" if skipped else "succeeded",
-                                   merged_at=datetime.now(UTC), message=message, **vars(counts))
+                outcome = (
+                    f"{skipped} row{' was' if skipped == 1 else 's were'} skipped for their problems (see errors.csv)."
+                )
+            return runs.update_run(
+                conn,
+                run_id,
+                status="partial" if skipped else "succeeded",
+                merged_at=datetime.now(UTC),
+                message=outcome,
+                **vars(counts),
+            )
 
     def _recheck(self, conn: psycopg.Connection, run: ImportRun, fields: list[FieldSpec]) -> ImportRun:
         """Check the accepted rows against the stored customers again, inside the merge transaction:
@@ -247,15 +297,18 @@ class Importer:
         late = checks.check_against_customers(conn, run.id, self.contract, fields, run.mode, accepted_only=True)
         return self._reject_rows(conn, run, late, keep_earlier=True) if late else run
 
-    def _reject_rows(self, conn: psycopg.Connection, run: ImportRun, issues: list[Issue], *,
-                     keep_earlier: bool) -> ImportRun:
+    def _reject_rows(
+        self, conn: psycopg.Connection, run: ImportRun, issues: list[Issue], *, keep_earlier: bool
+    ) -> ImportRun:
         """Record database-level issues for the report, take their rows out of the merge, recount."""
         work = self.folders.processing(run.id)
         earlier = list(read_issues(work / DATABASE_ISSUES_FILE)) if keep_earlier else []
         write_issues(work / DATABASE_ISSUES_FILE, [*earlier, *(i for i in issues if i not in earlier)])
         staging.reject_lines(conn, run.id, {i.line for i in issues if i.line is not None})
         rejected = {i.line for i in read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)}
-        return runs.update_run(conn, run.id, rows_rejected=len(rejected), rows_valid=run.rows_total - len(rejected))
+        return runs.update_run(
+            conn, run.id, rows_rejected=len(rejected), rows_valid=(run.rows_total or 0) - len(rejected)
+        )
 
     def publish_report(self, conn: psycopg.Connection, run_id: int, failure: str | None = None) -> ImportRun:
         """Write the reports, move the file to archive/ or rejected/, and close the run.
@@ -284,8 +337,14 @@ class Importer:
             fields = staging.staged_fields(self._staged_file(run_id), self.contract)
             changes = merge.preview(conn, run_id, self.contract, fields)
         with closing(changes) if isinstance(changes, Generator) else nullcontext():
-            write_reports(run, self._file(run, source), read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE),
-                          report_dir, self.settings.issues_in_summary, changes)
+            write_reports(
+                run,
+                self._file(run, source),
+                read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE),
+                report_dir,
+                self.settings.issues_in_summary,
+                changes,
+            )
         kept = source if source.parent == target_dir else move(source, target_dir)
         if failed:
             shutil.copyfile(report_dir / ERRORS_CSV, target_dir / f"{kept.stem}.errors.csv")

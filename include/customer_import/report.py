@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -15,6 +16,7 @@ from customer_import import columnar
 from customer_import.contract import Contract
 from customer_import.csvfile import ESCAPED_PREFIXES, REPORT_COLUMNS, CsvFile
 from customer_import.issues import Issue
+from customer_import.merge import Change
 from customer_import.runs import ImportRun
 
 ERRORS_CSV = "errors.csv"
@@ -31,8 +33,14 @@ _FORMULA_START = "[" + "".join({"\t": "\\t", "\r": "\\r", "-": "\\-"}.get(c, c) 
 _templates = Environment(loader=PackageLoader("customer_import"), autoescape=select_autoescape())
 
 
-def write_reports(run: ImportRun, source: CsvFile, issues: Iterable[Issue], report_dir: Path,
-                  issues_in_summary: int, changes: Iterable[tuple] = ()) -> None:
+def write_reports(
+    run: ImportRun,
+    source: CsvFile,
+    issues: Iterable[Issue],
+    report_dir: Path,
+    issues_in_summary: int,
+    changes: Iterable[Change] = (),
+) -> None:
     """Write the reports of `run` into `report_dir`; `changes` as `merge.preview` yields them.
 
     A dry run's changes are its preview: all go to changes.csv. A real run's complete record is
@@ -44,10 +52,11 @@ def write_reports(run: ImportRun, source: CsvFile, issues: Iterable[Issue], repo
     for issue in issues:
         (file_issues if issue.line is None or issue.code == "not_utf8" else by_line[issue.line]).append(issue)
     write_errors_csv(run, source, file_issues, by_line, report_dir / ERRORS_CSV)
-    everything = sorted([*file_issues, *(i for line in by_line.values() for i in line)],
-                        key=lambda i: (i.line or 0, i.column or ""))
+    everything = sorted(
+        [*file_issues, *(i for line in by_line.values() for i in line)], key=lambda i: (i.line or 0, i.column or "")
+    )
     counts = Counter(i.code for i in everything)
-    listed, per_code = [], Counter()
+    listed, per_code = [], Counter[str]()
     for issue in everything:
         per_code[issue.code] += 1
         if per_code[issue.code] <= issues_in_summary:
@@ -57,19 +66,29 @@ def write_reports(run: ImportRun, source: CsvFile, issues: Iterable[Issue], repo
         "issue_counts": dict(counts),
         "issues": [i.to_dict() for i in listed],
         "issues_listed": f"{len(listed)} of {len(everything)}"
-                         + ("" if len(listed) == len(everything) else
-                            f" (at most {issues_in_summary} of each code; errors.csv marks every row)"),
+        + (
+            ""
+            if len(listed) == len(everything)
+            else f" (at most {issues_in_summary} of each code; errors.csv marks every row)"
+        ),
     }
     (report_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     first_changes = write_changes_csv(changes, report_dir / CHANGES_CSV if run.dry_run else None, source.contract)
     html = _templates.get_template("report.html").render(
-        run=run, counts=counts, issues=everything[:_HTML_ISSUES], total=len(everything), errors_csv=ERRORS_CSV,
-        changes=first_changes, changes_csv=CHANGES_CSV)
+        run=run,
+        counts=counts,
+        issues=everything[:_HTML_ISSUES],
+        total=len(everything),
+        errors_csv=ERRORS_CSV,
+        changes=first_changes,
+        changes_csv=CHANGES_CSV,
+    )
     (report_dir / REPORT_HTML).write_text(html, encoding="utf-8")
 
 
-def write_errors_csv(run: ImportRun, source: CsvFile, file_issues: list[Issue], by_line: dict[int, list[Issue]],
-                     target: Path) -> None:
+def write_errors_csv(
+    run: ImportRun, source: CsvFile, file_issues: list[Issue], by_line: dict[int, list[Issue]], target: Path
+) -> None:
     """Every row of the file, in its column order, after ImportLine, ImportStatus, ImportIssues.
 
     UTF-8 with a BOM (Excel reads it right); cells a spreadsheet would take for a formula get a
@@ -100,7 +119,7 @@ def write_errors_csv(run: ImportRun, source: CsvFile, file_issues: list[Issue], 
                 status = "error" if problems else ("imported" if merged else "not imported")
                 cells = [record.cells[i] if i < len(record.cells) else "" for i in keep]
                 if len(record.cells) > len(rows.header):
-                    cells += record.cells[len(rows.header):]
+                    cells += record.cells[len(rows.header) :]
                 writer.writerow([record.line, status, _joined(problems), *(_safe(c) for c in cells)])
 
 
@@ -113,11 +132,11 @@ def _write_clean_errors_csv(source: CsvFile, target: Path, status: str) -> None:
         columnar.write_report_rows(rows, out.buffer, status, _FORMULA_START)
 
 
-def write_changes_csv(changes: Iterable[tuple], target: Path | None, contract: Contract) -> list[list]:
+def write_changes_csv(changes: Iterable[Change], target: Path | None, contract: Contract) -> list[list[Any]]:
     """A row per new customer, and a row per changed field of an updated one (in contract order,
     with its value before and after), into `target` if given. Returns the first rows."""
-    first: list[list] = []
-    with (target.open("w", encoding="utf-8-sig", newline="") if target else nullcontext()) as out:
+    first: list[list[Any]] = []
+    with target.open("w", encoding="utf-8-sig", newline="") if target else nullcontext() as out:
         writer = csv.writer(out) if out else None
         if writer:
             writer.writerow(["ImportLine", contract.key.header, "Action", "Field", "Before", "After"])
@@ -129,13 +148,13 @@ def write_changes_csv(changes: Iterable[tuple], target: Path | None, contract: C
     return first
 
 
-def _change_rows(changes: Iterable[tuple], contract: Contract) -> Iterator[list]:
+def _change_rows(changes: Iterable[Change], contract: Contract) -> Iterator[list[Any]]:
     for line, key, action, before, after in changes:
         if before is None:
             yield [line, key, action, "", "", ""]
             continue
         for spec in contract.fields:
-            if spec.column in after and before.get(spec.column) != after[spec.column]:
+            if after is not None and spec.column in after and before.get(spec.column) != after[spec.column]:
                 yield [line, key, action, spec.header, _text(before.get(spec.column)), _text(after[spec.column])]
 
 

@@ -32,8 +32,10 @@ class RollbackResult:
         text = f"Rolled back: {_customers(self.removed)} removed, {_customers(self.restored)} restored."
         if self.conflicts:
             shown = ", ".join(self.conflicts[:20]) + (" …" if len(self.conflicts) > 20 else "")
-            text += (f" {_customers(len(self.conflicts))} changed again by later imports"
-                     f" {'was' if len(self.conflicts) == 1 else 'were'} left as they are: {shown}.")
+            text += (
+                f" {_customers(len(self.conflicts))} changed again by later imports"
+                f" {'was' if len(self.conflicts) == 1 else 'were'} left as they are: {shown}."
+            )
         return text
 
 
@@ -49,28 +51,43 @@ def roll_back(conn: psycopg.Connection, run_id: int, contract: Contract) -> Roll
         except LookupError as error:
             raise RollbackRefused(f"There is no import run {run_id}.") from error
         if run.status not in IMPORTED_STATUSES:
-            raise RollbackRefused(f"Import run {run_id} ended {run.status}: only a succeeded or partial import"
-                                  " changed customers and can be rolled back.")
-        conflicts = [key for (key,) in conn.execute(
-            "SELECT h.customer_key FROM customer_history h WHERE h.run_id = %(run)s AND EXISTS ("
-            " SELECT 1 FROM customer_history later JOIN import_runs r ON r.id = later.run_id"
-            " WHERE later.customer_key = h.customer_key AND later.run_id > h.run_id AND r.status <> 'rolled_back')"
-            " ORDER BY h.line", {"run": run_id})]
+            raise RollbackRefused(
+                f"Import run {run_id} ended {run.status}: only a succeeded or partial import"
+                " changed customers and can be rolled back."
+            )
+        conflicts = [
+            key
+            for (key,) in conn.execute(
+                "SELECT h.customer_key FROM customer_history h WHERE h.run_id = %(run)s AND EXISTS ("
+                " SELECT 1 FROM customer_history later JOIN import_runs r ON r.id = later.run_id"
+                " WHERE later.customer_key = h.customer_key AND later.run_id > h.run_id AND r.status <> 'rolled_back')"
+                " ORDER BY h.line",
+                {"run": run_id},
+            )
+        ]
         table, key = sql.Identifier(contract.table), sql.Identifier(contract.key.column)
-        removed = conn.execute(sql.SQL(
-            "DELETE FROM {table} c USING customer_history h WHERE h.run_id = %(run)s AND h.action = 'insert'"
-            " AND c.{key} = h.customer_key AND h.customer_key <> ALL(%(conflicts)s)").format(table=table, key=key),
-            {"run": run_id, "conflicts": conflicts}).rowcount
+        removed = conn.execute(
+            sql.SQL(
+                "DELETE FROM {table} c USING customer_history h WHERE h.run_id = %(run)s AND h.action = 'insert'"
+                " AND c.{key} = h.customer_key AND h.customer_key <> ALL(%(conflicts)s)"
+            ).format(table=table, key=key),
+            {"run": run_id, "conflicts": conflicts},
+        ).rowcount
         restore = sql.SQL(", ").join(
             sql.SQL("{col} = CASE WHEN h.before ? {name} THEN r.{col} ELSE c.{col} END").format(
-                col=sql.Identifier(name), name=sql.Literal(name))
-            for name in [*(f.column for f in contract.fields if f is not contract.key), *db.RESTORED_AUDIT_COLUMNS])
-        restored = conn.execute(sql.SQL(
-            "UPDATE {table} c SET {restore} FROM customer_history h,"
-            " jsonb_populate_record(NULL::{table}, h.before) r"
-            " WHERE h.run_id = %(run)s AND h.action = 'update' AND c.{key} = h.customer_key"
-            " AND h.customer_key <> ALL(%(conflicts)s)").format(table=table, key=key, restore=restore),
-            {"run": run_id, "conflicts": conflicts}).rowcount
+                col=sql.Identifier(name), name=sql.Literal(name)
+            )
+            for name in [*(f.column for f in contract.fields if f is not contract.key), *db.RESTORED_AUDIT_COLUMNS]
+        )
+        restored = conn.execute(
+            sql.SQL(
+                "UPDATE {table} c SET {restore} FROM customer_history h,"
+                " jsonb_populate_record(NULL::{table}, h.before) r"
+                " WHERE h.run_id = %(run)s AND h.action = 'update' AND c.{key} = h.customer_key"
+                " AND h.customer_key <> ALL(%(conflicts)s)"
+            ).format(table=table, key=key, restore=restore),
+            {"run": run_id, "conflicts": conflicts},
+        ).rowcount
         result = RollbackResult(run_id, removed, restored, conflicts)
         runs.update_run(conn, run_id, status="rolled_back", message=result.message)
     return result

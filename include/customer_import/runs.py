@@ -10,11 +10,17 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from customer_import import db
 from customer_import.options import ImportOptions, Mode, OnError, Status
 
 #: The stages of a run in progress, as a person reads them.
-STAGES = {"validating": "Validating", "staging": "Loading into staging", "checking": "Checking against the customers",
-          "merging": "Merging", "reporting": "Writing the reports"}
+STAGES = {
+    "validating": "Validating",
+    "staging": "Loading into staging",
+    "checking": "Checking against the customers",
+    "merging": "Merging",
+    "reporting": "Writing the reports",
+}
 #: Outcomes after which the Airflow run is red and `make import` exits 1.
 FAILED_STATUSES = frozenset({"rejected", "failed"})
 #: Outcomes whose content counts as imported, for the duplicate check.
@@ -59,6 +65,13 @@ class ImportRun:
     @property
     def options(self) -> ImportOptions:
         return ImportOptions(self.mode, self.on_error, self.max_error_rate, self.dry_run, self.force, self.encoding)
+
+    @property
+    def claimed_file(self) -> str:
+        """Where its file rests, relative to the data folder: set when the file is claimed."""
+        if self.file_path is None:
+            raise LookupError(f"import run {self.id} has not claimed a file")
+        return self.file_path
 
     @property
     def is_open(self) -> bool:
@@ -117,6 +130,12 @@ class ImportRun:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
 
 
+def _one(run: ImportRun | None, what: str) -> ImportRun:
+    if run is None:
+        raise LookupError(f"no row for {what}")
+    return run
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
@@ -125,8 +144,13 @@ def _duration(seconds: float) -> str:
 _COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(ImportRun))
 
 
-def create_run(conn: psycopg.Connection, file_name: str, options: ImportOptions,
-               dag_id: str | None = None, airflow_run_id: str | None = None) -> ImportRun:
+def create_run(
+    conn: psycopg.Connection,
+    file_name: str,
+    options: ImportOptions,
+    dag_id: str | None = None,
+    airflow_run_id: str | None = None,
+) -> ImportRun:
     """The run's row; an Airflow run that is cleared and run again gets its existing row back."""
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
         cur.execute(
@@ -136,10 +160,19 @@ def create_run(conn: psycopg.Connection, file_name: str, options: ImportOptions,
                 " ON CONFLICT (dag_id, airflow_run_id) DO UPDATE SET dag_id = EXCLUDED.dag_id"
                 " RETURNING {}"
             ).format(_COLUMNS),
-            [file_name, options.mode, options.on_error, options.max_error_rate, options.dry_run,
-             options.force, options.encoding, dag_id, airflow_run_id],
+            [
+                file_name,
+                options.mode,
+                options.on_error,
+                options.max_error_rate,
+                options.dry_run,
+                options.force,
+                options.encoding,
+                dag_id,
+                airflow_run_id,
+            ],
         )
-        return cur.fetchone()
+        return _one(cur.fetchone(), "INSERT ... RETURNING")
 
 
 def get_run(conn: psycopg.Connection, run_id: int, *, for_update: bool = False) -> ImportRun:
@@ -159,8 +192,10 @@ def find_claimed(conn: psycopg.Connection, dag_id: str, airflow_run_id: str) -> 
     if not _has_runs_table(conn):
         return None
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
-        cur.execute(sql.SQL("SELECT {} FROM import_runs WHERE dag_id = %s AND airflow_run_id = %s").format(_COLUMNS),
-                    [dag_id, airflow_run_id])
+        cur.execute(
+            sql.SQL("SELECT {} FROM import_runs WHERE dag_id = %s AND airflow_run_id = %s").format(_COLUMNS),
+            [dag_id, airflow_run_id],
+        )
         return cur.fetchone()
 
 
@@ -169,10 +204,11 @@ def list_runs(conn: psycopg.Connection, limit: int, offset: int = 0) -> tuple[li
     if not _has_runs_table(conn):
         return [], 0
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
-        cur.execute(sql.SQL("SELECT {} FROM import_runs ORDER BY id DESC LIMIT %s OFFSET %s").format(_COLUMNS),
-                    [limit, offset])
+        cur.execute(
+            sql.SQL("SELECT {} FROM import_runs ORDER BY id DESC LIMIT %s OFFSET %s").format(_COLUMNS), [limit, offset]
+        )
         page = cur.fetchall()
-    return page, conn.execute("SELECT count(*) FROM import_runs").fetchone()[0]
+    return page, int(db.scalar(conn, "SELECT count(*) FROM import_runs"))
 
 
 def runs_by_id(conn: psycopg.Connection, ids: list[int]) -> list[ImportRun]:
@@ -187,7 +223,7 @@ def last_change(conn: psycopg.Connection) -> str:
     """When any import run last changed (or was created): '' before the first."""
     if not _has_runs_table(conn):
         return ""
-    changed = conn.execute("SELECT max(changed_at) FROM import_runs").fetchone()[0]
+    changed = db.scalar(conn, "SELECT max(changed_at) FROM import_runs")
     return changed.isoformat() if changed else ""
 
 
@@ -196,22 +232,25 @@ def oldest_unfinished(conn: psycopg.Connection) -> ImportRun | None:
     if not _has_runs_table(conn):
         return None
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
-        cur.execute(sql.SQL("SELECT {} FROM import_runs WHERE finished_at IS NULL ORDER BY id LIMIT 1")
-                    .format(_COLUMNS))
+        cur.execute(
+            sql.SQL("SELECT {} FROM import_runs WHERE finished_at IS NULL ORDER BY id LIMIT 1").format(_COLUMNS)
+        )
         return cur.fetchone()
 
 
 def _has_runs_table(conn: psycopg.Connection) -> bool:
     """Whether the schema has been created (by the first import)."""
-    return conn.execute("SELECT to_regclass('import_runs')").fetchone()[0] is not None
+    return db.scalar(conn, "SELECT to_regclass('import_runs')") is not None
 
 
 def find_imported(conn: psycopg.Connection, sha256: str, other_than: int) -> ImportRun | None:
     """The latest run that imported the same content, if any."""
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
         cur.execute(
-            sql.SQL("SELECT {} FROM import_runs WHERE sha256 = %s AND id <> %s AND status = ANY(%s)"
-                    " ORDER BY id DESC LIMIT 1").format(_COLUMNS),
+            sql.SQL(
+                "SELECT {} FROM import_runs WHERE sha256 = %s AND id <> %s AND status = ANY(%s)"
+                " ORDER BY id DESC LIMIT 1"
+            ).format(_COLUMNS),
             [sha256, other_than, list(IMPORTED_STATUSES)],
         )
         return cur.fetchone()
@@ -227,6 +266,10 @@ def update_run(conn: psycopg.Connection, run_id: int, **values: Any) -> ImportRu
         sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in values
     )
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
-        cur.execute(sql.SQL("UPDATE import_runs SET {}, changed_at = clock_timestamp() WHERE id = %(id)s RETURNING {}")
-                    .format(assignments, _COLUMNS), {**values, "id": run_id})
-        return cur.fetchone()
+        cur.execute(
+            sql.SQL("UPDATE import_runs SET {}, changed_at = clock_timestamp() WHERE id = %(id)s RETURNING {}").format(
+                assignments, _COLUMNS
+            ),
+            {**values, "id": run_id},
+        )
+        return _one(cur.fetchone(), f"import run {run_id}")

@@ -15,14 +15,15 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The Airflow asset that stands for the customers table: an event is emitted when customers change.
-CUSTOMERS_ASSET = {"name": "customers", "uri": "customer-import://customer_db/customers"}
+CUSTOMERS_ASSET_NAME, CUSTOMERS_ASSET_URI = "customers", "customer-import://customer_db/customers"
 MIB = 2**20
 
 
 def _setting(env: str, default: str, meaning: str, parse: Callable[[str], Any] = str, shown: str = "") -> Any:
     """A field read from `env` (unset or empty: `default`); `shown` is the default as the README says it."""
-    return field(metadata={"env": env, "default": default, "meaning": meaning, "parse": parse,
-                           "shown": shown or default})
+    return field(
+        metadata={"env": env, "default": default, "meaning": meaning, "parse": parse, "shown": shown or default}
+    )
 
 
 def _repo_path(value: str) -> Path:
@@ -35,33 +36,67 @@ def _mib(value: str) -> int:
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = _setting("CUSTOMER_IMPORT_DATA_DIR", ".state/data",
-                              "root of `landing/ processing/ archive/ rejected/ reports/`", _repo_path)
-    expectations_dir: Path = _setting("CUSTOMER_IMPORT_EXPECTATIONS_DIR", "expectations",
-                                      "where the GX suite (and the rendered SQL beside it) is read from", _repo_path)
-    schema: str = _setting("CUSTOMER_IMPORT_SCHEMA", "public",
-                           "schema of `customers`, `import_runs`, `customer_history`")
-    conn_id: str = _setting("CUSTOMER_IMPORT_CONN_ID", "customer_db",
-                            "the Airflow connection the DAGs and the Imports page use for the target")
-    chunk_rows: int = _setting("CUSTOMER_IMPORT_CHUNK_ROWS", "100000",
-                               "rows validated at a time (memory stays flat in file size)", int)
-    issues_in_summary: int = _setting("CUSTOMER_IMPORT_ISSUES_IN_SUMMARY", "1000",
-                                      "issues of one kind listed in `summary.json` (all are counted, and"
-                                      " `errors.csv` marks every row)", int)
-    settled_seconds: float = _setting("CUSTOMER_IMPORT_SETTLED_SECONDS", "10",
-                                      "a landing file unchanged this long is complete and gets imported", float)
-    upload_max_bytes: int = _setting("CUSTOMER_IMPORT_UPLOAD_MAX_MB", "512",
-                                     "the largest file (MiB) the Imports page accepts as an upload (counted while"
-                                     " it streams in)", _mib)
-    max_field_chars: int = _setting("CUSTOMER_IMPORT_MAX_FIELD_MB", "1",
-                                    "the longest value (Mi characters) a file may hold (a line: four times as much);"
-                                    " a longer one refuses the whole file, unread", _mib)
-    task_retries: int = _setting("CUSTOMER_IMPORT_TASK_RETRIES", "3",
-                                 "retries, with exponential backoff from 10 s, of a task that failed on"
-                                 " infrastructure (read when the DAG is parsed)", int)
-    pgdata: Path = _setting("CUSTOMER_IMPORT_PGDATA", ".state/pgdata",
-                            "data folder of the embedded PostgreSQL the local commands start when no"
-                            " `AIRFLOW_CONN_CUSTOMER_DB` is set", _repo_path)
+    data_dir: Path = _setting(
+        "CUSTOMER_IMPORT_DATA_DIR",
+        ".state/data",
+        "root of `landing/ processing/ archive/ rejected/ reports/`",
+        _repo_path,
+    )
+    expectations_dir: Path = _setting(
+        "CUSTOMER_IMPORT_EXPECTATIONS_DIR",
+        "expectations",
+        "where the GX suite (and the rendered SQL beside it) is read from",
+        _repo_path,
+    )
+    schema: str = _setting(
+        "CUSTOMER_IMPORT_SCHEMA", "public", "schema of `customers`, `import_runs`, `customer_history`"
+    )
+    conn_id: str = _setting(
+        "CUSTOMER_IMPORT_CONN_ID",
+        "customer_db",
+        "the Airflow connection the DAGs and the Imports page use for the target",
+    )
+    chunk_rows: int = _setting(
+        "CUSTOMER_IMPORT_CHUNK_ROWS", "100000", "rows validated at a time (memory stays flat in file size)", int
+    )
+    issues_in_summary: int = _setting(
+        "CUSTOMER_IMPORT_ISSUES_IN_SUMMARY",
+        "1000",
+        "issues of one kind listed in `summary.json` (all are counted, and `errors.csv` marks every row)",
+        int,
+    )
+    settled_seconds: float = _setting(
+        "CUSTOMER_IMPORT_SETTLED_SECONDS",
+        "10",
+        "a landing file unchanged this long is complete and gets imported",
+        float,
+    )
+    upload_max_bytes: int = _setting(
+        "CUSTOMER_IMPORT_UPLOAD_MAX_MB",
+        "512",
+        "the largest file (MiB) the Imports page accepts as an upload (counted while it streams in)",
+        _mib,
+    )
+    max_field_chars: int = _setting(
+        "CUSTOMER_IMPORT_MAX_FIELD_MB",
+        "1",
+        "the longest value (Mi characters) a file may hold (a line: four times as much);"
+        " a longer one refuses the whole file, unread",
+        _mib,
+    )
+    task_retries: int = _setting(
+        "CUSTOMER_IMPORT_TASK_RETRIES",
+        "3",
+        "retries, with exponential backoff from 10 s, of a task that failed on"
+        " infrastructure (read when the DAG is parsed)",
+        int,
+    )
+    pgdata: Path = _setting(
+        "CUSTOMER_IMPORT_PGDATA",
+        ".state/pgdata",
+        "data folder of the embedded PostgreSQL the local commands start when no `AIRFLOW_CONN_CUSTOMER_DB` is set",
+        _repo_path,
+    )
 
     @classmethod
     def from_env(cls) -> Settings:

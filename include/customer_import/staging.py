@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import psycopg
 from psycopg import sql
 
+from customer_import import db
 from customer_import.contract import Contract, FieldSpec
 
 STAGED_FILE = "staged.csv"
@@ -45,8 +46,11 @@ class StagedWriter:
 
         self._out.flush()
         with self.path.open("ab") as raw:
-            pacsv.write_csv(table.rename_columns(self.columns), raw,
-                            pacsv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n"))
+            pacsv.write_csv(
+                table.rename_columns(self.columns),
+                raw,
+                pacsv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n"),
+            )
 
     def close(self) -> None:
         self._out.close()
@@ -72,17 +76,23 @@ def staging_table(run_id: int) -> sql.Identifier:
     return sql.Identifier(f"customer_import_staging_{run_id}")
 
 
-def copy_into_staging(conn: psycopg.Connection, run_id: int, staged_csv: Path,
-                      contract: Contract) -> tuple[list[FieldSpec], int]:
+def copy_into_staging(
+    conn: psycopg.Connection, run_id: int, staged_csv: Path, contract: Contract
+) -> tuple[list[FieldSpec], int]:
     """(Re)create the run's unlogged staging table and COPY `staged_csv` into it; return its fields
     and the number of rows staged."""
     fields = staged_fields(staged_csv, contract)
     table = staging_table(run_id)
     with staged_csv.open("rb") as staged, conn.transaction(), conn.cursor() as cur:
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-        cur.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({} integer NOT NULL, {} boolean NOT NULL, {})").format(
-            table, sql.Identifier(LINE), sql.Identifier(ACCEPTED),
-            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f.column)) for f in fields)))
+        cur.execute(
+            sql.SQL("CREATE UNLOGGED TABLE {} ({} integer NOT NULL, {} boolean NOT NULL, {})").format(
+                table,
+                sql.Identifier(LINE),
+                sql.Identifier(ACCEPTED),
+                sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f.column)) for f in fields),
+            )
+        )
         with cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true)").format(table)) as copy:
             while block := staged.read(_COPY_BLOCK):
                 copy.write(block)
@@ -94,9 +104,9 @@ def copy_into_staging(conn: psycopg.Connection, run_id: int, staged_csv: Path,
 def staged_count(conn: psycopg.Connection, run_id: int) -> int | None:
     """Rows in the run's staging table; None when the table does not exist."""
     table = staging_table(run_id)
-    if _one(conn, sql.SQL("SELECT to_regclass({})").format(sql.Literal(table.as_string(conn)))) is None:
+    if db.scalar(conn, "SELECT to_regclass(%s)", [table.as_string(conn)]) is None:
         return None
-    return int(_one(conn, sql.SQL("SELECT count(*) FROM {}").format(table)))
+    return int(db.scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(table)))
 
 
 def drop_staging(conn: psycopg.Connection, run_id: int) -> None:
@@ -105,21 +115,22 @@ def drop_staging(conn: psycopg.Connection, run_id: int) -> None:
 
 def reject_lines(conn: psycopg.Connection, run_id: int, lines: Iterable[int]) -> None:
     if lines := sorted(lines):
-        conn.execute(sql.SQL("UPDATE {} SET {} = false WHERE {} = ANY(%s)").format(
-            staging_table(run_id), sql.Identifier(ACCEPTED), sql.Identifier(LINE)), [lines])
+        conn.execute(
+            sql.SQL("UPDATE {} SET {} = false WHERE {} = ANY(%s)").format(
+                staging_table(run_id), sql.Identifier(ACCEPTED), sql.Identifier(LINE)
+            ),
+            [lines],
+        )
 
 
 def count_accepted(conn: psycopg.Connection, run_id: int) -> int:
-    return int(_one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
-        staging_table(run_id), sql.Identifier(ACCEPTED))))
+    return int(
+        db.scalar(
+            conn, sql.SQL("SELECT count(*) FROM {} WHERE {}").format(staging_table(run_id), sql.Identifier(ACCEPTED))
+        )
+    )
 
 
 def accepted_rows(run_id: int) -> sql.Composed:
     """A query of the staged rows that are still accepted."""
     return sql.SQL("SELECT * FROM {} WHERE {}").format(staging_table(run_id), sql.Identifier(ACCEPTED))
-
-
-def _one(conn: psycopg.Connection, query: sql.Composable) -> Any:
-    row = conn.execute(query).fetchone()
-    assert row is not None, "an aggregate returns a row"
-    return row[0]

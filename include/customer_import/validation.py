@@ -38,8 +38,13 @@ class ValidationResult:
         return bool(self.file_issues)
 
 
-def check_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_rows: int = 100_000,
-               progress: Callable[[int, float], None] = lambda rows, share: None) -> ValidationResult:
+def check_file(
+    file: CsvFile,
+    work_dir: Path,
+    suite: dict[str, Any],
+    chunk_rows: int = 100_000,
+    progress: Callable[[int, float], None] = lambda rows, share: None,
+) -> ValidationResult:
     """Check `file` against its contract; write the staged rows and the issues into `work_dir`.
 
     A structurally clean file is read in columns (`columnar`); one with a structural problem, or
@@ -68,8 +73,9 @@ def check_file(file: CsvFile, work_dir: Path, suite: dict[str, Any], chunk_rows:
     return result
 
 
-def _check_records(source: CsvFile, work_dir: Path, validator: RowValidator, chunk_rows: int,
-                   progress: Callable[[int, float], None]) -> tuple[int, list[Issue]]:
+def _check_records(
+    source: CsvFile, work_dir: Path, validator: RowValidator, chunk_rows: int, progress: Callable[[int, float], None]
+) -> tuple[int, list[Issue]]:
     """The precise path: records one by one (with their structural issues), GX per chunk."""
     rows, issues = 0, []
     with StagedWriter(work_dir / STAGED_FILE, source.fields) as staged:
@@ -97,7 +103,7 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
 def _blank_nul_bytes(lines: list[int], columns: list[list[str]], issues: list[Issue]) -> None:
     """A NUL byte is a row issue (a control character), but PostgreSQL cannot hold one even in the
     staging table: the rejected value is staged without it, and errors.csv still shows the file's."""
-    rows = {issue.line for issue in issues if issue.code == "control_character"}
+    rows = {issue.line for issue in issues if issue.code == "control_character" and issue.line is not None}
     if rows:
         index = {line: i for i, line in enumerate(lines)}
         for column in columns:
@@ -105,8 +111,9 @@ def _blank_nul_bytes(lines: list[int], columns: list[list[str]], issues: list[Is
                 column[index[line]] = column[index[line]].replace("\x00", "")
 
 
-def _check_rows(lines: list[int], columns: list[list[str]], fields: list[FieldSpec],
-                validator: RowValidator) -> list[Issue]:
+def _check_rows(
+    lines: list[int], columns: list[list[str]], fields: list[FieldSpec], validator: RowValidator
+) -> list[Issue]:
     """GX over a chunk of rows: their lines, and the values of each field."""
     import pandas as pd
 

@@ -113,11 +113,13 @@ def test_the_rollback_dag_undoes_an_import(run_dag, schema, embedded_url, tmp_pa
     assert str(rollback.state) == "success"
     assert stored(schema, embedded_url) == []
     with psycopg.connect(embedded_url) as conn:
-        status, message = conn.execute(f'SELECT status, message FROM "{schema}".import_runs WHERE id = %s',
-                                       [run["id"]]).fetchone()
+        status, message = conn.execute(
+            f'SELECT status, message FROM "{schema}".import_runs WHERE id = %s', [run["id"]]
+        ).fetchone()
     assert status == "rolled_back" and "3 customers removed" in message
-    assert asset_events(rollback.run_id) == [{"rolled_back_run": run["id"], "removed": 3, "restored": 0,
-                                              "conflicts": 0}]
+    assert asset_events(rollback.run_id) == [
+        {"rolled_back_run": run["id"], "removed": 3, "restored": 0, "conflicts": 0}
+    ]
     again = run_any_dag("customer_import_rollback", {"import_run_id": run["id"]}, tmp_path / "rollback.log")
     assert str(again.state) == "failed"  # a run is rolled back once
 
@@ -142,14 +144,19 @@ def test_the_watch_hands_each_settled_file_to_one_import_run(airflow_ready, tmp_
         assert str(run_dag("customer_import_watch", {}, tmp_path / "watch.log").state) == "success"
 
     with create_session() as session:  # queued runs start in run_after order: the files' arrival order
-        runs = session.query(DagRun).filter(DagRun.dag_id == "customer_import",
-                                            DagRun.run_id.in_(list(expected))).order_by(DagRun.run_after).all()
+        runs = (
+            session.query(DagRun)
+            .filter(DagRun.dag_id == "customer_import", DagRun.run_id.in_(list(expected)))
+            .order_by(DagRun.run_after)
+            .all()
+        )
         assert [(r.run_id, r.conf) for r in runs] == [(rid, {"file": n}) for rid, n in expected.items()]
         assert runs[0].run_after < runs[1].run_after
 
 
 def test_an_unreachable_database_fails_the_run_in_plain_words_and_keeps_the_file(
-        airflow_ready, tmp_path, monkeypatch, capsys):
+    airflow_ready, tmp_path, monkeypatch, capsys
+):
     from customer_import.cli import run_dag
     from customer_import.folders import Folders, drop_into_landing
 

@@ -31,8 +31,10 @@ def database_url(embedded_url):
 
 @pytest.fixture
 def env(embedded_url, schema, tmp_path):
-    env = {**airflow_env(embedded_url, schema, tmp_path, "test_local_commands_airflow"),
-           "CUSTOMER_IMPORT_SETTLED_SECONDS": "2"}
+    env = {
+        **airflow_env(embedded_url, schema, tmp_path, "test_local_commands_airflow"),
+        "CUSTOMER_IMPORT_SETTLED_SECONDS": "2",
+    }
     # its connections are named, so that it sees its own merge among other tests' (they run in parallel)
     env["AIRFLOW_CONN_CUSTOMER_DB"] += f"&application_name={schema}"
     return env
@@ -40,21 +42,34 @@ def env(embedded_url, schema, tmp_path):
 
 def make_import(env: dict, path, *args: str) -> subprocess.Popen:
     """`make import FILE=path` (the command it runs), in a process group of its own."""
-    return subprocess.Popen([sys.executable, "-m", "customer_import.cli", "import", str(path), *args], env=env,
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "customer_import.cli", "import", str(path), *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def metadata(env: dict) -> psycopg.Connection:
-    return psycopg.connect(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2", "postgresql"),
-                           autocommit=True)
+    return psycopg.connect(
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2", "postgresql"), autocommit=True
+    )
 
 
 def task_running(env: dict, task_id: str) -> bool:
     with metadata(env) as conn:
         try:
-            return conn.execute("SELECT 1 FROM task_instance WHERE dag_id = 'customer_import' AND task_id = %s"
-                                " AND state = 'running'", [task_id]).fetchone() is not None
+            return (
+                conn.execute(
+                    "SELECT 1 FROM task_instance WHERE dag_id = 'customer_import' AND task_id = %s"
+                    " AND state = 'running'",
+                    [task_id],
+                ).fetchone()
+                is not None
+            )
         except psycopg.errors.UndefinedTable:  # the first command is still preparing Airflow's database
             return False
 
@@ -66,12 +81,14 @@ def dag_runs(env: dict) -> dict[str, str]:
 
 def import_runs(database_url: str, schema: str) -> list[tuple]:
     with psycopg.connect(database_url) as conn:
-        return conn.execute(f'SELECT file_name, status, airflow_run_id, file_path FROM "{schema}".import_runs'
-                            " ORDER BY id").fetchall()
+        return conn.execute(
+            f'SELECT file_name, status, airflow_run_id, file_path FROM "{schema}".import_runs ORDER BY id'
+        ).fetchall()
 
 
 def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_handed_to_it(
-        env, database_url, schema, tmp_path):
+    env, database_url, schema, tmp_path
+):
     data = tmp_path / "data"
     killed = {}
     for moment in ("wait_for_file", "validate_file", "merge_customers"):
@@ -79,9 +96,14 @@ def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_han
         process = make_import(env, big)
         if moment == "merge_customers":
             with psycopg.connect(database_url, autocommit=True) as conn:
-                wait_for(lambda conn=conn: conn.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH recorded AS%%'"
-                    " AND application_name = %s", [schema]).fetchone(), "the merge")
+                wait_for(
+                    lambda conn=conn: conn.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH recorded AS%%'"
+                        " AND application_name = %s",
+                        [schema],
+                    ).fetchone(),
+                    "the merge",
+                )
         else:  # wait_for_file takes a moment: should it be missed, the kill lands in the claim just after it
             tasks = ("wait_for_file", "claim_file", "validate_file") if moment == "wait_for_file" else (moment,)
             wait_for(lambda tasks=tasks: any(task_running(env, t) for t in tasks), moment)
@@ -92,13 +114,17 @@ def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_han
 
     with running_airflow(env, tmp_path) as server:  # cleans up after the killed commands first
         assert "running" not in dag_runs(env).values()
-        upload = urllib.request.Request(f"{server.base}/customer-import/upload", method="POST",
-                                        headers={"Authorization": f"Bearer {token(server)}"})
+        upload = urllib.request.Request(
+            f"{server.base}/customer-import/upload", method="POST", headers={"Authorization": f"Bearer {token(server)}"}
+        )
         body, boundary = _multipart("after_the_kills.csv", (DATA / "valid_customers.csv").read_bytes())
         upload.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
         urllib.request.urlopen(upload, body, timeout=30)
-        wait_for(lambda: ("after_the_kills.csv", "succeeded") in {r[:2] for r in import_runs(database_url, schema)},
-                 "the uploaded file imported", seconds=120)
+        wait_for(
+            lambda: ("after_the_kills.csv", "succeeded") in {r[:2] for r in import_runs(database_url, schema)},
+            "the uploaded file imported",
+            seconds=120,
+        )
 
         runs = {name: (status, path) for name, status, _, path in import_runs(database_url, schema)}
         for moment, name in killed.items():
@@ -106,8 +132,11 @@ def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_han
                 status, path = runs[name]
                 assert status in ("failed", "succeeded") and (data / path).exists(), (moment, runs[name])
             else:  # killed before the claim: the file stays in landing and the watch imports it
-                wait_for(lambda name=name: name in {r[0] for r in import_runs(database_url, schema)},
-                         f"{name} imported by the watch", seconds=150)
+                wait_for(
+                    lambda name=name: name in {r[0] for r in import_runs(database_url, schema)},
+                    f"{name} imported by the watch",
+                    seconds=150,
+                )
         assert runs[killed["merge_customers"]][0] == "failed"  # the merge rolled back with its process
         with metadata(env) as conn:
             notes = [n for (n,) in conn.execute("SELECT content FROM dag_run_note")]
@@ -135,8 +164,14 @@ def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_han
 
 def _multipart(name: str, content: bytes) -> tuple[bytes, str]:
     boundary = "boundary-of-the-test"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            "Content-Type: text/csv\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, boundary
 
 
@@ -146,6 +181,14 @@ def test_the_task_logs_of_an_import_run_in_process_are_where_airflows_ui_reads_t
 
     assert process.returncode == 1 and "rejected: 3 rows, 1 rejected" in output, output
     [(_, _, airflow_run, _)] = import_runs(database_url, schema)
-    task_log = (REPO / ".state" / "test_local_commands_airflow" / "logs" / "dag_id=customer_import"
-                / f"run_id={airflow_run}" / "task_id=validate_file" / "attempt=1.log").read_text()
+    task_log = (
+        REPO
+        / ".state"
+        / "test_local_commands_airflow"
+        / "logs"
+        / "dag_id=customer_import"
+        / f"run_id={airflow_run}"
+        / "task_id=validate_file"
+        / "attempt=1.log"
+    ).read_text()
     assert "line 3, ContactEmail: `not-an-email` is not a valid email address" in task_log

@@ -73,8 +73,7 @@ def _messy_file(path, line_end):
 
 
 @pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])
-def test_line_numbers_agree_with_multi_line_values_blank_rows_and_any_line_end(line_end, tmp_path, monkeypatch,
-                                                                                caplog):
+def test_line_numbers_agree_with_multi_line_values_blank_rows_and_any_line_end(line_end, tmp_path, monkeypatch, caplog):
     path = _messy_file(tmp_path / "messy.csv", line_end)
     fast, precise, fell_back = both_ways(path, tmp_path, monkeypatch, caplog, chunk_rows=7)  # chunk ends too
     assert fast == precise
@@ -91,4 +90,6 @@ def test_a_clean_file_takes_the_fast_path_and_a_stray_quote_still_names_its_line
     fast, precise, fell_back = both_ways(DATA / "stray_quote.csv", tmp_path / "b", monkeypatch, caplog)
     assert fell_back and fast == precise
     assert [(i.line, i.code) for i in fast[2]] == [(i.line, i.code) for i in precise[2]]
-    assert any(i.code == "stray_quote" and i.line == 2 and "Line 2 has a stray double quote" in i.message for i in fast[2]), fast[2]
+    assert any(
+        i.code == "stray_quote" and i.line == 2 and "Line 2 has a stray double quote" in i.message for i in fast[2]
+    ), fast[2]

@@ -54,7 +54,11 @@ def child(database_url, schema, importer):
         named = f"{database_url}{'&' if '?' in database_url else '?'}application_name={schema}"  # see active()
         return subprocess.Popen(
             [sys.executable, "-c", CHILD, named, schema, str(importer.settings.data_dir), name],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "include")})
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO / "include")},
+        )
+
     return start
 
 
@@ -62,10 +66,13 @@ def active(conn, query_start: str, waiting: bool = False) -> bool:
     """The child of this test runs a statement with `query_start...` in it now (other tests, in parallel,
     have other names). From PostgreSQL 18 the MERGE is inside the `WITH` that records its history."""
     schema = conn.execute("SELECT current_schema()").fetchone()[0]
-    return bool(conn.execute(
-        "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query ~ %s AND application_name = %s"
-        + (" AND wait_event_type = 'Lock'" if waiting else ""),
-        ["^(WITH merged AS \\(\\s*)?" + query_start, schema]).fetchone())
+    return bool(
+        conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query ~ %s AND application_name = %s"
+            + (" AND wait_event_type = 'Lock'" if waiting else ""),
+            ["^(WITH merged AS \\(\\s*)?" + query_start, schema],
+        ).fetchone()
+    )
 
 
 def finish(process: subprocess.Popen) -> None:
@@ -74,8 +81,10 @@ def finish(process: subprocess.Popen) -> None:
 
 
 def run_state(conn) -> tuple:
-    return conn.execute("SELECT status, inserted, updated, merged_at IS NOT NULL, finished_at IS NOT NULL"
-                        " FROM import_runs WHERE airflow_run_id = 'manual__fault'").fetchone()
+    return conn.execute(
+        "SELECT status, inserted, updated, merged_at IS NOT NULL, finished_at IS NOT NULL"
+        " FROM import_runs WHERE airflow_run_id = 'manual__fault'"
+    ).fetchone()
 
 
 def customers(conn) -> list[tuple]:
@@ -114,8 +123,10 @@ def test_killed_mid_merge(conn, child, importer, land, tmp_path, database_url, s
         process.wait()
 
     assert customers(conn) == before
-    assert conn.execute("SELECT count(*) FROM customer_history h JOIN import_runs r ON r.id = h.run_id"
-                        " WHERE r.airflow_run_id = 'manual__fault'").fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM customer_history h JOIN import_runs r ON r.id = h.run_id"
+        " WHERE r.airflow_run_id = 'manual__fault'"
+    ).fetchone() == (0,)
     assert run_state(conn)[0] == "running"
 
     finish(child(update))
@@ -143,14 +154,14 @@ def test_killed_mid_report(conn, child, big_file, importer):
 
 needs_restartable_pg15 = pytest.mark.skipif(
     shutil.which("pg_ctlcluster") is None or not _reachable(PG15_URL),
-    reason="crash-restarts the PostgreSQL 15 service: needs it on 127.0.0.1:5432 and pg_ctlcluster")
+    reason="crash-restarts the PostgreSQL 15 service: needs it on 127.0.0.1:5432 and pg_ctlcluster",
+)
 
 
 @needs_restartable_pg15
 @pytest.mark.serial  # the PostgreSQL 15 that other tests use goes down: this test runs alone, after the rest
 @pytest.mark.parametrize("database_url", [PG15_URL])
-def test_a_server_crash_between_staging_and_merge_is_survived_by_the_retry(database_url, schema, importer,
-                                                                           big_file):
+def test_a_server_crash_between_staging_and_merge_is_survived_by_the_retry(database_url, schema, importer, big_file):
     from customer_import import db
 
     conn = db.use_schema(db.connect(database_url), schema)
@@ -159,8 +170,11 @@ def test_a_server_crash_between_staging_and_merge_is_survived_by_the_retry(datab
     importer.load_staging(conn, run_id)
 
     # The server crashes (immediate stop: crash recovery empties the UNLOGGED staging table).
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG15_CLUSTER, "main", "restart",
-                    "-m", "immediate"], check=True, capture_output=True)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", PG15_CLUSTER, "main", "restart", "-m", "immediate"],
+        check=True,
+        capture_output=True,
+    )
     with pytest.raises(psycopg.OperationalError):
         importer.merge_customers(conn, run_id)  # this try fails on infrastructure...
 

@@ -33,24 +33,31 @@ def everything_written(importer) -> str:
     """Every report and kept file the import wrote, as text: where a leaked secret would show (quarantine/
     holds the entries set aside themselves: a hard link there is the secret's own inode, never read)."""
     root = importer.settings.data_dir
-    return "".join(p.read_text(errors="replace") for p in root.rglob("*")
-                   if p.is_file() and not p.is_symlink() and importer.folders.quarantine not in p.parents)
+    return "".join(
+        p.read_text(errors="replace")
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink() and importer.folders.quarantine not in p.parents
+    )
 
 
 @pytest.mark.parametrize("make", ["symlink", "hard link", "fifo"])
 def test_a_link_or_pipe_in_landing_is_set_aside_and_never_read(make, importer, land, conn, secret):
     folders = importer.folders.create()
     entry = folders.landing / "x.csv"
-    {"symlink": lambda: entry.symlink_to(secret), "hard link": lambda: os.link(secret, entry),
-     "fifo": lambda: os.mkfifo(entry)}[make]()
+    {
+        "symlink": lambda: entry.symlink_to(secret),
+        "hard link": lambda: os.link(secret, entry),
+        "fifo": lambda: os.mkfifo(entry),
+    }[make]()
     good = land("valid_customers.csv")
 
     assert folders.waiting_files() == [good]  # the watch hands over only the regular file
 
     assert not os.path.lexists(entry)
     [(name, what, _)] = folders.set_aside_files()
-    assert name.endswith("__x.csv") and what.startswith({"symlink": "a symbolic link", "hard link": "a file with 2",
-                                                          "fifo": "a named pipe"}[make])
+    assert name.endswith("__x.csv") and what.startswith(
+        {"symlink": "a symbolic link", "hard link": "a file with 2", "fifo": "a named pipe"}[make]
+    )
     assert secret.read_text() == SECRET  # a link's target is never touched
     assert importer.import_file(conn, good).status == "succeeded"
     assert SECRET.strip() not in everything_written(importer)
@@ -83,7 +90,7 @@ def test_fixing_a_rejected_file_in_place_cannot_write_or_read_through_a_link(imp
 
 def test_names_that_cannot_be_carried_are_renamed_and_stop_nothing(importer, land, conn, tmp_path):
     folders = importer.folders.create()
-    data = (tmp_path / "c.csv")
+    data = tmp_path / "c.csv"
     data.write_text("AccountReferenceID,Name\nN-1,Latin-1 name\n")
     latin1 = os.path.join(os.fsencode(folders.landing), b"M\xfcller.csv")  # not UTF-8: a Latin-1 file system
     with open(latin1, "wb") as out:
@@ -105,17 +112,30 @@ def wide_header(path, columns: int, name: str = "Extra{}") -> None:
         out.write("AccountReferenceID," + ",".join(name.format(n) for n in range(columns - 1)) + "\nK-1\n")
 
 
-@pytest.mark.parametrize(("build", "code", "says"), [
-    (lambda p: wide_header(p, 1_000_000), "line_too_long", "Line 1 is longer than 4,194,304 characters"),
-    (lambda p: wide_header(p, 1_000_000, ""), "too_many_columns",
-     "The header has 1,000,000 columns; a customer file has at most 100"),
-    (lambda p: p.write_text("AccountReferenceID,Name\n" + "," * 2_000_000 + "\n"), "too_many_columns",
-     "Line 2 has 2,000,001 columns; a customer file has at most 100"),
-    (lambda p: p.write_text("AccountReferenceID,Name\nK-1," + "x" * 2_000_000 + "\n"), "field_too_long",
-     "Line 2 holds a value of more than 1,048,576 characters"),
-])
-def test_files_built_to_exhaust_the_machine_are_refused_whole(build, code, says, importer, land, conn, tmp_path,
-                                                                preloaded_one):
+@pytest.mark.parametrize(
+    ("build", "code", "says"),
+    [
+        (lambda p: wide_header(p, 1_000_000), "line_too_long", "Line 1 is longer than 4,194,304 characters"),
+        (
+            lambda p: wide_header(p, 1_000_000, ""),
+            "too_many_columns",
+            "The header has 1,000,000 columns; a customer file has at most 100",
+        ),
+        (
+            lambda p: p.write_text("AccountReferenceID,Name\n" + "," * 2_000_000 + "\n"),
+            "too_many_columns",
+            "Line 2 has 2,000,001 columns; a customer file has at most 100",
+        ),
+        (
+            lambda p: p.write_text("AccountReferenceID,Name\nK-1," + "x" * 2_000_000 + "\n"),
+            "field_too_long",
+            "Line 2 holds a value of more than 1,048,576 characters",
+        ),
+    ],
+)
+def test_files_built_to_exhaust_the_machine_are_refused_whole(
+    build, code, says, importer, land, conn, tmp_path, preloaded_one
+):
     hostile = tmp_path / "hostile.csv"
     build(hostile)
 

@@ -17,8 +17,10 @@ from tests.conftest import DATA
 
 pytestmark = pytest.mark.integration
 
-COLUMNS = ("account_reference_id, name, description, contact_email, contact_first_name, contact_last_name,"
-           " phone, country, customer_since, seats, is_reseller")
+COLUMNS = (
+    "account_reference_id, name, description, contact_email, contact_first_name, contact_last_name,"
+    " phone, country, customer_since, seats, is_reseller"
+)
 
 
 def customers(conn) -> dict[str, tuple]:
@@ -36,8 +38,19 @@ def test_a_valid_file_is_imported_with_values_stored_exactly(conn, importer, lan
     assert (run.status, run.rows_total, run.inserted, run.updated, run.unchanged) == ("succeeded", 3, 3, 0, 0)
     stored = customers(conn)
     assert list(stored) == ["007", "1E5", "abc-Lower"]  # keys exactly as written: zeros, 1E5, case
-    assert stored["007"] == ("007", "Åsa Ström AB", "Key account, renews in March", "asa@example.se", "Åsa",
-                             "Ström", "+46 8 123 456", "SE", date(2024, 2, 29), 5, True)
+    assert stored["007"] == (
+        "007",
+        "Åsa Ström AB",
+        "Key account, renews in March",
+        "asa@example.se",
+        "Åsa",
+        "Ström",
+        "+46 8 123 456",
+        "SE",
+        date(2024, 2, 29),
+        5,
+        True,
+    )
     assert stored["1E5"][2] == 'Two lines\nof notes, with "quotes"'
     assert stored["1E5"][9:] == (0, False)
     assert stored["abc-Lower"][6:] == (None, "PL", None, 120, True)
@@ -72,8 +85,18 @@ def test_a_blank_cell_keeps_the_value_and_null_marker_clears_it(conn, importer, 
     run = importer.import_file(conn, land("blank_keeps_null_clears.csv"))
 
     assert (run.status, run.updated) == ("succeeded", 1)
-    assert customers(conn)["007"][1:] == ("Åsa Ström AB", "Key account, renews in March", "asa@example.se", "Åsa",
-                                          "Ström", None, "SE", date(2024, 2, 29), 5, True)
+    assert customers(conn)["007"][1:] == (
+        "Åsa Ström AB",
+        "Key account, renews in March",
+        "asa@example.se",
+        "Åsa",
+        "Ström",
+        None,
+        "SE",
+        date(2024, 2, 29),
+        5,
+        True,
+    )
 
 
 def test_unchanged_rows_are_not_rewritten(conn, importer, land):
@@ -81,8 +104,9 @@ def test_unchanged_rows_are_not_rewritten(conn, importer, land):
     row_versions = "SELECT account_reference_id, xmin::text, updated_at FROM customers ORDER BY 1"
     versions = conn.execute(row_versions).fetchall()
 
-    run = importer.import_file(conn, land("valid_customers.csv", as_name="again/valid_customers.csv"),
-                               ImportOptions(force=True))
+    run = importer.import_file(
+        conn, land("valid_customers.csv", as_name="again/valid_customers.csv"), ImportOptions(force=True)
+    )
 
     assert (run.status, run.inserted, run.updated, run.unchanged) == ("succeeded", 0, 0, 3)
     assert conn.execute(row_versions).fetchall() == versions
@@ -100,10 +124,15 @@ def test_one_bad_email_rejects_the_file_and_changes_nothing(conn, importer, land
     assert (kept / "one_bad_email.csv").read_bytes() == (DATA / "one_bad_email.csv").read_bytes()
     assert (kept / "one_bad_email.errors.csv").exists()
     summary = json.loads((importer.folders.reports(run.id) / "summary.json").read_text())
-    assert summary["issues"] == [{
-        "line": 3, "column": "ContactEmail", "code": "invalid_email",
-        "message": "`not-an-email` is not a valid email address: write it as name@domain, e.g. jane.doe@example.com.",
-    }]
+    assert summary["issues"] == [
+        {
+            "line": 3,
+            "column": "ContactEmail",
+            "code": "invalid_email",
+            "message": "`not-an-email` is not a valid email address: write it as name@domain,"
+            " e.g. jane.doe@example.com.",
+        }
+    ]
     assert run_row(conn, run.id)["status"] == "rejected"
 
 
@@ -114,8 +143,9 @@ def test_the_same_content_twice_is_a_duplicate_unless_forced(conn, importer, lan
     assert f"import run {first.id}" in second.message
     assert (importer.folders.archive(second.id) / "valid_customers.csv").exists()
 
-    forced = importer.import_file(conn, land("valid_customers.csv", as_name="again/valid_customers.csv"),
-                                  ImportOptions(force=True))
+    forced = importer.import_file(
+        conn, land("valid_customers.csv", as_name="again/valid_customers.csv"), ImportOptions(force=True)
+    )
     assert (forced.status, forced.unchanged) == ("succeeded", 3)
 
 
@@ -127,14 +157,17 @@ def test_database_level_checks_reject_duplicates_and_taken_emails(conn, importer
     run = importer.import_file(conn, land(clash))
 
     assert run.status == "rejected"
-    issues = {(i["line"], i["code"]) for i in json.loads(
-        (importer.folders.reports(run.id) / "summary.json").read_text())["issues"]}
+    issues = {
+        (i["line"], i["code"])
+        for i in json.loads((importer.folders.reports(run.id) / "summary.json").read_text())["issues"]
+    }
     assert issues == {(2, "already_used"), (3, "duplicate_in_file"), (4, "duplicate_in_file")}
 
 
 def test_skip_invalid_rows_imports_the_valid_ones(conn, importer, land):
-    run = importer.import_file(conn, land("one_bad_email.csv"),
-                               ImportOptions(on_error="skip_invalid_rows", max_error_rate=0.5))
+    run = importer.import_file(
+        conn, land("one_bad_email.csv"), ImportOptions(on_error="skip_invalid_rows", max_error_rate=0.5)
+    )
 
     assert (run.status, run.inserted, run.rows_rejected) == ("partial", 2, 1)
     assert list(customers(conn)) == ["N-1", "N-3"]
@@ -178,8 +211,9 @@ def test_a_real_run_shows_its_changes_from_the_history(conn, importer, land):
     page = (importer.folders.reports(run.id) / "report.html").read_text()
     assert "<td>2</td><td>007</td><td>update</td><td>Phone</td><td>+46 8 123 456</td><td></td>" in page
     assert not (importer.folders.reports(run.id) / "changes.csv").exists()  # the history is the record
-    history = conn.execute("SELECT run_id, line, action FROM customer_history"
-                           " ORDER BY run_id DESC, line LIMIT 1").fetchone()
+    history = conn.execute(
+        "SELECT run_id, line, action FROM customer_history ORDER BY run_id DESC, line LIMIT 1"
+    ).fetchone()
     assert history == (run.id, 2, "update")
 
 

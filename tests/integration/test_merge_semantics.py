@@ -28,21 +28,26 @@ def write(tmp_path, name: str, text: str):
 
 def test_update_only_changes_existing_customers(conn, importer, land, tmp_path):
     importer.import_file(conn, land("valid_customers.csv"))
-    run = importer.import_file(conn, land(write(tmp_path, "u.csv", "AccountReferenceID,Seats\n007,9\n1E5,0\n")),
-                               ImportOptions(mode="update_only"))
+    run = importer.import_file(
+        conn,
+        land(write(tmp_path, "u.csv", "AccountReferenceID,Seats\n007,9\n1E5,0\n")),
+        ImportOptions(mode="update_only"),
+    )
     assert (run.status, run.inserted, run.updated, run.unchanged) == ("succeeded", 0, 1, 1)
     assert conn.execute("SELECT seats FROM customers WHERE account_reference_id = '007'").fetchone() == (9,)
 
 
 def test_insert_only_adds_new_customers(conn, importer, land, tmp_path):
-    run = importer.import_file(conn, land(write(tmp_path, "i.csv", "AccountReferenceID,Name\nI-1,New\n")),
-                               ImportOptions(mode="insert_only"))
+    run = importer.import_file(
+        conn, land(write(tmp_path, "i.csv", "AccountReferenceID,Name\nI-1,New\n")), ImportOptions(mode="insert_only")
+    )
     assert (run.status, run.inserted) == ("succeeded", 1)
 
 
 def test_skip_invalid_rows_rejects_the_file_above_the_error_rate(conn, importer, land):
-    run = importer.import_file(conn, land("one_bad_email.csv"),
-                               ImportOptions(on_error="skip_invalid_rows", max_error_rate=0.3))
+    run = importer.import_file(
+        conn, land("one_bad_email.csv"), ImportOptions(on_error="skip_invalid_rows", max_error_rate=0.3)
+    )
     assert run.status == "rejected"
     assert "1 of 3 rows (33.3%) have problems, more than max_error_rate 30.0% allows" in run.message
     assert rows(conn) == []
@@ -125,11 +130,12 @@ def test_history_and_audit_columns_say_which_run_did_what(conn, importer, land):
     first = importer.import_file(conn, land("valid_customers.csv"))
     second = importer.import_file(conn, land("update_phone_only.csv"))
 
-    assert conn.execute("SELECT account_reference_id, created_by_run, updated_by_run FROM customers"
-                        " ORDER BY 1").fetchall() == [
-        ("007", first.id, second.id), ("1E5", first.id, second.id), ("abc-Lower", first.id, first.id)]
-    before, after = conn.execute("SELECT before, after FROM customer_history WHERE run_id = %s"
-                                 " AND customer_key = '007'", [second.id]).fetchone()
+    assert conn.execute(
+        "SELECT account_reference_id, created_by_run, updated_by_run FROM customers ORDER BY 1"
+    ).fetchall() == [("007", first.id, second.id), ("1E5", first.id, second.id), ("abc-Lower", first.id, first.id)]
+    before, after = conn.execute(
+        "SELECT before, after FROM customer_history WHERE run_id = %s AND customer_key = '007'", [second.id]
+    ).fetchone()
     assert (before["phone"], after) == ("+46 8 123 456", {"phone": "+1 555 000 1111"})
 
 
@@ -160,8 +166,10 @@ def test_rollback_leaves_customers_changed_later_as_conflicts(conn, importer, la
 
     assert (result.removed, result.conflicts) == (1, ["007", "1E5"])
     assert rows(conn) == [r for r in after_second if r[0] != "abc-Lower"]
-    assert result.message == ("Rolled back: 1 customer removed, 0 customers restored. 2 customers changed again"
-                              " by later imports were left as they are: 007, 1E5.")
+    assert result.message == (
+        "Rolled back: 1 customer removed, 0 customers restored. 2 customers changed again"
+        " by later imports were left as they are: 007, 1E5."
+    )
 
 
 def test_a_rolled_back_import_can_be_imported_again(conn, importer, land):

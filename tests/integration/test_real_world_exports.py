@@ -39,7 +39,12 @@ def test_rows_after_a_quote_error_are_imported_and_its_report_keeps_every_line(c
     assert (run.status, run.rows_total, run.inserted, run.rows_rejected) == ("partial", 5, 4, 1)
     rows = report_rows(importer, run)
     assert [(r["ImportLine"], r["ImportStatus"]) for r in rows] == [
-        ("2", "imported"), ("3", "imported"), ("4", "error"), ("5", "imported"), ("6", "imported")]
+        ("2", "imported"),
+        ("3", "imported"),
+        ("4", "error"),
+        ("5", "imported"),
+        ("6", "imported"),
+    ]
     assert (rows[2]["AccountReferenceID"], rows[2]["Name"]) == ("U-3", '"Never closed')
 
     # Dropped again unchanged, the report imports nothing new and still refuses the broken line.
@@ -137,15 +142,18 @@ def test_every_line_of_a_damaged_file_is_imported_as_written_or_reported(seed, c
 
     covered = [n for start, end in spans.items() for n in range(start, end + 1)]  # blank lines inside a quote too
     assert len(covered) == len(set(covered)) and data_lines <= set(covered) <= set(range(2, len(physical) + 1)), (
-        "a line belongs to no record, or to two")
+        "a line belongs to no record, or to two"
+    )
     rows = {int(r["ImportLine"]): r["ImportStatus"] for r in report_rows(importer, run)}
     assert set(rows) == set(spans), "errors.csv leaves out a record"
     imported = dict(conn.execute("SELECT line, customer_key FROM customer_history WHERE run_id = %s", [run.id]))
     reported = {line for line, status in rows.items() if status == "error"}
     assert set(imported) | reported == set(spans) and not set(imported) & reported
     assert run.inserted + run.rows_rejected == len(spans) == run.rows_total
-    stored = {r[0]: list(r) for r in conn.execute(
-        "SELECT account_reference_id, name, description, contact_email FROM customers")}
+    stored = {
+        r[0]: list(r)
+        for r in conn.execute("SELECT account_reference_id, name, description, contact_email FROM customers")
+    }
     for line, key in imported.items():
         assert spans[line] == line, f"line {line}: an imported record spans lines {line}-{spans[line]}"
         assert stored[key] == physical[line - 1].split(","), f"line {line} was stored other than written"

@@ -26,8 +26,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.ui]
 ARTIFACTS = REPO / ".state" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 # Chromium as root, in a sandbox with no outside network: no sandbox, no background connections.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 IMPORT_SECONDS = 180
 
 
@@ -53,8 +60,10 @@ def chromium() -> Path:
             subprocess.run(["apt-get", "update"], env=env, capture_output=True)
             subprocess.run(install, env=env, capture_output=True)
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing and could not be installed here (apt-get as root failed or is"
-                    " not available): install Debian's chromium package to run the browser test")
+        pytest.skip(
+            f"{CHROMIUM} is missing and could not be installed here (apt-get as root failed or is"
+            " not available): install Debian's chromium package to run the browser test"
+        )
     return CHROMIUM
 
 
@@ -188,8 +197,11 @@ def _the_rejection_is_explained_in_airflow(base: str, password: str, name: str) 
 @pytest.fixture
 def airflow_small_chunks(embedded_url, schema, tmp_path):
     """`make airflow` validating 25,000 rows a chunk, so that a 300,000-row import reports progress often."""
-    env = {**airflow_env(embedded_url, schema, tmp_path, "test_e2e_airflow"), "CUSTOMER_IMPORT_CHUNK_ROWS": "25000",
-           "AIRFLOW_VIEWER_PASSWORD": "viewer-secret"}
+    env = {
+        **airflow_env(embedded_url, schema, tmp_path, "test_e2e_airflow"),
+        "CUSTOMER_IMPORT_CHUNK_ROWS": "25000",
+        "AIRFLOW_VIEWER_PASSWORD": "viewer-secret",
+    }
     with running_airflow(env, tmp_path) as server:
         yield server
 
@@ -229,7 +241,8 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url(f"{base}/customer-import/")
             expect(page.locator('tr[data-status="succeeded"]', has_text="waiting.csv")).to_be_visible(
-                timeout=IMPORT_SECONDS * 1000)
+                timeout=IMPORT_SECONDS * 1000
+            )
             deadline = time.monotonic() + 60  # the page shows the import; the run still has its last tasks
             state = lambda: api(f"/dags/customer_import/dagRuns/{triggered}")["state"]  # noqa: E731
             while state() == "running" and time.monotonic() < deadline:
@@ -243,7 +256,8 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             page.get_by_role("dialog").get_by_role("button", name="Trigger").click()
             page.goto(f"{base}/customer-import/")
             expect(page.locator('tr[data-status="duplicate"]', has_text="waiting_for_the_form.csv")).to_be_visible(
-                timeout=IMPORT_SECONDS * 1000)  # the same content as waiting.csv: imported once, then a duplicate
+                timeout=IMPORT_SECONDS * 1000
+            )  # the same content as waiting.csv: imported once, then a duplicate
 
             page.goto(f"{base}/plugin/customer-imports")
             imports = page.frame_locator("iframe")
@@ -269,7 +283,8 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             chosen = imports.locator("input[type=file]").evaluate("input => [...input.files].map(f => f.name)")
             assert chosen == ["update_phone_only.csv"]
             expect(imports.locator('tr[data-status="succeeded"]', has_text="three_hundred_thousand.csv")).to_have_count(
-                1, timeout=IMPORT_SECONDS * 1000)
+                1, timeout=IMPORT_SECONDS * 1000
+            )
 
             # Options on the upload: update_only as a dry run gives a dry run.
             page.reload()
@@ -279,11 +294,14 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             imports.locator("input[name=dry_run]").check()
             imports.get_by_role("button", name="Upload", exact=True).click()
             expect(imports.locator('tr[data-status="dry_run"]', has_text="update_phone_only.csv")).to_be_visible(
-                timeout=IMPORT_SECONDS * 1000)
+                timeout=IMPORT_SECONDS * 1000
+            )
 
             # Dark mode follows Airflow's, live.
-            page.evaluate("document.documentElement.classList.replace('light', 'dark')"
-                          " || document.documentElement.classList.add('dark')")
+            page.evaluate(
+                "document.documentElement.classList.replace('light', 'dark')"
+                " || document.documentElement.classList.add('dark')"
+            )
             background = imports.locator("body").evaluate("body => getComputedStyle(body).backgroundColor")
             assert background == "rgb(17, 19, 23)", background
             page.screenshot(path=ARTIFACTS / "imports-page-dark.png", full_page=True)
@@ -294,7 +312,8 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             imports.get_by_text("Roll back", exact=True).click()
             imports.get_by_role("button", name=re.compile("Yes, roll back")).click()
             expect(imports.locator('tr[data-status="rolled_back"]', has_text="waiting.csv")).to_be_visible(
-                timeout=IMPORT_SECONDS * 1000)
+                timeout=IMPORT_SECONDS * 1000
+            )
 
             # A viewer sees the runs but no upload nor buttons, and is refused if it posts one anyway.
             viewer = browser.new_context().new_page()

@@ -28,8 +28,12 @@ def client(airflow_ready, tmp_path_factory):
     os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin,viewer:viewer"
     os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
     # an upload triggers customer_import, which must be known to the metadata database
-    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": str(REPO / "include")})
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "reserialize"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "include")},
+    )
     with TestClient(create_app("core")) as client:
         yield client
 
@@ -72,10 +76,15 @@ def rows(html: str) -> list[tuple[str, str]]:
     return re.findall(r'<tr data-run="(\d+)" data-status="(\w+)">', html)
 
 
-ROUTES = [("get", "/customer-import/"), ("get", "/customer-import/runs/1"),
-          ("get", "/customer-import/runs/1/errors.csv"), ("get", "/customer-import/runs/1/file"),
-          ("get", "/customer-import/template.csv"), ("get", "/customer-import/icon.svg"),
-          ("post", "/customer-import/upload")]
+ROUTES = [
+    ("get", "/customer-import/"),
+    ("get", "/customer-import/runs/1"),
+    ("get", "/customer-import/runs/1/errors.csv"),
+    ("get", "/customer-import/runs/1/file"),
+    ("get", "/customer-import/template.csv"),
+    ("get", "/customer-import/icon.svg"),
+    ("post", "/customer-import/upload"),
+]
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -93,7 +102,8 @@ def test_the_plugin_is_loaded_and_listed_in_the_navigation(client, admin):
     ours = next(p for p in plugins if p["name"] == "customer_import")
     assert ours["fastapi_apps"][0]["url_prefix"] == "/customer-import"
     assert [(v["name"], v["href"], v["destination"]) for v in ours["external_views"]] == [
-        ("Imports", "customer-import/", "nav")]  # a label that fits Airflow's navigation
+        ("Imports", "customer-import/", "nav")
+    ]  # a label that fits Airflow's navigation
     icon = client.get("/" + ours["external_views"][0]["icon"], headers=admin)
     assert icon.headers["content-type"] == "image/svg+xml" and icon.text.startswith("<svg")
     assert client.get("/api/v2/plugins/importErrors", headers=admin).json()["total_entries"] == 0
@@ -160,9 +170,12 @@ def test_files_cannot_be_reached_outside_their_folders(client, admin, two_import
     from customer_import.runs import update_run
 
     good, _ = two_imports
-    for path in [f"/customer-import/runs/{good.id}/..%2F..%2F..%2Fetc%2Fpasswd",
-                 f"/customer-import/runs/{good.id}/customers.csv", "/customer-import/runs/..%2F1/errors.csv",
-                 "/customer-import/runs/99/errors.csv"]:
+    for path in [
+        f"/customer-import/runs/{good.id}/..%2F..%2F..%2Fetc%2Fpasswd",
+        f"/customer-import/runs/{good.id}/customers.csv",
+        "/customer-import/runs/..%2F1/errors.csv",
+        "/customer-import/runs/99/errors.csv",
+    ]:
         assert client.get(path, headers=admin).status_code == 404, path
     assert client.get("/customer-import/runs/1abc/errors.csv", headers=admin).status_code == 422
     # a run row pointing outside the data folder (tampered with) serves nothing
@@ -187,8 +200,12 @@ def test_an_upload_lands_under_a_safe_name_and_starts_its_import(client, admin, 
     from sqlalchemy import delete
 
     content = (DATA / "valid_customers.csv").read_bytes()
-    sent = client.post("/customer-import/upload", headers=admin, follow_redirects=False,
-                       files={"file": ("../../my customers (v2).csv", content, "text/csv")})
+    sent = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        follow_redirects=False,
+        files={"file": ("../../my customers (v2).csv", content, "text/csv")},
+    )
 
     assert sent.status_code == 303
     landed = page_env.data_dir / "landing" / "my_customers_v2.csv"
@@ -210,8 +227,13 @@ def test_an_upload_declares_its_encoding_for_the_import(client, admin, page_env)
     from sqlalchemy import delete
 
     content = (DATA / "windows1252_declared.csv").read_bytes()
-    sent = client.post("/customer-import/upload", headers=admin, follow_redirects=False,
-                       data={"encoding": "windows-1252"}, files={"file": ("w.csv", content, "text/csv")})
+    sent = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        follow_redirects=False,
+        data={"encoding": "windows-1252"},
+        files={"file": ("w.csv", content, "text/csv")},
+    )
 
     assert sent.status_code == 303
     airflow_run = re.search(r"[?&]run=([^&]+)", sent.headers["location"]).group(1)
@@ -219,21 +241,34 @@ def test_an_upload_declares_its_encoding_for_the_import(client, admin, page_env)
         dag_run = session.query(DagRun).filter_by(dag_id="customer_import", run_id=airflow_run).one()
         assert dag_run.conf == {"file": "w.csv", "encoding": "cp1252"}
         session.execute(delete(DagRun).where(DagRun.id == dag_run.id))
-    refused = client.post("/customer-import/upload", headers=admin, data={"encoding": "klingon"},
-                          files={"file": ("k.csv", b"AccountReferenceID\nK-1\n", "text/csv")})
+    refused = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        data={"encoding": "klingon"},
+        files={"file": ("k.csv", b"AccountReferenceID\nK-1\n", "text/csv")},
+    )
     assert refused.status_code == 400
     assert "Encoding &#39;klingon&#39; is not a known text encoding" in refused.text
     assert not (page_env.data_dir / "landing" / "k.csv").exists()
 
 
-@pytest.mark.parametrize(("name", "content", "code", "says"), [
-    ("customers.xlsx", b"PK\x03\x04", 400, "is not a .csv file: in Excel use File > Save As"),
-    ("empty.csv", b"", 400, "empty.csv is empty"),
-    ("big.csv", b"AccountReferenceID\n" + b"K-1\n" * 2000, 413, "big.csv is larger than the upload limit of 0.005 MiB"),
-    ("huge.csv", b"K-1\n" * 50_000, 413, "The file is larger than the upload limit"),  # refused before reading
-])
-def test_an_upload_that_is_refused_says_why_and_leaves_nothing(client, admin, page_env, monkeypatch,
-                                                               name, content, code, says):
+@pytest.mark.parametrize(
+    ("name", "content", "code", "says"),
+    [
+        ("customers.xlsx", b"PK\x03\x04", 400, "is not a .csv file: in Excel use File > Save As"),
+        ("empty.csv", b"", 400, "empty.csv is empty"),
+        (
+            "big.csv",
+            b"AccountReferenceID\n" + b"K-1\n" * 2000,
+            413,
+            "big.csv is larger than the upload limit of 0.005 MiB",
+        ),
+        ("huge.csv", b"K-1\n" * 50_000, 413, "The file is larger than the upload limit"),  # refused before reading
+    ],
+)
+def test_an_upload_that_is_refused_says_why_and_leaves_nothing(
+    client, admin, page_env, monkeypatch, name, content, code, says
+):
     monkeypatch.setenv("CUSTOMER_IMPORT_UPLOAD_MAX_MB", "0.005")
 
     sent = client.post("/customer-import/upload", headers=admin, files={"file": (name, content, "text/csv")})
@@ -251,7 +286,6 @@ def test_a_viewer_sees_the_page_but_cannot_upload(client, two_imports, page_env)
     sent = client.post("/customer-import/upload", headers=viewer, files={"file": ("a.csv", b"x", "text/csv")})
     assert sent.status_code == 403
     assert not (page_env.data_dir / "landing" / "a.csv").exists()
-
 
 
 def test_a_run_shows_as_running_until_its_reports_are_published(client, admin, two_imports, conn):

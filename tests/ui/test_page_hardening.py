@@ -36,25 +36,38 @@ def landed(page_env) -> list[str]:  # noqa: F811
 
 
 def test_a_cross_site_upload_with_the_session_cookie_is_refused(client, page_env, session_cookie):  # noqa: F811
-    evil = client.post("/customer-import/upload", headers={"Origin": "http://evil.example"},
-                       files={"file": ("x.csv", CSV, "text/csv")}, follow_redirects=False)
+    evil = client.post(
+        "/customer-import/upload",
+        headers={"Origin": "http://evil.example"},
+        files={"file": ("x.csv", CSV, "text/csv")},
+        follow_redirects=False,
+    )
     assert evil.status_code == 403 and "sent from another site (http://evil.example)" in evil.text
 
-    no_token = client.post("/customer-import/upload", headers={"Origin": "http://testserver"},
-                           files={"file": ("x.csv", CSV, "text/csv")}, follow_redirects=False)
+    no_token = client.post(
+        "/customer-import/upload",
+        headers={"Origin": "http://testserver"},
+        files={"file": ("x.csv", CSV, "text/csv")},
+        follow_redirects=False,
+    )
     assert no_token.status_code == 403 and "missing its token" in no_token.text
     assert landed(page_env) == []
 
-    same_site = client.post("/customer-import/upload", headers={"Origin": "http://testserver"},
-                            data={"csrf_token": form_token(client)}, files={"file": ("x.csv", CSV, "text/csv")},
-                            follow_redirects=False)
+    same_site = client.post(
+        "/customer-import/upload",
+        headers={"Origin": "http://testserver"},
+        data={"csrf_token": form_token(client)},
+        files={"file": ("x.csv", CSV, "text/csv")},
+        follow_redirects=False,
+    )
     assert same_site.status_code == 303
     assert landed(page_env) == ["x.csv"]
 
 
 def test_an_api_client_with_a_bearer_token_needs_no_form_token(client, admin, page_env):  # noqa: F811
-    sent = client.post("/customer-import/upload", headers=admin, files={"file": ("y.csv", CSV, "text/csv")},
-                       follow_redirects=False)
+    sent = client.post(
+        "/customer-import/upload", headers=admin, files={"file": ("y.csv", CSV, "text/csv")}, follow_redirects=False
+    )
     assert sent.status_code == 303 and landed(page_env) == ["y.csv"]
 
 
@@ -68,11 +81,18 @@ def test_a_chunked_upload_over_the_limit_is_refused_while_it_streams(page_env, m
     from customer_import.imports_page import create_app
 
     monkeypatch.setenv("CUSTOMER_IMPORT_UPLOAD_MAX_MB", "1")
-    app = create_app(read=[], upload=[], start_import=lambda handover, request: None, secret=b"k",
-                     connect=lambda: psycopg.connect(os.environ["AIRFLOW_CONN_CUSTOMER_DB"], autocommit=True))
+    app = create_app(
+        read=[],
+        upload=[],
+        start_import=lambda handover, request: None,
+        secret=b"k",
+        connect=lambda: psycopg.connect(os.environ["AIRFLOW_CONN_CUSTOMER_DB"], autocommit=True),
+    )
     boundary, chunks_read, sent = "xyzzy", 0, []
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n'
-            "Content-Type: text/csv\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
 
     async def receive() -> dict:  # 50 MiB, chunked: no Content-Length
         nonlocal chunks_read
@@ -82,10 +102,22 @@ def test_a_chunked_upload_over_the_limit_is_refused_while_it_streams(page_env, m
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/upload", "root_path": "", "query_string": b"",
-             "headers": [(b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
-                         (b"transfer-encoding", b"chunked"), (b"host", b"testserver")],
-             "scheme": "http", "server": ("testserver", 80), "client": ("127.0.0.1", 1), "http_version": "1.1"}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/upload",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+            (b"transfer-encoding", b"chunked"),
+            (b"host", b"testserver"),
+        ],
+        "scheme": "http",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 1),
+        "http_version": "1.1",
+    }
     asyncio.run(app(scope, receive, send))
 
     assert sent[0]["status"] == 413
@@ -95,8 +127,12 @@ def test_a_chunked_upload_over_the_limit_is_refused_while_it_streams(page_env, m
 
 
 def test_an_upload_name_is_limited_in_bytes(client, admin, page_env):  # noqa: F811
-    sent = client.post("/customer-import/upload", headers=admin, files={"file": ("客" * 80 + ".csv", CSV, "text/csv")},
-                       follow_redirects=False)
+    sent = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        files={"file": ("客" * 80 + ".csv", CSV, "text/csv")},
+        follow_redirects=False,
+    )
     assert sent.status_code == 303
     [name] = landed(page_env)
     assert name.endswith(".csv") and len(name.encode()) <= 120
@@ -108,8 +144,9 @@ def test_bad_query_parameters_are_a_400_class_answer_and_the_notice_is_only_the_
     spoofed = client.get("/customer-import/?uploaded=Your+password+expired:+call+555-0100", headers=admin).text
     assert "call 555-0100" not in spoofed
 
-    sent = client.post("/customer-import/upload", headers=admin, files={"file": ("z.csv", CSV, "text/csv")},
-                       follow_redirects=False)
+    sent = client.post(
+        "/customer-import/upload", headers=admin, files={"file": ("z.csv", CSV, "text/csv")}, follow_redirects=False
+    )
     assert "Uploaded z.csv" in client.get(sent.headers["location"], headers=admin).text
     tampered = re.sub(r"uploaded=[^&]+", "uploaded=other.csv", sent.headers["location"])
     assert "Uploaded" not in client.get(tampered, headers=admin).text
@@ -117,8 +154,12 @@ def test_bad_query_parameters_are_a_400_class_answer_and_the_notice_is_only_the_
 
 def test_every_response_carries_the_security_headers_and_report_html_is_sandboxed(client, admin, two_imports):  # noqa: F811
     _, bad = two_imports
-    for path in ["/customer-import/", f"/customer-import/runs/{bad.id}", f"/customer-import/runs/{bad.id}/errors.csv",
-                 "/customer-import/page.css"]:
+    for path in [
+        "/customer-import/",
+        f"/customer-import/runs/{bad.id}",
+        f"/customer-import/runs/{bad.id}/errors.csv",
+        "/customer-import/page.css",
+    ]:
         headers = client.get(path, headers=admin).headers
         assert headers["x-content-type-options"] == "nosniff", path
         assert "frame-ancestors 'self'" in headers["content-security-policy"], path

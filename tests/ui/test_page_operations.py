@@ -32,16 +32,36 @@ def started(response) -> str:
 
 
 def test_the_upload_form_carries_the_runs_options(client, admin, page_env):  # noqa: F811
-    sent = client.post("/customer-import/upload", headers=admin, follow_redirects=False,
-                       data={"mode": "update_only", "on_error": "skip_invalid_rows", "max_error_rate": "0.1",
-                             "dry_run": "true", "encoding": "utf-8"},
-                       files={"file": ("opts.csv", (DATA / "valid_customers.csv").read_bytes(), "text/csv")})
+    sent = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        follow_redirects=False,
+        data={
+            "mode": "update_only",
+            "on_error": "skip_invalid_rows",
+            "max_error_rate": "0.1",
+            "dry_run": "true",
+            "encoding": "utf-8",
+        },
+        files={"file": ("opts.csv", (DATA / "valid_customers.csv").read_bytes(), "text/csv")},
+    )
 
-    assert dag_run_conf(started(sent)) == ("customer_import", {
-        "file": "opts.csv", "mode": "update_only", "on_error": "skip_invalid_rows", "max_error_rate": 0.1,
-        "dry_run": True})
-    refused = client.post("/customer-import/upload", headers=admin, data={"mode": "delete_all"},
-                          files={"file": ("bad.csv", b"AccountReferenceID\nK-1\n", "text/csv")})
+    assert dag_run_conf(started(sent)) == (
+        "customer_import",
+        {
+            "file": "opts.csv",
+            "mode": "update_only",
+            "on_error": "skip_invalid_rows",
+            "max_error_rate": 0.1,
+            "dry_run": True,
+        },
+    )
+    refused = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        data={"mode": "delete_all"},
+        files={"file": ("bad.csv", b"AccountReferenceID\nK-1\n", "text/csv")},
+    )
     assert refused.status_code == 400 and "Mode must be one of upsert, insert_only, update_only" in refused.text
 
 
@@ -49,18 +69,33 @@ def test_a_running_import_shows_its_progress_and_updates_in_place(client, admin,
     from customer_import.runs import update_run
 
     _, bad = two_imports
-    conn.execute("UPDATE import_runs SET finished_at = NULL, status = 'running', stage = 'validating',"
-                 " stage_started_at = now() - interval '70 seconds', rows_done = 200000, rows_expected = 300000"
-                 " WHERE id = %s", [bad.id])
+    conn.execute(
+        "UPDATE import_runs SET finished_at = NULL, status = 'running', stage = 'validating',"
+        " stage_started_at = now() - interval '70 seconds', rows_done = 200000, rows_expected = 300000"
+        " WHERE id = %s",
+        [bad.id],
+    )
 
     page = html.unescape(client.get("/customer-import/", headers=admin).text)
     progress = client.get(f"/customer-import/progress.json?run={bad.id}&newest={bad.id}", headers=admin).json()
 
     assert "Validating 200,000 of ~300,000 rows (66 %) · 1 min 10 s · about 35 s left" in page
     assert progress.pop("changed") > ""  # when any run last changed: a page that shows an older moment updates
-    assert progress == {"newer": False, "runs": {str(bad.id): {
-        "status": "running", "progress": "Validating 200,000 of ~300,000 rows (66 %) · 1 min 10 s · about 35 s left",
-        "percent": 66, "rows": "3", "inserted": None, "updated": None, "unchanged": None, "rejected": "1"}}}
+    assert progress == {
+        "newer": False,
+        "runs": {
+            str(bad.id): {
+                "status": "running",
+                "progress": "Validating 200,000 of ~300,000 rows (66 %) · 1 min 10 s · about 35 s left",
+                "percent": 66,
+                "rows": "3",
+                "inserted": None,
+                "updated": None,
+                "unchanged": None,
+                "rejected": "1",
+            }
+        },
+    }
     update_run(conn, bad.id, status="rejected", finished_at=bad.finished_at)
     after = client.get(f"/customer-import/progress.json?run={bad.id}&newest={bad.id}", headers=admin).json()
     assert after["runs"][str(bad.id)]["status"] == "rejected" and after["runs"][str(bad.id)]["progress"] is None
@@ -75,8 +110,10 @@ def test_a_whole_file_rejection_says_so_and_codes_render_as_code(client, admin, 
     listed = client.get("/customer-import/", headers=admin).text
     assert '<td class="reason">The columns are separated by semicolon (;), not by commas</td>' in listed
     bad = importer.import_file(conn, land("one_bad_email.csv"))
-    assert "<code>not-an-email</code> is not a valid email address" in client.get(
-        f"/customer-import/runs/{bad.id}", headers=admin).text
+    assert (
+        "<code>not-an-email</code> is not a valid email address"
+        in client.get(f"/customer-import/runs/{bad.id}", headers=admin).text
+    )
 
 
 def test_run_actions_start_a_run_and_a_viewer_gets_none(client, admin, page_env, importer, land, conn):  # noqa: F811
@@ -91,14 +128,16 @@ def test_run_actions_start_a_run_and_a_viewer_gets_none(client, admin, page_env,
     assert "Import the valid rows only" in pages[rejected.id] and "1 of 3 rows (33.3 %)" in pages[rejected.id]
     assert "Upload the fixed file" in pages[rejected.id]
 
-    assert dag_run_conf(started(client.post(f"/customer-import/runs/{good.id}/roll_back", headers=admin,
-                                            follow_redirects=False))) == (
-        "customer_import_rollback", {"import_run_id": good.id})
-    dag_id, conf = dag_run_conf(started(client.post(f"/customer-import/runs/{again.id}/force", headers=admin,
-                                                    follow_redirects=False)))
+    assert dag_run_conf(
+        started(client.post(f"/customer-import/runs/{good.id}/roll_back", headers=admin, follow_redirects=False))
+    ) == ("customer_import_rollback", {"import_run_id": good.id})
+    dag_id, conf = dag_run_conf(
+        started(client.post(f"/customer-import/runs/{again.id}/force", headers=admin, follow_redirects=False))
+    )
     assert (dag_id, conf["force"]) == ("customer_import", True)
-    dag_id, conf = dag_run_conf(started(client.post(f"/customer-import/runs/{rejected.id}/valid_rows",
-                                                    headers=admin, follow_redirects=False)))
+    dag_id, conf = dag_run_conf(
+        started(client.post(f"/customer-import/runs/{rejected.id}/valid_rows", headers=admin, follow_redirects=False))
+    )
     assert (conf["on_error"], conf["max_error_rate"]) == ("skip_invalid_rows", 0.334)
     assert (page_env.data_dir / "landing" / conf["file"]).read_bytes() == (DATA / "one_bad_email.csv").read_bytes()
     assert client.post(f"/customer-import/runs/{rejected.id}/roll_back", headers=admin).status_code == 409

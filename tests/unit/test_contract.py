@@ -14,8 +14,17 @@ def test_default_contract_has_the_spec_fields():
     contract = load_contract()
     assert contract.key.header == "AccountReferenceID"
     assert contract.headers == [
-        "AccountReferenceID", "Name", "Description", "ContactEmail", "ContactFirstName",
-        "ContactLastName", "Phone", "Country", "CustomerSince", "Seats", "IsReseller",
+        "AccountReferenceID",
+        "Name",
+        "Description",
+        "ContactEmail",
+        "ContactFirstName",
+        "ContactLastName",
+        "Phone",
+        "Country",
+        "CustomerSince",
+        "Seats",
+        "IsReseller",
     ]
     assert [f.header for f in contract.unique_fields] == ["ContactEmail"]
 
@@ -38,8 +47,16 @@ def test_every_field_becomes_a_column_and_unique_fields_an_index():
 def test_rules_follow_the_field_type():
     contract = load_contract()
     codes = {f.header: [r.code for r in f.rules] for f in contract.fields}
-    assert codes["AccountReferenceID"] == ["required", "required", "control_character", "invisible_character",
-                                           "surrounding_space", "stray_quote", "mojibake", "too_long"]
+    assert codes["AccountReferenceID"] == [
+        "required",
+        "required",
+        "control_character",
+        "invisible_character",
+        "surrounding_space",
+        "stray_quote",
+        "mojibake",
+        "too_long",
+    ]
     assert codes["ContactEmail"][-1] == "invalid_email"
     assert "invisible_character" in codes["ContactEmail"] and "invisible_character" not in codes["Name"]
     assert codes["CustomerSince"][-2:] == ["invalid_date", "invalid_date"]
@@ -89,20 +106,26 @@ def test_every_length_the_table_holds_is_a_rule():
     assert (phone.sql_type, phone.limit) == ("varchar(32)", 32)
 
 
-@pytest.mark.parametrize(("header", "value"), [
-    ("Country", "\u212aR"),  # Kelvin sign K: folds to k under (?i) in Python's re and in RE2
-    ("Country", "ＤＥ"),  # full-width letters
-    ("IsReseller", "yeſ"),  # long s folds to s
-    ("CustomerSince", "٢٠٢٤-٠١-٣١"),  # Arabic-Indic digits are \d to Python's re
-    ("Seats", "١٢"),
-    ("ContactEmail", "mailto:jane@example.com"),
-    ("ContactEmail", "<jane@example.com>"),
-])
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("Country", "\u212aR"),  # Kelvin sign K: folds to k under (?i) in Python's re and in RE2
+        ("Country", "ＤＥ"),  # full-width letters
+        ("IsReseller", "yeſ"),  # long s folds to s
+        ("CustomerSince", "٢٠٢٤-٠١-٣١"),  # Arabic-Indic digits are \d to Python's re
+        ("Seats", "١٢"),
+        ("ContactEmail", "mailto:jane@example.com"),
+        ("ContactEmail", "<jane@example.com>"),
+    ],
+)
 def test_look_alike_values_break_a_rule(header, value):
     import re
 
     spec = load_contract().field_for(header)
-    broken = [r.code for r in spec.rules
-              if (r.expectation.endswith("ToMatchRegex") and not re.search(r.kwargs["regex"], value))
-              or (r.expectation.endswith("ToNotMatchRegex") and re.search(r.kwargs["regex"], value))]
+    broken = [
+        r.code
+        for r in spec.rules
+        if (r.expectation.endswith("ToMatchRegex") and not re.search(r.kwargs["regex"], value))
+        or (r.expectation.endswith("ToNotMatchRegex") and re.search(r.kwargs["regex"], value))
+    ]
     assert broken, f"{header} `{value}` passes every rule"

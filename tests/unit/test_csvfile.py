@@ -35,13 +35,19 @@ def test_records_carry_the_physical_line_where_they_start():
     assert [r.line for r in records] == [2, 5]
 
 
-@pytest.mark.parametrize(("name", "code", "words"), [
-    ("semicolon_separated.csv", "wrong_separator", "separated by semicolon (;), not by commas"),
-    ("unknown_column_emial.csv", "unknown_column",
-     "Unknown column `Emial` in column 3 (C): did you mean `ContactEmail`?"),
-    ("windows1252.csv", "not_utf8", "Line 2 is not valid UTF-8: byte 0xE9"),
-    ("utf16.csv", "wrong_encoding", "encoded as UTF-16"),
-])
+@pytest.mark.parametrize(
+    ("name", "code", "words"),
+    [
+        ("semicolon_separated.csv", "wrong_separator", "separated by semicolon (;), not by commas"),
+        (
+            "unknown_column_emial.csv",
+            "unknown_column",
+            "Unknown column `Emial` in column 3 (C): did you mean `ContactEmail`?",
+        ),
+        ("windows1252.csv", "not_utf8", "Line 2 is not valid UTF-8: byte 0xE9"),
+        ("utf16.csv", "wrong_encoding", "encoded as UTF-16"),
+    ],
+)
 def test_file_level_problems_say_what_and_how_to_fix(name, code, words):
     source, _ = read(name)
     assert [i.code for i in source.file_issues] == [code]

@@ -13,8 +13,14 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.unit
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
-AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker",
-                    "airflow-triggerer", "airflow-init"]
+AIRFLOW_SERVICES = [
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+    "airflow-triggerer",
+    "airflow-init",
+]
 
 
 def env(service: str) -> dict[str, str]:

@@ -59,16 +59,19 @@ def test_arrival_times_are_distinct_and_in_arrival_order(tmp_path):
     assert times == sorted(times) and len(set(times)) == 3
 
 
-@pytest.mark.parametrize(("sent", "landed"), [
-    ("customers.csv", "customers.csv"),
-    ("../../etc/passwd.csv", "passwd.csv"),
-    ("C:\\Users\\me\\Desktop\\export.CSV", "export.csv"),
-    (".hidden.csv", "hidden.csv"),
-    ("my customers (v2).csv", "my_customers_v2.csv"),
-    ("Kunden-Müller.csv", "Kunden-Müller.csv"),
-    ("..csv", "upload.csv"),
-    ("x" * 300 + ".csv", "x" * 116 + ".csv"),
-])
+@pytest.mark.parametrize(
+    ("sent", "landed"),
+    [
+        ("customers.csv", "customers.csv"),
+        ("../../etc/passwd.csv", "passwd.csv"),
+        ("C:\\Users\\me\\Desktop\\export.CSV", "export.csv"),
+        (".hidden.csv", "hidden.csv"),
+        ("my customers (v2).csv", "my_customers_v2.csv"),
+        ("Kunden-Müller.csv", "Kunden-Müller.csv"),
+        ("..csv", "upload.csv"),
+        ("x" * 300 + ".csv", "x" * 116 + ".csv"),
+    ],
+)
 def test_an_uploaded_file_gets_a_plain_name_in_landing(sent, landed):
     assert safe_upload_name(sent) == landed
 
@@ -81,8 +84,7 @@ def test_only_csv_files_are_taken(sent):
 
 def test_an_upload_never_replaces_a_waiting_file(tmp_path):
     folders = Folders(tmp_path).create()
-    names = [folders.receive_upload(iter([b"AccountReferenceID\n", b"K-%d\n" % n]), "c.csv", 100)[0]
-             for n in range(3)]
+    names = [folders.receive_upload(iter([b"AccountReferenceID\n", b"K-%d\n" % n]), "c.csv", 100)[0] for n in range(3)]
 
     assert names == ["c.csv", "c-2.csv", "c-3.csv"]
     assert sorted(p.name for p in folders.landing.iterdir()) == ["c-2.csv", "c-3.csv", "c.csv"]

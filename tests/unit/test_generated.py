@@ -25,8 +25,7 @@ def test_the_readme_lists_every_setting():
         assert f"| `{name}` |" in readme
 
 
-@pytest.mark.parametrize(("column", "choices"), [("mode", MODES), ("on_error", ON_ERROR_CHOICES),
-                                                 ("status", STATUSES)])
+@pytest.mark.parametrize(("column", "choices"), [("mode", MODES), ("on_error", ON_ERROR_CHOICES), ("status", STATUSES)])
 def test_the_schema_checks_allow_exactly_the_choices_of_the_code(column, choices):
     schema = (SQL_DIR / "schema.sql").read_text(encoding="utf-8")
     check = re.search(rf"^\s+{column}\s+text .*?CHECK \({column} IN \((.*?)\)\)", schema, re.M | re.S)
