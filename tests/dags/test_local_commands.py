@@ -98,8 +98,10 @@ def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_han
             with psycopg.connect(database_url, autocommit=True) as conn:
                 wait_for(
                     lambda conn=conn: conn.execute(
-                        "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH recorded AS%%'"
-                        " AND application_name = %s",
+                        "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND application_name = %s AND ("
+                        # the merge and the history it records: one statement from PostgreSQL 18, two before
+                        " query LIKE 'WITH merged AS%%' OR query LIKE 'INSERT INTO customer_history%%'"
+                        " OR query LIKE 'MERGE INTO%%')",
                         [schema],
                     ).fetchone(),
                     "the merge",
