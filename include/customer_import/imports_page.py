@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import psycopg
-from fastapi import FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -99,6 +99,97 @@ class Notice:
     dag_run: tuple[str, str] | None = None  # (dag id, run id) of the Airflow run it started: linked
 
 
+@dataclass(frozen=True)
+class Host:
+    """What the page gets from the Airflow it runs in, held by its app (`create_app`): a connection
+    to the target, how to start a DAG run, the form guard, where to log in, who may upload, and
+    the settings. Routes receive it as a FastAPI dependency (`HostDep`)."""
+
+    connect: Callable[[], psycopg.Connection]
+    start_import: StartImport
+    guard: _CrossSiteGuard
+    login_url: Callable[[Request], str] | None
+    may_upload: Callable[[Request], bool]
+    settings: Callable[[], Settings]
+
+    @contextmanager
+    def customer_db(self) -> Iterator[psycopg.Connection]:
+        with self.connect() as conn:
+            yield db.use_schema(conn, self.settings().schema)
+
+    def find_run(self, run_id: int) -> ImportRun:
+        with self.customer_db() as conn:
+            try:
+                return get_run(conn, run_id)
+            except LookupError as missing:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
+
+    def data_path(self, relative: str | None) -> Path | None:
+        """A path from import_runs, only if it is a file inside the data folder."""
+        if not relative:
+            return None
+        root = self.settings().data_dir.resolve()
+        path = (root / relative).resolve()
+        return path if path.is_relative_to(root) and path.is_file() else None
+
+    def report_path(self, run: ImportRun, report: str) -> Path | None:
+        return self.data_path(f"{run.report_dir}/{report}") if run.report_dir else None
+
+    def summary(self, run: ImportRun) -> dict[str, Any]:
+        path = self.report_path(run, SUMMARY_JSON)
+        return json.loads(path.read_text(encoding="utf-8")) if path else {}
+
+    def upload_context(self, request: Request, defaults: ImportOptions | None = None) -> dict[str, Any]:
+        return {
+            "can_upload": self.may_upload(request),
+            "csrf": self.guard.token(request),
+            "defaults": defaults or ImportOptions(),
+            "modes": MODES,
+            "on_errors": ON_ERROR_CHOICES,
+            "upload_limit_mb": self.settings().upload_max_bytes / 2**20,
+        }
+
+    def imports_page(self, request: Request, page: int, notice: Notice | None, status_code: int = 200) -> HTMLResponse:
+        with self.customer_db() as conn:
+            runs, total = list_runs(conn, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+            blocker = oldest_unfinished(conn)
+            changed = last_change(conn)
+        if blocker is not None and datetime.now(UTC) - blocker.received_at < QUEUE_NOTICE_AFTER:
+            blocker = None  # an import in progress, not yet one to point out
+        folders = Folders(self.settings().data_dir)
+        waiting = [(name, folders.landing_file(name).stat()) for name in folders.waiting_files()]
+        busy = bool(waiting) or not all(r.is_finished for r in runs)
+        return _page(
+            "imports.html",
+            request,
+            status_code=status_code,
+            runs=runs,
+            total=total,
+            page=page,
+            pages=max(1, -(-total // PAGE_SIZE)),
+            waiting=waiting,
+            notice=notice,
+            refresh=busy,
+            newest=runs[0].id if runs else 0,
+            changed=changed,
+            set_aside=folders.set_aside_files(),
+            blocker=blocker,
+            **self.upload_context(request),
+        )
+
+
+def _host(request: Request) -> Host:
+    host: Host = request.app.state.host
+    return host
+
+
+HostDep = Annotated[Host, Depends(_host)]
+#: The routes: `reading` needs the right to read the import runs, `uploading` to start them
+#: (`create_app` includes each router with the dependencies that check it).
+reading = APIRouter()
+uploading = APIRouter()
+
+
 def create_app(
     *,
     read: Sequence[Any],
@@ -122,260 +213,210 @@ def create_app(
     the Host a request names.
     """
     app = FastAPI(title="Customer imports", docs_url=None, redoc_url=None, openapi_url=None)
-    guard = _CrossSiteGuard(secret, origins)
+    app.state.host = Host(connect, start_import, _CrossSiteGuard(secret, origins), login_url, may_upload, settings)
+    app.middleware("http")(_security_headers)
+    app.exception_handler(StarletteHTTPException)(_send_browsers_to_login)
+    app.include_router(reading, dependencies=list(read))
+    app.include_router(uploading, dependencies=list(upload))
+    return app
 
-    @app.middleware("http")
-    async def _security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _send_browsers_to_login(request: Request, error: StarletteHTTPException) -> Response:
-        wants_page = "text/html" in request.headers.get("accept", "")
-        if error.status_code == status.HTTP_401_UNAUTHORIZED and wants_page and login_url is not None:
-            return RedirectResponse(login_url(request), status_code=status.HTTP_303_SEE_OTHER)
-        if wants_page:
-            return _page("error.html", request, status_code=error.status_code, error=error)
-        return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
+async def _security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    response = await call_next(request)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
-    @contextmanager
-    def _customer_db() -> Iterator[psycopg.Connection]:
-        with connect() as conn:
-            yield db.use_schema(conn, settings().schema)
 
-    @app.get("/", response_class=HTMLResponse, name="imports", dependencies=list(read))
-    def imports(
-        request: Request,
-        page: int = Query(1, ge=1, le=MAX_PAGE),
-        uploaded: str | None = None,
-        done: str | None = None,
-        run: str | None = None,
-        sig: str | None = None,
-    ) -> HTMLResponse:
-        notice = None  # only what this server itself said: the notice is signed
-        if uploaded and guard.signed(uploaded, run, sig):
-            notice = _upload_notice(uploaded, run)
-        elif done and guard.signed(done, run, sig):
-            dag_id = ROLLBACK_DAG_ID if run and run.startswith("rollback__") else IMPORT_DAG_ID
-            notice = Notice(
-                "ok",
-                f"{done}: Airflow run {run or '(not started: see the log of the API server)'}."
-                " The list below shows the outcome when it ends.",
-                (dag_id, run) if run else None,
-            )
-        return _imports_page(request, page, notice)
+async def _send_browsers_to_login(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    wants_page = "text/html" in request.headers.get("accept", "")
+    login_url = _host(request).login_url
+    if error.status_code == status.HTTP_401_UNAUTHORIZED and wants_page and login_url is not None:
+        return RedirectResponse(login_url(request), status_code=status.HTTP_303_SEE_OTHER)
+    if wants_page:
+        return _page("error.html", request, status_code=error.status_code, error=error)
+    return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
 
-    def _imports_page(request: Request, page: int, notice: Notice | None, status_code: int = 200) -> HTMLResponse:
-        with _customer_db() as conn:
-            runs, total = list_runs(conn, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-            blocker = oldest_unfinished(conn)
-            changed = last_change(conn)
-        if blocker is not None and datetime.now(UTC) - blocker.received_at < QUEUE_NOTICE_AFTER:
-            blocker = None  # an import in progress, not yet one to point out
-        folders = Folders(settings().data_dir)
-        waiting = [(name, folders.landing_file(name).stat()) for name in folders.waiting_files()]
-        busy = bool(waiting) or not all(r.is_finished for r in runs)
-        return _page(
-            "imports.html",
-            request,
-            status_code=status_code,
-            runs=runs,
-            total=total,
-            page=page,
-            pages=max(1, -(-total // PAGE_SIZE)),
-            waiting=waiting,
-            notice=notice,
-            refresh=busy,
-            newest=runs[0].id if runs else 0,
-            changed=changed,
-            set_aside=folders.set_aside_files(),
-            blocker=blocker,
-            **_upload_context(request),
+
+@reading.get("/", response_class=HTMLResponse, name="imports")
+def imports(
+    request: Request,
+    host: HostDep,
+    page: int = Query(1, ge=1, le=MAX_PAGE),
+    uploaded: str | None = None,
+    done: str | None = None,
+    run: str | None = None,
+    sig: str | None = None,
+) -> HTMLResponse:
+    notice = None  # only what this server itself said: the notice is signed
+    if uploaded and host.guard.signed(uploaded, run, sig):
+        notice = _upload_notice(uploaded, run)
+    elif done and host.guard.signed(done, run, sig):
+        dag_id = ROLLBACK_DAG_ID if run and run.startswith("rollback__") else IMPORT_DAG_ID
+        notice = Notice(
+            "ok",
+            f"{done}: Airflow run {run or '(not started: see the log of the API server)'}."
+            " The list below shows the outcome when it ends.",
+            (dag_id, run) if run else None,
         )
+    return host.imports_page(request, page, notice)
 
-    def _upload_context(request: Request, defaults: ImportOptions | None = None) -> dict[str, Any]:
-        return {
-            "can_upload": may_upload(request),
-            "csrf": guard.token(request),
-            "defaults": defaults or ImportOptions(),
-            "modes": MODES,
-            "on_errors": ON_ERROR_CHOICES,
-            "upload_limit_mb": settings().upload_max_bytes / 2**20,
+
+@reading.get("/progress.json", name="progress")
+def progress(
+    host: HostDep,
+    run: Annotated[list[int], Query(max_length=PAGE_SIZE)] = [],  # noqa: B006 (FastAPI copies it)
+    newest: Annotated[int, Query(ge=0)] = 0,
+) -> JSONResponse:
+    """How the runs a page shows as running stand now, whether newer runs exist, and when any run
+    last changed (a page compares it with the moment it shows)."""
+    with host.customer_db() as conn:
+        found = runs_by_id(conn, run)
+        latest, _ = list_runs(conn, 1)
+        changed = last_change(conn)
+    return JSONResponse(
+        {
+            "runs": {str(r.id): _progress_of(r) for r in found},
+            "newer": bool(latest) and latest[0].id > newest,
+            "changed": changed,
         }
+    )
 
-    @app.get("/progress.json", name="progress", dependencies=list(read))
-    def progress(
-        run: Annotated[list[int], Query(max_length=PAGE_SIZE)] = [],  # noqa: B006 (FastAPI copies it)
-        newest: Annotated[int, Query(ge=0)] = 0,
-    ) -> JSONResponse:
-        """How the runs a page shows as running stand now, whether newer runs exist, and when any run
-        last changed (a page compares it with the moment it shows)."""
-        with _customer_db() as conn:
-            found = runs_by_id(conn, run)
-            latest, _ = list_runs(conn, 1)
-            changed = last_change(conn)
-        return JSONResponse(
-            {
-                "runs": {str(r.id): _progress_of(r) for r in found},
-                "newer": bool(latest) and latest[0].id > newest,
-                "changed": changed,
-            }
-        )
 
-    @app.get("/runs/{run_id}", response_class=HTMLResponse, name="import_run", dependencies=list(read))
-    def import_run(request: Request, run_id: int) -> HTMLResponse:
-        run = _find_run(run_id)
-        summary = _summary(run)
-        issues = summary.get("issues", [])
-        reports = [name for name in REPORT_FILES if _report_path(run, name) is not None]
-        return _page(
-            "import_run.html",
-            request,
-            run=run,
-            issues=issues[:ISSUES_SHOWN],
-            issues_total=sum(summary.get("issue_counts", {}).values()),
-            issue_counts=summary.get("issue_counts", {}),
-            reports=reports,
-            file_issues=[i for i in issues if i.get("line") is None],
-            kept_file=_data_path(run.file_path) is not None,
-            refresh=not run.is_finished,
-            newest=run.id,
-            upload_label="Upload the fixed file",
-            **_upload_context(request, run.options),
-        )
+@reading.get("/runs/{run_id}", response_class=HTMLResponse, name="import_run")
+def import_run(request: Request, host: HostDep, run_id: int) -> HTMLResponse:
+    run = host.find_run(run_id)
+    summary = host.summary(run)
+    issues = summary.get("issues", [])
+    reports = [name for name in REPORT_FILES if host.report_path(run, name) is not None]
+    return _page(
+        "import_run.html",
+        request,
+        run=run,
+        issues=issues[:ISSUES_SHOWN],
+        issues_total=sum(summary.get("issue_counts", {}).values()),
+        issue_counts=summary.get("issue_counts", {}),
+        reports=reports,
+        file_issues=[i for i in issues if i.get("line") is None],
+        kept_file=host.data_path(run.file_path) is not None,
+        refresh=not run.is_finished,
+        newest=run.id,
+        upload_label="Upload the fixed file",
+        **host.upload_context(request, run.options),
+    )
 
-    @app.get("/runs/{run_id}/file", name="kept_file", dependencies=list(read))
-    def kept_file(run_id: int) -> FileResponse:
-        run = _find_run(run_id)
-        path = _data_path(run.file_path)
-        if path is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"the file of import run {run_id} is not kept here")
-        return FileResponse(path, media_type="text/csv", filename=run.file_name)
 
-    @app.get("/runs/{run_id}/{report}", name="report_file", dependencies=list(read))
-    def report_file(run_id: int, report: str) -> FileResponse:
-        if report not in REPORT_FILES:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"an import run has no report called {report!r}")
-        run = _find_run(run_id)
-        path = _report_path(run, report)
-        if path is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"import run {run_id} has no {report}")
-        media_type, disposition = REPORT_FILES[report]
-        download_name = f"{Path(run.file_name).stem}.{report}" if disposition == "attachment" else None
-        headers = {"Content-Security-Policy": REPORT_HTML_CSP} if report == REPORT_HTML else None
-        return FileResponse(
-            path, media_type=media_type, filename=download_name, content_disposition_type=disposition, headers=headers
-        )
+@reading.get("/runs/{run_id}/file", name="kept_file")
+def kept_file(host: HostDep, run_id: int) -> FileResponse:
+    run = host.find_run(run_id)
+    path = host.data_path(run.file_path)
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"the file of import run {run_id} is not kept here")
+    return FileResponse(path, media_type="text/csv", filename=run.file_name)
 
-    @app.get("/icon.svg", name="icon", dependencies=list(read))
-    def icon() -> FileResponse:  # the page's entry in Airflow's navigation
-        return FileResponse(ICON, media_type="image/svg+xml")
 
-    @app.get("/page.css", name="stylesheet", dependencies=list(read))
-    def stylesheet() -> FileResponse:
-        return FileResponse(STYLESHEET, media_type="text/css")
+@reading.get("/runs/{run_id}/{report}", name="report_file")
+def report_file(host: HostDep, run_id: int, report: str) -> FileResponse:
+    if report not in REPORT_FILES:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"an import run has no report called {report!r}")
+    run = host.find_run(run_id)
+    path = host.report_path(run, report)
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"import run {run_id} has no {report}")
+    media_type, disposition = REPORT_FILES[report]
+    download_name = f"{Path(run.file_name).stem}.{report}" if disposition == "attachment" else None
+    headers = {"Content-Security-Policy": REPORT_HTML_CSP} if report == REPORT_HTML else None
+    return FileResponse(
+        path, media_type=media_type, filename=download_name, content_disposition_type=disposition, headers=headers
+    )
 
-    @app.get("/page.js", name="script", dependencies=list(read))
-    def script() -> FileResponse:
-        return FileResponse(SCRIPT, media_type="text/javascript")
 
-    @app.get("/template.csv", name="template", dependencies=list(read))
-    def template() -> Response:
-        return Response(
-            load_contract().template_csv(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="customers_template.csv"'},
-        )
+@reading.get("/icon.svg", name="icon")
+def icon() -> FileResponse:  # the page's entry in Airflow's navigation
+    return FileResponse(ICON, media_type="image/svg+xml")
 
-    @app.post("/upload", name="upload", dependencies=list(upload))
-    async def upload_file(request: Request) -> Response:
-        limit = settings().upload_max_bytes
-        guard.check_origin(request)
-        try:
-            request = _counted(request, limit)
-            async with request.form(max_files=1, max_fields=10) as form:
-                guard.check_token(request, form.get("csrf_token"))
-                sent = form.get("file")
-                if not isinstance(sent, UploadFile) or not sent.filename:
-                    raise UploadRefused("Choose a CSV file to upload.")
-                options = _form_options(form)
-                folders = Folders(settings().data_dir)
-                name, size = await run_in_threadpool(folders.receive_upload, _chunks(sent), sent.filename, limit)
-        except UploadRefused as refused:
-            code = 413 if isinstance(refused, UploadTooLarge) else 400
-            return await run_in_threadpool(_imports_page, request, 1, Notice("bad", f"Not uploaded. {refused}"), code)
+
+@reading.get("/page.css", name="stylesheet")
+def stylesheet() -> FileResponse:
+    return FileResponse(STYLESHEET, media_type="text/css")
+
+
+@reading.get("/page.js", name="script")
+def script() -> FileResponse:
+    return FileResponse(SCRIPT, media_type="text/javascript")
+
+
+@reading.get("/template.csv", name="template")
+def template() -> Response:
+    return Response(
+        load_contract().template_csv(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="customers_template.csv"'},
+    )
+
+
+@uploading.post("/upload", name="upload")
+async def upload_file(request: Request, host: HostDep) -> Response:
+    limit = host.settings().upload_max_bytes
+    host.guard.check_origin(request)
+    try:
+        request = _counted(request, limit)
+        async with request.form(max_files=1, max_fields=10) as form:
+            host.guard.check_token(request, form.get("csrf_token"))
+            sent = form.get("file")
+            if not isinstance(sent, UploadFile) or not sent.filename:
+                raise UploadRefused("Choose a CSV file to upload.")
+            options = _form_options(form)
+            folders = Folders(host.settings().data_dir)
+            name, size = await run_in_threadpool(folders.receive_upload, _chunks(sent), sent.filename, limit)
+    except UploadRefused as refused:
+        code = 413 if isinstance(refused, UploadTooLarge) else 400
+        notice = Notice("bad", f"Not uploaded. {refused}")
+        return await run_in_threadpool(host.imports_page, request, 1, notice, code)
+    handover = folders.handovers([name])[0]
+    handover["conf"].update({k: v for k, v in asdict(options).items() if v != getattr(ImportOptions(), k)})
+    airflow_run = await run_in_threadpool(host.start_import, handover, request)
+    uploaded = f"{name} ({size:,} bytes)"
+    target = request.url_for("imports").include_query_params(
+        uploaded=uploaded, **({"run": airflow_run} if airflow_run else {}), sig=host.guard.sign(uploaded, airflow_run)
+    )
+    return RedirectResponse(str(target), status_code=status.HTTP_303_SEE_OTHER)
+
+
+@uploading.post("/runs/{run_id}/{action}", name="run_action")
+async def run_action(request: Request, host: HostDep, run_id: int, action: str) -> Response:
+    """A run page's buttons: import the kept file again (with force, or its valid rows only), or roll back."""
+    host.guard.check_origin(request)
+    async with request.form(max_files=0, max_fields=2) as form:
+        host.guard.check_token(request, form.get("csrf_token"))
+    run = await run_in_threadpool(host.find_run, run_id)
+    if action == "roll_back" and run.status in ("succeeded", "partial"):
+        handover = _now_handover(f"rollback__{run.id}", {"import_run_id": run.id})
+        airflow_run = await run_in_threadpool(host.start_import, handover, request, ROLLBACK_DAG_ID)
+        said = f"Rolling back import run {run.id}"
+    elif action in ("force", "valid_rows") and (kept := host.data_path(run.file_path)) is not None:
+        options = _again(run, action)
+        if options is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) has no {action}")
+        folders = Folders(host.settings().data_dir)
+        with open_regular(kept) as file:
+            name, _ = await run_in_threadpool(
+                folders.receive_upload,
+                iter(lambda: file.read(1 << 20), b""),
+                run.file_name,
+                host.settings().upload_max_bytes,
+            )
         handover = folders.handovers([name])[0]
         handover["conf"].update({k: v for k, v in asdict(options).items() if v != getattr(ImportOptions(), k)})
-        airflow_run = await run_in_threadpool(start_import, handover, request)
-        uploaded = f"{name} ({size:,} bytes)"
-        target = request.url_for("imports").include_query_params(
-            uploaded=uploaded, **({"run": airflow_run} if airflow_run else {}), sig=guard.sign(uploaded, airflow_run)
-        )
-        return RedirectResponse(str(target), status_code=status.HTTP_303_SEE_OTHER)
-
-    @app.post("/runs/{run_id}/{action}", name="run_action", dependencies=list(upload))
-    async def run_action(request: Request, run_id: int, action: str) -> Response:
-        """A run page's buttons: import the kept file again (with force, or its valid rows only), or roll back."""
-        guard.check_origin(request)
-        async with request.form(max_files=0, max_fields=2) as form:
-            guard.check_token(request, form.get("csrf_token"))
-        run = await run_in_threadpool(_find_run, run_id)
-        if action == "roll_back" and run.status in ("succeeded", "partial"):
-            handover = _now_handover(f"rollback__{run.id}", {"import_run_id": run.id})
-            airflow_run = await run_in_threadpool(start_import, handover, request, ROLLBACK_DAG_ID)
-            said = f"Rolling back import run {run.id}"
-        elif action in ("force", "valid_rows") and _data_path(run.file_path) is not None:
-            options = _again(run, action)
-            if options is None:
-                raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) has no {action}")
-            folders = Folders(settings().data_dir)
-            with open_regular(settings().data_dir / run.claimed_file) as kept:
-                name, _ = await run_in_threadpool(
-                    folders.receive_upload,
-                    iter(lambda: kept.read(1 << 20), b""),
-                    run.file_name,
-                    settings().upload_max_bytes,
-                )
-            handover = folders.handovers([name])[0]
-            handover["conf"].update({k: v for k, v in asdict(options).items() if v != getattr(ImportOptions(), k)})
-            airflow_run = await run_in_threadpool(start_import, handover, request)
-            said = f"Importing {run.file_name} again ({'with force' if action == 'force' else 'its valid rows only'})"
-        else:
-            raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) cannot {action}")
-        return RedirectResponse(
-            str(
-                request.url_for("imports").include_query_params(
-                    done=said, **({"run": airflow_run} if airflow_run else {}), sig=guard.sign(said, airflow_run)
-                )
-            ),
-            status_code=status.HTTP_303_SEE_OTHER,
-        )
-
-    def _find_run(run_id: int) -> ImportRun:
-        with _customer_db() as conn:
-            try:
-                return get_run(conn, run_id)
-            except LookupError as missing:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
-
-    def _data_path(relative: str | None) -> Path | None:
-        """A path from import_runs, only if it is a file inside the data folder."""
-        if not relative:
-            return None
-        root = settings().data_dir.resolve()
-        path = (root / relative).resolve()
-        return path if path.is_relative_to(root) and path.is_file() else None
-
-    def _report_path(run: ImportRun, report: str) -> Path | None:
-        return _data_path(f"{run.report_dir}/{report}") if run.report_dir else None
-
-    def _summary(run: ImportRun) -> dict[str, Any]:
-        path = _report_path(run, SUMMARY_JSON)
-        return json.loads(path.read_text(encoding="utf-8")) if path else {}
-
-    return app
+        airflow_run = await run_in_threadpool(host.start_import, handover, request)
+        said = f"Importing {run.file_name} again ({'with force' if action == 'force' else 'its valid rows only'})"
+    else:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) cannot {action}")
+    target = request.url_for("imports").include_query_params(
+        done=said, **({"run": airflow_run} if airflow_run else {}), sig=host.guard.sign(said, airflow_run)
+    )
+    return RedirectResponse(str(target), status_code=status.HTTP_303_SEE_OTHER)
 
 
 class _CrossSiteGuard:
