@@ -32,7 +32,9 @@ from customer_import.expectations import RowValidator
 from customer_import.issues import Issue
 from customer_import.staging import ACCEPTED, LINE, StagedWriter
 
-_BLOCK_BYTES = 16 << 20  # Arrow reads blocks of this size (a line may hold 4 MiB)
+#: Arrow parses blocks of this size, and reads several ahead: small blocks keep memory flat. A record
+#: longer than a block (values of megabytes) is read the precise way.
+_BLOCK_BYTES = 4 << 20
 _ONLY_SPACES = f"^[{SPACES}]*$"
 _SURROUNDING_SPACES = f"^[{SPACES}]+|[{SPACES}]+$"
 _SPACED_QUOTE = f'^[{SPACES}]+"'
