@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
-from customer_import.contract import load_contract
+from customer_import.contract import Contract, load_contract
 
 _FIRST = [
     "Anna",
@@ -69,8 +69,8 @@ _NOTES = [
 ]
 
 
-def customer_rows(count: int, *, start: int = 1, seed: int = 0) -> Iterator[list[str]]:
-    """Rows of the contract's columns (in contract order) for keys start .. start+count-1."""
+def customer_rows(count: int, *, start: int = 1, seed: int = 0) -> Iterator[dict[str, str]]:
+    """Rows for keys start .. start+count-1, by contract column."""
     rng = random.Random(seed)
     epoch = date(2015, 1, 1)
     for n in range(start, start + count):
@@ -78,25 +78,28 @@ def customer_rows(count: int, *, start: int = 1, seed: int = 0) -> Iterator[list
         company = f"{last} {rng.choice(_COMPANY)}"
         if rng.random() < 0.2:
             company += f", {rng.choice(_SUFFIX)}"
-        yield [
-            f"C{n:07d}",
-            company,
-            rng.choice(_NOTES),
-            f"{first.lower()[:3]}.{n}@customer{n % 97}.example.com".encode("ascii", "ignore").decode(),
-            first,
-            last,
-            f"+{rng.randint(1, 49)} {rng.randint(100, 999)} {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
-            rng.choice(_COUNTRIES),
-            (epoch + timedelta(days=rng.randint(0, 3650))).isoformat(),
-            str(rng.randint(1, 500)),
-            rng.choice(["true", "false"]),
-        ]
+        yield {
+            "account_reference_id": f"C{n:07d}",
+            "name": company,
+            "description": rng.choice(_NOTES),
+            "contact_email": f"{first.lower()[:3]}.{n}@customer{n % 97}.example.com".encode("ascii", "ignore").decode(),
+            "contact_first_name": first,
+            "contact_last_name": last,
+            "phone": f"+{rng.randint(1, 49)} {rng.randint(100, 999)} {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
+            "country": rng.choice(_COUNTRIES),
+            "customer_since": (epoch + timedelta(days=rng.randint(0, 3650))).isoformat(),
+            "seats": str(rng.randint(1, 500)),
+            "is_reseller": rng.choice(["true", "false"]),
+        }
 
 
-def write_customers(path: Path, count: int, *, start: int = 1, seed: int = 0) -> Path:
-    """Write a valid customer file of `count` rows (UTF-8, comma separated, LF line ends)."""
+def write_customers(path: Path, count: int, *, start: int = 1, seed: int = 0, contract: Contract | None = None) -> Path:
+    """Write a valid customer file of `count` rows (UTF-8, comma separated, LF line ends), in the
+    contract's column order; a contract field the generator does not know gets its example value."""
+    fields = (contract or load_contract()).fields
     with Path(path).open("w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(load_contract().headers)
-        writer.writerows(customer_rows(count, start=start, seed=seed))
+        writer.writerow([f.header for f in fields])
+        for row in customer_rows(count, start=start, seed=seed):
+            writer.writerow([row.get(f.column, f.example) for f in fields])
     return Path(path)

@@ -1,5 +1,6 @@
 """The contract is the single source: everything about a field derives from it."""
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,20 @@ def test_look_alike_values_break_a_rule(header, value):
         or (r.expectation.endswith("ToNotMatchRegex") and re.search(r.kwargs["regex"], value))
     ]
     assert broken, f"{header} `{value}` passes every rule"
+
+
+def test_the_generator_writes_by_column_so_a_new_field_gets_its_example(tmp_path: Path):
+    from customer_import.contract import CONTRACT_PATH
+    from customer_import.generate import write_customers
+
+    extended = tmp_path / "contract.yaml"
+    extended.write_text(
+        CONTRACT_PATH.read_text(encoding="utf-8")
+        + "  - {header: Region, column: region, type: text, max_length: 40, required: on_insert, example: EMEA}\n",
+        encoding="utf-8",
+    )
+    contract = load_contract(extended)
+    rows = list(csv.DictReader(write_customers(tmp_path / "c.csv", 3, contract=contract).open(encoding="utf-8")))
+    assert list(rows[0]) == [f.header for f in contract.fields]
+    assert [r["Region"] for r in rows] == ["EMEA"] * 3
+    assert rows[0]["AccountReferenceID"] == "C0000001" and rows[0]["ContactEmail"].endswith(".example.com")
