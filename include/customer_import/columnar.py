@@ -171,11 +171,11 @@ def _chunks(source: CsvFile, chunk_rows: int, first_line: int) -> Iterator[tuple
             bytes_read += sum(pc.sum(pc.binary_length(c)).as_py() or 0 for c in batch.columns)
             bytes_read += batch.num_rows * batch.num_columns
             if held >= chunk_rows:
-                cells, lines, last, next_line = _located(pa.Table.from_batches(batches), next_line)
+                cells, lines, last, next_line = _located(pa.Table.from_batches(batches).combine_chunks(), next_line)
                 yield cells, lines, last, bytes_read
                 batches, held = [], 0
         if batches:
-            cells, lines, last, next_line = _located(pa.Table.from_batches(batches), next_line)
+            cells, lines, last, next_line = _located(pa.Table.from_batches(batches).combine_chunks(), next_line)
             yield cells, lines, last, bytes_read
     except (pa.ArrowInvalid, UnicodeDecodeError) as error:
         raise NeedsPreciseReader(str(error)) from error
