@@ -102,15 +102,19 @@ def check_columns(
     with _structure_check(source) as checking:
         rows, last_line, issues = 0, source.header_line, []
         size = source.path.stat().st_size or 1
-        for columns, lines, end, bytes_read in _chunks(source, chunk_rows, last_line + 1):
-            rows += len(lines)
-            progress(rows, min(1.0, bytes_read / size))  # these rows are being validated now
-            chunk = _normalised(source, columns)
-            chunk_issues = sorted(validator.validate(_for_gx(source.fields, lines, chunk)), key=_by_line)
-            bad = sorted({issue.line for issue in chunk_issues if issue.line is not None})
-            staged.write_table(_staged(source.fields, lines, chunk, bad))
-            issues += chunk_issues
-            last_line = end if len(lines) else last_line
+        try:
+            for columns, lines, end, bytes_read in _chunks(source, chunk_rows, last_line + 1):
+                rows += len(lines)
+                progress(rows, min(1.0, bytes_read / size))  # these rows are being validated now
+                chunk = _normalised(source, columns)
+                chunk_issues = sorted(validator.validate(_for_gx(source.fields, lines, chunk)), key=_by_line)
+                bad = sorted({issue.line for issue in chunk_issues if issue.line is not None})
+                staged.write_table(_staged(source.fields, lines, chunk, bad))
+                issues += chunk_issues
+                last_line = end if len(lines) else last_line
+        except BaseException:
+            checking.kill()  # its verdict is not needed any more
+            raise
         out, _ = checking.communicate()
     if checking.returncode != 0:
         raise NeedsPreciseReader(f"the structure check stopped (exit code {checking.returncode})")
