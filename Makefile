@@ -16,13 +16,14 @@ export CUSTOMER_IMPORT_DATA_DIR ?= $(CURDIR)/.state/data
 export GX_ANALYTICS_ENABLED ?= False
 
 FILE ?=
-MODE ?= upsert
-ON_ERROR ?= reject_file
-MAX_ERROR_RATE ?= 0
+SOURCE ?=
+MODE ?=
+ON_ERROR ?=
+MAX_ERROR_RATE ?=
 ROWS ?= 1000000
 DRY_RUN ?=
 FORCE ?=
-ENCODING ?= utf-8
+ENCODING ?=
 
 .PHONY: help install demo import template expectations db-url airflow rollback bench test test-fast lint clean
 
@@ -43,10 +44,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: install  ## import the bundled sample file through the DAG and print where to look
 	@$(CLI) demo
 
-import: install  ## import FILE=path.csv through the DAG [MODE= ON_ERROR= MAX_ERROR_RATE= DRY_RUN=1 FORCE=1 ENCODING=]
-	@test -n "$(FILE)" || { echo "usage: make import FILE=path/to/customers.csv"; exit 2; }
-	@$(CLI) import "$(FILE)" --mode "$(MODE)" --on-error "$(ON_ERROR)" \
-		--max-error-rate "$(MAX_ERROR_RATE)" --encoding "$(ENCODING)" $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
+import: install  ## import FILE=path.csv through the DAG [SOURCE= MODE= ON_ERROR= MAX_ERROR_RATE= DRY_RUN=1 FORCE=1 ENCODING=]
+	@test -n "$(FILE)" || { echo "usage: make import FILE=path/to/customers.csv [SOURCE=name]"; exit 2; }
+	@$(CLI) import "$(FILE)" $(if $(SOURCE),--source "$(SOURCE)") $(if $(MODE),--mode "$(MODE)") \
+		$(if $(ON_ERROR),--on-error "$(ON_ERROR)") $(if $(MAX_ERROR_RATE),--max-error-rate "$(MAX_ERROR_RATE)") \
+		$(if $(ENCODING),--encoding "$(ENCODING)") $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
 
 template: install  ## write the CSV template (customers_template.csv)
 	@$(CLI) template customers_template.csv

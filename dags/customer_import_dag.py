@@ -1,7 +1,8 @@
 """
 ### Import one customer CSV file
 
-One run imports one file from the landing folder into the `customers` table:
+One run imports one file from the landing folder of its `source` (sources.yaml; `default`:
+the template in `landing/`) into the `customers` table:
 
 1. **wait_for_file**: the file named by the `file` param (or the oldest one waiting) is in landing;
 2. **claim_file**: it is moved to `processing/<run id>/`, hashed, and gets a row in `import_runs`;
@@ -16,7 +17,8 @@ ContactEmail: ...` with the link to the run's report on the Imports page.
 6. **publish_report**: `errors.csv`, `summary.json` and `report.html` under `reports/<run id>/`;
    the file goes to `archive/` or, when rejected, to `rejected/` with its errors beside it;
 7. **announce_changes**: an asset event on `customers` (with the counts) when customers changed;
-8. **check_outcome**: the run turns red when the file was rejected or the import failed.
+8. **check_outcome**: the run turns red when the file was rejected or the import failed, and the
+   source's alerts (email, webhook) are sent.
 
 Data problems are never retried: they are reported. Infrastructure errors are retried.
 """
@@ -31,11 +33,15 @@ import pendulum
 from airflow.sdk import Asset, Param, PokeReturnValue, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from customer_import.contract import load_contract
 from customer_import.options import MODES, ON_ERROR_CHOICES
 from customer_import.settings import CUSTOMERS_ASSET_NAME, CUSTOMERS_ASSET_URI, Settings
+from customer_import.sources import DEFAULT, load_sources
 
 CUSTOMERS = Asset(name=CUSTOMERS_ASSET_NAME, uri=CUSTOMERS_ASSET_URI)
 log = logging.getLogger(__name__)
+#: Read when the file is parsed: a mistake in sources.yaml is an import error naming its line.
+SOURCES = load_sources(Settings.from_env().sources_file, load_contract())
 
 
 def _importer():
@@ -71,6 +77,16 @@ def _connect():
             type=["null", "string"],
             title="File",
             description="Name of the file in the landing folder; empty: the oldest one waiting.",
+        ),
+        # not an enum: a trigger is checked against the DAG as last parsed, and a source added to
+        # sources.yaml must be importable before the DAG is parsed again (an unknown one fails the claim)
+        "source": Param(
+            DEFAULT,
+            type="string",
+            examples=SOURCES.names,
+            title="Source",
+            description="The export the file is (sources.yaml): where it lands and how its columns and values"
+            " are read. default: the template, in landing/.",
         ),
         "mode": Param(
             MODES[0], enum=list(MODES), title="Mode", description="upsert inserts new keys and updates existing ones."
@@ -117,8 +133,10 @@ def import_customer_file():
         """The file is in landing, or this run claimed it before (the run was cleared to retry it)."""
         try:
             with _connect() as conn:
-                name = _importer().file_to_claim(conn, params["file"] or "", dag_run.dag_id, dag_run.run_id)
-        except FileNotFoundError as missing:
+                name = _importer().file_to_claim(
+                    conn, params["file"] or "", dag_run.dag_id, dag_run.run_id, params["source"] or DEFAULT
+                )
+        except (FileNotFoundError, ValueError) as missing:
             raise AirflowFailException(str(missing)) from missing
         return PokeReturnValue(is_done=name is not None, xcom_value=name)
 
@@ -129,7 +147,9 @@ def import_customer_file():
         try:
             options = ImportOptions.from_params(params)
             with _connect() as conn:
-                import_run_id = _importer().claim_file(conn, file_name, options, dag_run.dag_id, dag_run.run_id)
+                import_run_id = _importer().claim_file(
+                    conn, file_name, options, dag_run.dag_id, dag_run.run_id, params["source"] or DEFAULT
+                )
         except (ValueError, FileNotFoundError) as error:
             raise AirflowFailException(str(error)) from error
         log.info("Claimed %s as import run %s.", file_name, import_run_id)
@@ -176,9 +196,10 @@ def import_customer_file():
             raise AirflowSkipException("No customer changed.")
         outlet_events[CUSTOMERS].extra = {k: outcome[k] for k in ("import_run_id", "inserted", "updated")}
 
-    @task
+    @task(on_failure_callback=_send_alerts)
     def check_outcome(outcome: dict) -> None:
-        """The run's last word: red when the file was rejected or the import failed."""
+        """The run's last word: red when the file was rejected or the import failed (and then the
+        source's alerts go out, from the failure callback)."""
         from customer_import.runs import FAILED_STATUSES
 
         if outcome["status"] in FAILED_STATUSES:
@@ -211,11 +232,21 @@ def _fail_if_rejected(importer, run, shown: int = 20) -> None:
 
 
 def _page_url(import_run_id: int) -> str:
-    """The run's page on the Imports page, absolute (Airflow's api.base_url; localhost:8080 unset)."""
-    from airflow.configuration import conf
+    """The run's page on the Imports page, absolute."""
+    from customer_import.alerts import page_url
 
-    base = conf.get("api", "base_url", fallback="") or "http://localhost:8080"
-    return f"{base.rstrip('/')}/customer-import/runs/{import_run_id}"
+    return page_url(f"runs/{import_run_id}")
+
+
+def _send_alerts(context) -> None:
+    """The failure callback of check_outcome: the run's source's alerts on `rejected` or `failed`."""
+    from customer_import import alerts, db, runs
+
+    with _connect() as conn:
+        db.use_schema(conn, Settings.from_env().schema)
+        run = runs.find_claimed(conn, context["dag_run"].dag_id, context["dag_run"].run_id)
+    if run is not None and run.status in runs.FAILED_STATUSES:
+        alerts.send(_importer().sources[run.source], alerts.run_alert(run), context)
 
 
 import_customer_file_dag = import_customer_file()

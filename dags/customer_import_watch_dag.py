@@ -1,15 +1,19 @@
 """
-### Watch the landing folder
+### Watch the landing folders
 
-Every minute, the files that have settled in the landing folder (unchanged for
+Every minute, the files that have settled in the landing folder of each source (`landing/` for
+the default source, `landing/<source>/` for the sources of sources.yaml; unchanged for
 `CUSTOMER_IMPORT_SETTLED_SECONDS`, not a dotfile nor a `.part`/`.tmp` upload) are handed to
-`customer_import`, one run per file. A backlog drains in one pass: twenty files dropped at once
-become twenty runs at once, which `customer_import` then imports one after the other. Each run's
-logical date and `run_after` are its file's arrival time (mtime); Airflow starts queued runs by `run_after`, so
-files are imported in arrival order.
+`customer_import`, one run per file, with the source's name and options. A backlog drains in one
+pass: twenty files dropped at once become twenty runs at once, which `customer_import` then imports
+one after the other. Each run's logical date and `run_after` are its file's arrival time (mtime);
+Airflow starts queued runs by `run_after`, so files are imported in arrival order.
 
-Each run id is made of the file's name, size and modification time, so a file already handed
-over is never handed over twice, and a file dropped again (fixed) starts a new run.
+Each run id is made of the source, the file's name, size and modification time, so a file already
+handed over is never handed over twice, and a file dropped again (fixed) starts a new run.
+
+**check_freshness**: a source that declares `expected_every` and has had no file for that long
+(plus its `grace`) gets a `missing` entry on the Imports page, and its alerts are sent once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,15 @@ from datetime import timedelta
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from customer_import.contract import load_contract
+from customer_import.settings import Settings
+from customer_import.sources import load_sources
+
+
+def _sources():
+    return load_sources(Settings.from_env().sources_file, load_contract())
 
 
 @dag(
@@ -31,20 +44,41 @@ from airflow.sdk import dag, task
     tags=["customer-import"],
 )
 def watch_landing_folder():
+    _sources()  # a mistake in sources.yaml fails the parse, with its line
+
     @task
     def list_settled_files() -> list[dict]:
-        from customer_import.folders import Folders
-        from customer_import.settings import Settings
-
         settings = Settings.from_env()
-        folders = Folders(settings.data_dir)
-        return folders.handovers(folders.waiting_files(settings.settled_seconds))
+        return _sources().handovers(settings.data_dir, settings.settled_seconds)
+
+    @task
+    def check_freshness(dag_run=None, data_interval_end=None, **context) -> None:
+        """Note the sources whose file is overdue as of this run (the end of its interval: about now, for
+        a scheduled run), and send their alerts."""
+        from customer_import import alerts, db, freshness
+        from customer_import.connection import connect_target
+
+        settings, sources = Settings.from_env(), _sources()
+        if not any(source.expected_every for source in sources):
+            raise AirflowSkipException("No source declares expected_every.")
+        with connect_target(settings) as conn:
+            db.migrate(conn, load_contract(), settings.schema)
+            as_of = data_interval_end or dag_run.run_after
+            for entry in freshness.check(conn, sources, settings.data_dir, as_of):
+                source = sources[entry.source]
+                alerts.send(
+                    source,
+                    alerts.missing_alert(entry, source),
+                    {"dag_run": dag_run, "data_interval_end": data_interval_end, **context},
+                )
+                freshness.mark_alerted(conn, entry, pendulum.now("UTC"))
 
     TriggerDagRunOperator.partial(
         task_id="import_each_file",
         trigger_dag_id="customer_import",
         skip_when_already_exists=True,
     ).expand_kwargs(list_settled_files())
+    check_freshness()
 
 
 watch_landing_folder_dag = watch_landing_folder()

@@ -47,6 +47,25 @@ ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS rows_expected integer;
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS changed_at timestamptz NOT NULL DEFAULT now();
 -- The codec the file was declared in (the run's `encoding` option); UTF-8 unless declared.
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS encoding text NOT NULL DEFAULT 'utf-8';
+-- The source the file came from (sources.yaml): how its columns and values were read.
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'default';
+CREATE INDEX IF NOT EXISTS import_runs_source_idx ON import_runs (source, received_at);
+
+-- Sources that say how often their file comes (sources.yaml, expected_every): since when the
+-- watch has watched each, and each gap in which no file came in time, until one came.
+CREATE TABLE IF NOT EXISTS watched_sources (
+    source        text        PRIMARY KEY,
+    watched_since timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS missing_exports (
+    source       text        NOT NULL,
+    last_arrival timestamptz NOT NULL,       -- the last file before the gap, or when the watch began
+    due_at       timestamptz NOT NULL,       -- last_arrival + expected_every + grace
+    noticed_at   timestamptz NOT NULL,
+    alerted_at   timestamptz,                -- when the alert went out; null: not yet, or none configured
+    arrived_at   timestamptz,                -- when a file came at last: the gap is closed
+    PRIMARY KEY (source, last_arrival)
+);
 
 -- What each import changed: the before and after image of the columns the file carried (the
 -- before image also keeps updated_at and updated_by_run, so that a rollback restores them).

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from customer_import.contract import load_contract
+from customer_import.folders import Folders
 from customer_import.options import MODES, ON_ERROR_CHOICES
 from customer_import.report import ROLLBACK_JSON
 from customer_import.settings import REPO_ROOT, Settings
+from customer_import.sources import DEFAULT, load_sources
 
 SAMPLE_FILE = Path(__file__).with_name("sample") / "customers_sample.csv"
 DAGS = REPO_ROOT / "dags"
@@ -85,8 +87,9 @@ def migrate_airflow() -> None:
 # --- running the DAG -----------------------------------------------------------------
 
 
-def run_dag(dag_id: str, conf: dict[str, Any], log_file: Path) -> Any:
-    """Run DAG `dag_id` (the file of that name in dags/) once through Airflow (`dag.test`), in this process.
+def run_dag(dag_id: str, conf: dict[str, Any], log_file: Path, logical_date: datetime | None = None) -> Any:
+    """Run DAG `dag_id` (the file of that name in dags/) once through Airflow (`dag.test`), in this process,
+    as of `logical_date` (default: now).
 
     Returns the DagRun; Airflow's own output (every task's log) goes to `log_file`. The run is
     recorded as this process's while it runs (see `localairflow`): stopped by SIGINT or SIGTERM,
@@ -100,7 +103,7 @@ def run_dag(dag_id: str, conf: dict[str, Any], log_file: Path) -> Any:
 
     migrate_airflow()
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    logical_date = datetime.now(UTC)
+    logical_date = logical_date or datetime.now(UTC)
     settings = Settings.from_env()
     try:
         with _output_to(log_file), localairflow.owned(settings, dag_id, logical_date), _stopped_by_signals():
@@ -221,38 +224,53 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def import_through_dag(path: Path, options: dict[str, Any]) -> int:
+def import_through_dag(path: Path, options: dict[str, Any], source: str = DEFAULT) -> int:
+    """Drop `path` into the landing folder of `source`, import it through the DAG, print the
+    outcome; the exit code. `options` are the run's options beside the source's."""
+    settings = Settings.from_env()
+    sources = load_sources(settings.sources_file, load_contract())
+    try:
+        chosen = sources[source]
+    except KeyError as unknown:
+        print(unknown.args[0])
+        return 2
+    return _import_through_dag(
+        path, {**chosen.run_conf, **options}, chosen.run_name, sources.folders(settings.data_dir, source)
+    )
+
+
+def _import_through_dag(path: Path, options: dict[str, Any], source: str, folders: Folders) -> int:
     """Drop `path` into landing, import it through the DAG, print the outcome; the exit code.
 
     With a scheduler running (`make airflow`), the run is handed to it and followed; else it runs
     in this process.
     """
     from customer_import import db, localairflow
-    from customer_import.folders import Folders, drop_into_landing
+    from customer_import.folders import drop_into_landing
     from customer_import.runs import FAILED_STATUSES, find_claimed
 
     configure_databases()
     migrate_airflow()
     reap_abandoned_runs()
     settings = Settings.from_env()
-    folders = Folders(settings.data_dir)
     name = drop_into_landing(path, folders)
     print(
-        f"{name} is in landing/: if this command is stopped before it is claimed, it stays there and will be"
-        " imported (delete it to abandon).",
+        f"{name} is in {folders.landing.relative_to(settings.data_dir)}/: if this command is stopped before it is"
+        " claimed, it stays there and will be imported (delete it to abandon).",
         flush=True,
     )
     started = time.monotonic()
     log_file = _log_file(settings, name)
     if localairflow.scheduler_alive():
-        handover = folders.handovers([name])[0]
-        handover["conf"].update(options)
+        handover = folders.handovers([name], source, options)[0]
         airflow_run_id = localairflow.hand_over("customer_import", handover)
         print(f"Handed to the running Airflow scheduler as run {airflow_run_id}:", flush=True)
         localairflow.follow("customer_import", airflow_run_id, lambda line: print(line, flush=True))
         log_file = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "dag_id=customer_import" / f"run_id={airflow_run_id}"
     else:
-        airflow_run_id = run_dag("customer_import", {"file": name, **options}, log_file).run_id
+        airflow_run_id = run_dag(
+            "customer_import", {"file": name, **({"source": source} if source else {}), **options}, log_file
+        ).run_id
     with db.use_schema(db.connect(configured_or_embedded_url()), settings.schema) as conn:
         run = find_claimed(conn, "customer_import", airflow_run_id)
     if run is None:
@@ -279,15 +297,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"{path} is not a file")
         return 2
-    options = {
+    given = {
         "mode": args.mode,
         "on_error": args.on_error,
         "max_error_rate": args.max_error_rate,
-        "dry_run": args.dry_run,
-        "force": args.force,
+        "dry_run": args.dry_run or None,
+        "force": args.force or None,
         "encoding": args.encoding,
     }
-    return import_through_dag(path, options)
+    return import_through_dag(path, {k: v for k, v in given.items() if v is not None}, args.source)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -453,12 +471,15 @@ def _main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("import", help="import one file through the customer_import DAG")
     one.add_argument("file")
-    one.add_argument("--mode", default=MODES[0], choices=MODES)
-    one.add_argument("--on-error", default=ON_ERROR_CHOICES[0], choices=ON_ERROR_CHOICES)
-    one.add_argument("--max-error-rate", type=float, default=0.0)
+    one.add_argument("--source", default=DEFAULT, help="its source in sources.yaml (default: the template)")
+    one.add_argument("--mode", choices=MODES, help="default: the source's, else upsert")
+    one.add_argument("--on-error", choices=ON_ERROR_CHOICES, help="default: the source's, else reject_file")
+    one.add_argument("--max-error-rate", type=float, help="default: the source's, else 0")
     one.add_argument("--dry-run", action="store_true")
     one.add_argument("--force", action="store_true")
-    one.add_argument("--encoding", default="utf-8", help="the file's text encoding, e.g. windows-1252")
+    one.add_argument(
+        "--encoding", help="the file's text encoding, e.g. windows-1252 (default: the source's, else utf-8)"
+    )
     one.set_defaults(run=cmd_import)
     commands.add_parser("demo", help="import the bundled sample").set_defaults(run=cmd_demo)
     rollback = commands.add_parser("rollback", help="roll back one import run through its DAG")

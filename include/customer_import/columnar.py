@@ -65,6 +65,7 @@ def eligible(source: CsvFile) -> bool:
         and source.plain_dialect
         and not source.is_report
         and not source.file_issues
+        and not source.converts
         and len(source.header) >= 2
         and source.contract == _bundled_contract()
     )

@@ -24,9 +24,10 @@ from typing import Any, BinaryIO
 
 from customer_import import charsets
 from customer_import.charsets import RE_SAVE, SNIFF_BYTES
-from customer_import.contract import INVISIBLE, Contract, FieldSpec, normalise_header
+from customer_import.contract import CLEAR_MARKER, INVISIBLE, Contract, FieldSpec, normalise_header
 from customer_import.folders import NotRegularFile, open_regular
 from customer_import.issues import Issue
+from customer_import.sources import Source, UnreadableValue
 
 #: Columns the error report adds; a fixed report can be imported as it is, they are ignored.
 REPORT_COLUMNS = ("ImportLine", "ImportStatus", "ImportIssues")
@@ -92,10 +93,16 @@ class CsvFile:
     """
 
     def __init__(
-        self, path: Path, contract: Contract, encoding: str = "utf-8", max_field_chars: int = MAX_FIELD_CHARS
+        self,
+        path: Path,
+        contract: Contract,
+        encoding: str = "utf-8",
+        max_field_chars: int = MAX_FIELD_CHARS,
+        source: Source | None = None,
     ) -> None:
         self.path = Path(path)
         self.contract = contract
+        self.source = source or Source()  # the default source: the template's headers and values
         self.encoding = encoding
         self.max_field_chars = max_field_chars
         self.max_line_chars = 4 * max_field_chars
@@ -103,7 +110,11 @@ class CsvFile:
         self.header: list[str] = []
         self.header_line = 1
         self.fields: list[FieldSpec] = []
-        self._field_indexes: list[int] = []
+        self._field_indexes: list[int | None] = []  # None: a source's default, not in the file
+        #: How an issue names each field's column: the export's name when the source maps it,
+        #: `Billing Country (→ Country)`; the contract's header otherwise.
+        self.labels: dict[str, str] = {}
+        self._defaults: dict[str, str] = {}
         self.is_report = False  # the file is one of our errors.csv, fixed and dropped again
         self._text: io.TextIOWrapper | None = None
         self._reader: Any = None  # a csv reader (its line_num counts the physical lines it read)
@@ -240,11 +251,13 @@ class CsvFile:
 
     def _check_header(self, header: list[str]) -> list[Issue]:
         issues: list[Issue] = []
-        seen: dict[str, int] = {}
-        known = {normalise_header(f.header): f for f in self.contract.fields}
+        seen: dict[str, int] = {}  # field column: the header index that gives it
+        known = self.source.headers(self.contract)
+        mapped = {n.casefold() for n in self.source.columns}
         unknown: list[tuple[int, str]] = []
         for index, name in enumerate(header):
             norm = normalise_header(name)
+            spec = known.get(norm)
             if not norm:
                 issues.append(
                     Issue(
@@ -256,46 +269,62 @@ class CsvFile:
                 )
             elif norm in _REPORT_NAMES:
                 self.is_report = True
-            elif norm in seen:
-                issues.append(
-                    Issue(
-                        None,
-                        name,
-                        "duplicate_header",
-                        f"The column `{name}` appears twice in the header"
-                        f" ({column_label(seen[norm])} and {column_label(index)}):"
-                        " keep one of them.",
-                    )
-                )
-            elif norm in known:
-                seen[norm] = index
-                self.fields.append(known[norm])
+            elif spec is not None and spec.column in seen:
+                first = seen[spec.column]
+                issues.append(self._twice(header[first], first, name, index, spec))
+            elif spec is not None:
+                seen[spec.column] = index
+                self.fields.append(spec)
                 self._field_indexes.append(index)
-            else:
+                self.labels[spec.column] = f"{name} (→ {spec.header})" if name.casefold() in mapped else spec.header
+            elif not self.source.ignores(name):
                 unknown.append((index, name))
         if not seen and not self.is_report:
             return [self._no_header_issue()]
+        names = [*self.contract.headers, *self.source.columns]
         for index, name in unknown:
-            guess = closest_header(name, self.contract.headers)
-            hint = (
-                f"did you mean `{guess}`?"
-                if guess
-                else "remove it or rename it to one of " + ", ".join(self.contract.headers) + "."
-            )
+            guess = closest_header(name, names)
+            hint = f"did you mean `{guess}`?" if guess else "remove it or rename it to one of " + ", ".join(names) + "."
+            if self.source.columns:
+                hint += f" (Or map it in sources.yaml, source `{self.source.name}`: under columns, or ignore.)"
             issues.append(
                 Issue(None, name, "unknown_column", f"Unknown column `{name}` in {column_label(index)}: {hint}")
             )
-        if normalise_header(self.contract.key.header) not in seen:
+        if self.contract.key.column not in seen:
+            key = self.contract.key.header
+            names = [
+                key,
+                *(n for n, target in self.source.columns.items() if normalise_header(target) == normalise_header(key)),
+            ]
             issues.append(
                 Issue(
                     None,
                     None,
                     "missing_key",
-                    f"The header has no {self.contract.key.header} column: every file needs"
+                    f"The header has no {' or '.join(names)} column: every file needs"
                     " it to match rows to customers. Add it as a column.",
                 )
             )
+        for spec, value in self.source.defaults_for(self.contract):
+            if spec.column not in seen:
+                self.fields.append(spec)
+                self._field_indexes.append(None)
+                self.labels[spec.column] = f"{spec.header} (default of source {self.source.name})"
+                self._defaults[spec.column] = value
         return issues
+
+    def _twice(self, first_name: str, first: int, name: str, index: int, spec: FieldSpec) -> Issue:
+        if normalise_header(first_name) == normalise_header(name):
+            message = (
+                f"The column `{name}` appears twice in the header ({column_label(first)} and {column_label(index)}):"
+                " keep one of them."
+            )
+        else:
+            message = (
+                f"The columns `{first_name}` ({column_label(first)}) and `{name}` ({column_label(index)}) are both"
+                f" {spec.header}: keep one of them, or list one under ignore in sources.yaml."
+            )
+        return Issue(None, name, "duplicate_header", message)
 
     def _no_header_issue(self) -> Issue:
         """No header the contract knows: another separator, or a file that starts with data."""
@@ -345,8 +374,15 @@ class CsvFile:
 
     @property
     def field_indexes(self) -> list[int]:
-        """The header index of each of `fields`."""
-        return list(self._field_indexes)
+        """The header index of each of `fields` (a file whose source adds defaults has none: see `converts`)."""
+        indexes = [i for i in self._field_indexes if i is not None]
+        assert len(indexes) == len(self.fields), "a field of a source's default is not in the file"
+        return indexes
+
+    @property
+    def converts(self) -> bool:
+        """Whether its source rewrites values (formats) or adds fields (defaults) as the file is read."""
+        return bool(self._defaults) or any(self.source.format_for(spec) for spec in self.fields)
 
     @property
     def data_columns(self) -> list[int]:
@@ -500,8 +536,9 @@ class CsvFile:
 
     @property
     def _key_index(self) -> int:
-        key = normalise_header(self.contract.key.header)
-        return next(i for i, name in enumerate(self.header) if normalise_header(name) == key)
+        index = self._field_indexes[[f.column for f in self.fields].index(self.contract.key.column)]
+        assert index is not None, "the key is never a default"
+        return index
 
     def columns(self, rows: list[list[str]]) -> list[list[str]]:
         """The values of each contract field (in `fields` order) across `rows` of full width.
@@ -514,6 +551,9 @@ class CsvFile:
         by_column = list(zip(*rows, strict=True)) if rows else [()] * len(self.header)
         columns = []
         for spec, index in zip(self.fields, self._field_indexes, strict=True):
+            if index is None:
+                columns.append([self._defaults[spec.column]] * len(rows))
+                continue
             cells: list[str] = list(by_column[index])
             if self.is_report:
                 cells = [v[1:] if v[:1] == "'" and v[1:2] and v[1] in ESCAPED_PREFIXES else v for v in cells]
@@ -524,6 +564,27 @@ class CsvFile:
                 cells = [v if v.isascii() else v.translate(_VISIBLE_BY_CODE) for v in cells]
             columns.append(cells)
         return columns
+
+    def read_formats(self, lines: list[int], columns: list[list[str]]) -> list[Issue]:
+        """Rewrite `columns` (as `columns()` gives them) as the source's formats say, in place: an
+        export's `1/31/2024` becomes `2024-01-31`. A value a format cannot read stays as written and
+        is an issue of its row, naming the export's column."""
+        issues = []
+        for spec, cells in zip(self.fields, columns, strict=True):
+            fmt = self.source.format_for(spec)
+            if fmt is None:
+                continue
+            code = "invalid_" + spec.type
+            for i, value in enumerate(cells):
+                if not value or value == CLEAR_MARKER:
+                    continue
+                try:
+                    cells[i] = fmt.read(value)
+                except UnreadableValue as unreadable:
+                    issues.append(
+                        Issue(lines[i], self.labels[spec.column], code, f"{unreadable}: correct it in the export.")
+                    )
+        return issues
 
 
 def _spaced(value: str) -> str:

@@ -7,7 +7,7 @@ quoted with `psycopg.sql`; values always travel as bind parameters or through CO
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ def connect(conninfo: str) -> psycopg.Connection:
     return psycopg.connect(conninfo, autocommit=True)
 
 
-def scalar(conn: psycopg.Connection, query: Statement, params: Sequence[Any] | None = None) -> Any:
+def scalar(conn: psycopg.Connection, query: Statement, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
     """The one value of a query that returns one row (an aggregate, a lookup by key): None when it
     returns none."""
     row = conn.execute(query, params).fetchone()

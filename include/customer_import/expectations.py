@@ -78,8 +78,11 @@ class RowValidator:
     updates two columns is checked on those two.
     """
 
-    def __init__(self, suite: dict[str, Any], fields: Iterable[FieldSpec]) -> None:
+    def __init__(
+        self, suite: dict[str, Any], fields: Iterable[FieldSpec], labels: dict[str, str] | None = None
+    ) -> None:
         self.fields = {spec.column: spec for spec in fields}
+        self.labels = {column: (labels or {}).get(column, spec.header) for column, spec in self.fields.items()}
         self._expectations = [e for e in suite["expectations"] if e["kwargs"].get("column") in self.fields]
         self._name = suite["name"]
         self._result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [LINE]}
@@ -108,7 +111,10 @@ class RowValidator:
                 if (line, column) not in issues:
                     value = unexpected.get(column)
                     issues[(line, column)] = Issue(
-                        line, spec.header, config.meta["code"], _message(config.meta["message"], spec, value)
+                        line,
+                        self.labels[column],
+                        config.meta["code"],
+                        _message(config.meta["message"], spec, value, self.labels[column]),
                     )
         return list(issues.values())
 
@@ -130,10 +136,10 @@ def _batch_definition() -> Any:
     return asset.add_batch_definition_whole_dataframe("whole_chunk")
 
 
-def _message(template: str, spec: FieldSpec, value: Any) -> str:
+def _message(template: str, spec: FieldSpec, value: Any, label: str) -> str:
     text = "" if value is None or value != value else str(value)  # NaN != NaN: a blank cell
     return template.format(
-        header=spec.header,
+        header=label,
         value=shown(text),
         length=f"{len(text):,}",
         max_length=f"{spec.limit:,}" if spec.limit else None,

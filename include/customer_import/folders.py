@@ -1,6 +1,7 @@
 """Where files rest: landing -> processing -> archive or rejected; reports beside. Nothing is deleted.
 
     landing/<name>                  dropped by the CRM export (or `make import`)
+    landing/<source>/<name>         dropped by the export of a source (sources.yaml)
     processing/<run id>/<name>      claimed by one import run (an atomic rename)
     archive/<run id>/<name>         imported (succeeded, partial, dry run, duplicate)
     rejected/<run id>/<name>        rejected or failed, with errors.csv beside it
@@ -64,11 +65,16 @@ class UploadTooLarge(UploadRefused):
 
 @dataclass(frozen=True)
 class Folders:
+    """The folders of the data root; `landing` is the landing folder of one source: `landing/` itself
+    for the default source (whose scan leaves the other sources' sub-folders, `skipped`, alone)."""
+
     root: Path
+    landing_folder: str = ""
+    skipped: frozenset[str] = frozenset()
 
     @property
     def landing(self) -> Path:
-        return self.root / "landing"
+        return self.root / "landing" / self.landing_folder if self.landing_folder else self.root / "landing"
 
     def processing(self, run_id: int) -> Path:
         return self.root / "processing" / str(run_id)
@@ -104,7 +110,7 @@ class Folders:
             return []
         now, ready = time.time(), []
         for entry in os.scandir(self.landing):
-            if entry.name.startswith(".") or Path(entry.name).suffix in _IN_PROGRESS:
+            if entry.name.startswith(".") or Path(entry.name).suffix in _IN_PROGRESS or entry.name in self.skipped:
                 continue
             try:
                 info = entry.stat(follow_symlinks=False)
@@ -165,14 +171,16 @@ class Folders:
         stat = self.landing_file(name).stat()
         return f"{_RUN_ID_UNSAFE.sub('_', name)}__{stat.st_size}__{stat.st_mtime_ns}"
 
-    def handovers(self, names: list[str]) -> list[dict[str, Any]]:
+    def handovers(self, names: list[str], source: str = "", conf: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """How each waiting file is handed to `customer_import` (TriggerDagRunOperator's kwargs):
         one run per arrival id, its logical date and `run_after` the arrival time, so that runs
-        are started in arrival order and a file is never handed over twice."""
+        are started in arrival order and a file is never handed over twice. A source other than the
+        default is named in the run id and the conf, with the options it runs with (`conf`)."""
+        named = f"{source}__" if source else ""
         return [
             {
-                "trigger_run_id": f"file__{self.arrival_id(name)}",
-                "conf": {"file": name},
+                "trigger_run_id": f"file__{named}{self.arrival_id(name)}",
+                "conf": {"file": name, **({"source": source} if source else {}), **(conf or {})},
                 "logical_date": arrived.isoformat(),
                 "run_after": arrived.isoformat(),
             }

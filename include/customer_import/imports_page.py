@@ -38,13 +38,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
-from customer_import import db
+from customer_import import db, freshness
 from customer_import.contract import load_contract
 from customer_import.folders import Folders, UploadRefused, UploadTooLarge, open_regular
 from customer_import.options import MODES, ON_ERROR_CHOICES, ImportOptions
 from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
 from customer_import.runs import ImportRun, get_run, last_change, list_runs, oldest_unfinished, runs_by_id
 from customer_import.settings import Settings
+from customer_import.sources import Sources, load_sources
 
 PAGE_SIZE = 25
 ISSUES_SHOWN = 200
@@ -112,6 +113,13 @@ class Host:
     may_upload: Callable[[Request], bool]
     settings: Callable[[], Settings]
 
+    @property
+    def sources(self) -> Sources:
+        return load_sources(self.settings().sources_file, load_contract())
+
+    def folders(self, source: str | None = None) -> Folders:
+        return self.sources.folders(self.settings().data_dir, source)
+
     @contextmanager
     def customer_db(self) -> Iterator[psycopg.Connection]:
         with self.connect() as conn:
@@ -149,15 +157,22 @@ class Host:
             "upload_limit_mb": self.settings().upload_max_bytes / 2**20,
         }
 
-    def imports_page(self, request: Request, page: int, notice: Notice | None, status_code: int = 200) -> HTMLResponse:
+    def imports_page(
+        self, request: Request, page: int, notice: Notice | None, status_code: int = 200, source: str | None = None
+    ) -> HTMLResponse:
         with self.customer_db() as conn:
-            runs, total = list_runs(conn, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+            runs, total = list_runs(conn, PAGE_SIZE, (page - 1) * PAGE_SIZE, source)
             blocker = oldest_unfinished(conn)
             changed = last_change(conn)
+            missing = freshness.open_gaps(conn)
         if blocker is not None and datetime.now(UTC) - blocker.received_at < QUEUE_NOTICE_AFTER:
             blocker = None  # an import in progress, not yet one to point out
-        folders = Folders(self.settings().data_dir)
-        waiting = [(name, folders.landing_file(name).stat()) for name in folders.waiting_files()]
+        waiting = []
+        for each in self.sources:
+            landing = self.folders(each.name)
+            shown = f"{landing.landing_folder}/" if landing.landing_folder else ""
+            waiting += [(shown + name, landing.landing_file(name).stat()) for name in landing.waiting_files()]
+        folders = self.folders()
         busy = bool(waiting) or not all(r.is_finished for r in runs)
         return _page(
             "imports.html",
@@ -174,6 +189,9 @@ class Host:
             changed=changed,
             set_aside=folders.set_aside_files(),
             blocker=blocker,
+            missing=missing,
+            sources=self.sources.names,
+            source=source,
             **self.upload_context(request),
         )
 
@@ -244,6 +262,7 @@ def imports(
     request: Request,
     host: HostDep,
     page: int = Query(1, ge=1, le=MAX_PAGE),
+    source: str | None = Query(None, max_length=40),
     uploaded: str | None = None,
     done: str | None = None,
     run: str | None = None,
@@ -260,7 +279,7 @@ def imports(
             " The list below shows the outcome when it ends.",
             (dag_id, run) if run else None,
         )
-    return host.imports_page(request, page, notice)
+    return host.imports_page(request, page, notice, source=source or None)
 
 
 @reading.get("/progress.json", name="progress")
@@ -368,14 +387,13 @@ async def upload_file(request: Request, host: HostDep) -> Response:
             if not isinstance(sent, UploadFile) or not sent.filename:
                 raise UploadRefused("Choose a CSV file to upload.")
             options = _form_options(form)
-            folders = Folders(host.settings().data_dir)
+            folders = host.folders()
             name, size = await run_in_threadpool(folders.receive_upload, _chunks(sent), sent.filename, limit)
     except UploadRefused as refused:
         code = 413 if isinstance(refused, UploadTooLarge) else 400
         notice = Notice("bad", f"Not uploaded. {refused}")
         return await run_in_threadpool(host.imports_page, request, 1, notice, code)
-    handover = folders.handovers([name])[0]
-    handover["conf"].update({k: v for k, v in asdict(options).items() if v != getattr(ImportOptions(), k)})
+    handover = folders.handovers([name], conf=_changed(options))[0]
     airflow_run = await run_in_threadpool(host.start_import, handover, request)
     uploaded = f"{name} ({size:,} bytes)"
     target = request.url_for("imports").include_query_params(
@@ -399,7 +417,10 @@ async def run_action(request: Request, host: HostDep, run_id: int, action: str) 
         options = _again(run, action)
         if options is None:
             raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) has no {action}")
-        folders = Folders(host.settings().data_dir)
+        try:
+            folders = host.folders(run.source)
+        except KeyError as gone:
+            raise HTTPException(status.HTTP_409_CONFLICT, gone.args[0]) from None
         with open_regular(kept) as file:
             name, _ = await run_in_threadpool(
                 folders.receive_upload,
@@ -407,8 +428,7 @@ async def run_action(request: Request, host: HostDep, run_id: int, action: str) 
                 run.file_name,
                 host.settings().upload_max_bytes,
             )
-        handover = folders.handovers([name])[0]
-        handover["conf"].update({k: v for k, v in asdict(options).items() if v != getattr(ImportOptions(), k)})
+        handover = folders.handovers([name], host.sources[run.source].run_name, _changed(options))[0]
         airflow_run = await run_in_threadpool(host.start_import, handover, request)
         said = f"Importing {run.file_name} again ({'with force' if action == 'force' else 'its valid rows only'})"
     else:
@@ -499,6 +519,11 @@ def _again(run: ImportRun, action: str) -> ImportOptions | None:
         rate = math.ceil(1000 * (run.rows_rejected or 0) / (run.rows_total or 1)) / 1000
         return replace(run.options, on_error="skip_invalid_rows", max_error_rate=min(1.0, rate))
     return None
+
+
+def _changed(options: ImportOptions) -> dict[str, Any]:
+    """The options that differ from the DAG's defaults: what a run's conf carries."""
+    return {k: v for k, v in asdict(options).items() if v != getattr(ImportOptions(), k)}
 
 
 def _now_handover(prefix: str, conf: dict[str, Any]) -> dict[str, Any]:

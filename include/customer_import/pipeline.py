@@ -31,6 +31,7 @@ from customer_import.report import ERRORS_CSV, HTML_CHANGES, ROLLBACK_JSON, writ
 from customer_import.rollback import RollbackResult, roll_back
 from customer_import.runs import FAILED_STATUSES, ImportRun
 from customer_import.settings import Settings
+from customer_import.sources import DEFAULT, Sources, load_sources
 from customer_import.staging import STAGED_FILE
 from customer_import.validation import ISSUES_FILE, check_file
 
@@ -74,8 +75,19 @@ class Importer:
     contract: Contract = field(default_factory=load_contract)
 
     @property
+    def sources(self) -> Sources:
+        return load_sources(self.settings.sources_file, self.contract)
+
+    @property
     def folders(self) -> Folders:
-        return Folders(self.settings.data_dir)
+        """The data folders (landing/ is the default source's)."""
+        return self.sources.folders(self.settings.data_dir)
+
+    def _landing(self, source: str) -> Folders:
+        try:
+            return self.sources.folders(self.settings.data_dir, source)
+        except KeyError as unknown:
+            raise ValueError(unknown.args[0]) from None
 
     def _path(self, relative: str) -> Path:
         return self.settings.data_dir / relative
@@ -85,7 +97,11 @@ class Importer:
 
     def _file(self, run: ImportRun, path: Path) -> CsvFile:
         """The run's file, read as the run declared (its encoding) within the configured limits."""
-        return CsvFile(path, self.contract, run.encoding, self.settings.max_field_chars)
+        try:
+            source = self.sources[run.source]
+        except KeyError as unknown:
+            raise ValueError(f"Import run {run.id}: {unknown.args[0]}") from None
+        return CsvFile(path, self.contract, run.encoding, self.settings.max_field_chars, source)
 
     def _staged_file(self, run_id: int) -> Path:
         return self.folders.processing(run_id) / STAGED_FILE
@@ -103,20 +119,22 @@ class Importer:
         options: ImportOptions,
         dag_id: str | None = None,
         airflow_run_id: str | None = None,
+        source_name: str = DEFAULT,
     ) -> int:
-        """Move `file_name` out of landing into the run's processing folder; return the run id.
+        """Move `file_name` out of the landing folder of its source into the run's processing folder;
+        return the run id.
 
         Run again for the same Airflow run, it finds the run's file where it is; a rejected or
         failed run is reopened, so fixing the kept file and clearing the run imports it.
         """
         db.migrate(conn, self.contract, self.settings.schema)
-        folders = self.folders.create()
+        folders = self._landing(source_name).create()
         source = folders.landing_file(file_name)
         if airflow_run_id is None and not source.exists():
             raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
         if os.path.lexists(source):
             self._refuse_unless_regular(source)
-        run = runs.create_run(conn, file_name, options, dag_id, airflow_run_id)
+        run = runs.create_run(conn, file_name, options, dag_id, airflow_run_id, source_name)
         if run.file_path is None:
             if not source.exists():
                 raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
@@ -150,14 +168,16 @@ class Importer:
                 )
         return run.id
 
-    def file_to_claim(self, conn: psycopg.Connection, wanted: str, dag_id: str, airflow_run_id: str) -> str | None:
+    def file_to_claim(
+        self, conn: psycopg.Connection, wanted: str, dag_id: str, airflow_run_id: str, source: str = DEFAULT
+    ) -> str | None:
         """The file an Airflow run imports: `wanted` when it waits in landing or this run claimed it
         before (it was cleared to retry), else the oldest file waiting; None while none waits.
 
         A named file that is neither waiting nor claimed will not come: FileNotFoundError says so at
         once, rather than the run holding the queue while it waits for it.
         """
-        waiting = self.folders.waiting_files()
+        waiting = self._landing(source).waiting_files()
         if not wanted:
             return next(iter(waiting), None)
         if wanted in waiting:
@@ -364,9 +384,14 @@ class Importer:
 
     # --- all at once -----------------------------------------------------------------
 
-    def import_file(self, conn: psycopg.Connection, file_name: str, options: ImportOptions | None = None) -> ImportRun:
-        """Every step in this process, for a file in the landing folder (tests, notebooks, bench)."""
-        run_id = self.claim_file(conn, file_name, options or ImportOptions())
+    def import_file(
+        self, conn: psycopg.Connection, file_name: str, options: ImportOptions | None = None, source: str = DEFAULT
+    ) -> ImportRun:
+        """Every step in this process, for a file in the landing folder of `source` (tests, notebooks, bench);
+        without options, the source's."""
+        if options is None:
+            options = self.sources[source].import_options
+        run_id = self.claim_file(conn, file_name, options, source_name=source)
         try:
             self.validate_file(conn, run_id)
             self.load_staging(conn, run_id)

@@ -61,6 +61,7 @@ class ImportRun:
     rows_done: int | None = None
     rows_expected: int | None = None  # an estimate, from how much of the file the rows took
     changed_at: datetime | None = None
+    source: str = "default"  # its source in sources.yaml
 
     @property
     def options(self) -> ImportOptions:
@@ -150,13 +151,14 @@ def create_run(
     options: ImportOptions,
     dag_id: str | None = None,
     airflow_run_id: str | None = None,
+    source: str = "default",
 ) -> ImportRun:
     """The run's row; an Airflow run that is cleared and run again gets its existing row back."""
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
         cur.execute(
             sql.SQL(
                 "INSERT INTO import_runs (file_name, mode, on_error, max_error_rate, dry_run, force, encoding,"
-                " dag_id, airflow_run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " dag_id, airflow_run_id, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (dag_id, airflow_run_id) DO UPDATE SET dag_id = EXCLUDED.dag_id"
                 " RETURNING {}"
             ).format(_COLUMNS),
@@ -170,6 +172,7 @@ def create_run(
                 options.encoding,
                 dag_id,
                 airflow_run_id,
+                source,
             ],
         )
         return _one(cur.fetchone(), "INSERT ... RETURNING")
@@ -199,16 +202,24 @@ def find_claimed(conn: psycopg.Connection, dag_id: str, airflow_run_id: str) -> 
         return cur.fetchone()
 
 
-def list_runs(conn: psycopg.Connection, limit: int, offset: int = 0) -> tuple[list[ImportRun], int]:
-    """One page of runs, newest first, and how many there are in all (none before the first import)."""
+def list_runs(
+    conn: psycopg.Connection, limit: int, offset: int = 0, source: str | None = None
+) -> tuple[list[ImportRun], int]:
+    """One page of runs (of one source, if given), newest first, and how many there are in all (none
+    before the first import)."""
     if not _has_runs_table(conn):
         return [], 0
+    where = sql.SQL("WHERE source = %(source)s" if source else "")
+    params = {"source": source, "limit": limit, "offset": offset}
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
         cur.execute(
-            sql.SQL("SELECT {} FROM import_runs ORDER BY id DESC LIMIT %s OFFSET %s").format(_COLUMNS), [limit, offset]
+            sql.SQL("SELECT {} FROM import_runs {} ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s").format(
+                _COLUMNS, where
+            ),
+            params,
         )
         page = cur.fetchall()
-    return page, int(db.scalar(conn, "SELECT count(*) FROM import_runs"))
+    return page, int(db.scalar(conn, sql.SQL("SELECT count(*) FROM import_runs {}").format(where), params))
 
 
 def runs_by_id(conn: psycopg.Connection, ids: list[int]) -> list[ImportRun]:

@@ -48,6 +48,13 @@ class Settings:
         "where the GX suite (and the rendered SQL beside it) is read from",
         _repo_path,
     )
+    sources_file: Path = _setting(
+        "CUSTOMER_IMPORT_SOURCES",
+        "include/customer_import/sources.yaml",
+        "the sources: where each CRM export lands, how its columns and values map onto the contract,"
+        " its alerts (README: Loading a CRM export)",
+        _repo_path,
+    )
     schema: str = _setting(
         "CUSTOMER_IMPORT_SCHEMA", "public", "schema of `customers`, `import_runs`, `customer_history`"
     )

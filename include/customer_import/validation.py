@@ -56,7 +56,7 @@ def check_file(
     with file as source:
         if not source.file_issues:
             result.fields = list(source.fields)
-            validator = RowValidator(suite, source.fields)
+            validator = RowValidator(suite, source.fields, source.labels)
             fast = columnar.eligible(source)
             if fast:
                 try:
@@ -85,7 +85,12 @@ def _check_records(
             lines = [r.line for r in readable]
             columns = source.columns([r.cells for r in readable])
             chunk_issues = [r.issue for r in chunk if r.issue is not None]
-            chunk_issues += _check_rows(lines, columns, source.fields, validator)
+            unreadable = source.read_formats(lines, columns)
+            told = {(issue.line, issue.column) for issue in unreadable}  # GX would say it again, less well
+            chunk_issues += unreadable
+            chunk_issues += [
+                i for i in _check_rows(lines, columns, source.fields, validator) if (i.line, i.column) not in told
+            ]
             chunk_issues.sort(key=lambda issue: issue.line or 0)  # in file order, whatever the chunks
             bad = {issue.line for issue in chunk_issues}
             _blank_nul_bytes(lines, columns, chunk_issues)

@@ -25,7 +25,9 @@ def test_customer_import_has_the_run_params_of_the_spec():
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["customer_import"]  # parsed, not read from a database
-    assert set(dag.params) == {"file", "mode", "on_error", "max_error_rate", "dry_run", "force", "encoding"}
+    # `source` came with the source profiles (issue 17): which export of sources.yaml a file is
+    assert set(dag.params) == {"file", "source", "mode", "on_error", "max_error_rate", "dry_run", "force", "encoding"}
+    assert dag.params.get_param("source").schema["examples"] == ["default", "salesforce", "hubspot"]
     assert [t.task_id for t in dag.topological_sort()] == [
         "wait_for_file",
         "claim_file",
@@ -53,3 +55,23 @@ def test_parsing_imports_neither_great_expectations_nor_pandas():
             env={**os.environ, "PYTHONPATH": str(REPO / "include")},
         )
         assert out.stdout.strip().splitlines()[-1] == "[]", dag_file.name
+
+
+def test_a_typo_in_sources_yaml_fails_the_parse_naming_the_key_and_line(tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bundled = (REPO / "include" / "customer_import" / "sources.yaml").read_text()
+    assert "    ignore: [Account Owner" in bundled
+    typo = tmp_path / "sources.yaml"
+    typo.write_text(bundled.replace("    ignore: [Account Owner", "    ignroe: [Account Owner"))
+    line = 1 + bundled.splitlines().index(next(x for x in bundled.splitlines() if x.startswith("    ignore: [Account")))
+    monkeypatch.setenv("CUSTOMER_IMPORT_SOURCES", str(typo))
+
+    errors = DagBag(dag_folder=str(REPO / "dags")).import_errors
+
+    assert {os.path.basename(f) for f in errors} == {"customer_import_dag.py", "customer_import_watch_dag.py"}
+    for error in errors.values():
+        assert (
+            f"sources.yaml, line {line} (sources.salesforce.ignroe): unknown key `ignroe`: did you mean `ignore`?"
+            in error
+        )

@@ -319,3 +319,34 @@ def test_files_queued_behind_a_long_running_import_say_so(client, admin, two_imp
     link = f'<a href="http://testserver/customer-import/runs/{bad.id}">import run {bad.id}</a>'
     assert f"waiting behind {link}" in waiting
     assert re.search(r"\(since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", waiting)
+
+
+def test_runs_show_their_source_and_the_list_filters_by_it(client, admin, two_imports, importer, conn, page_env):
+    from customer_import import freshness
+    from customer_import.folders import drop_into_landing
+
+    sample = REPO / "include" / "customer_import" / "sample" / "hubspot_companies.csv"
+    hubspot = importer.import_file(
+        conn,
+        drop_into_landing(sample, importer.sources.folders(importer.settings.data_dir, "hubspot")),
+        source="hubspot",
+    )
+    drop_into_landing(sample, importer.sources.folders(importer.settings.data_dir, "salesforce"))  # waiting
+    conn.execute(
+        "INSERT INTO missing_exports (source, last_arrival, due_at, noticed_at)"
+        " VALUES ('salesforce', '2026-11-24 02:00+00', '2026-11-25 04:00+00', '2026-11-25 04:01+00')"
+    )
+    assert [gap.source for gap in freshness.open_gaps(conn)] == ["salesforce"]
+
+    everything = client.get("/customer-import/", headers=admin).text
+    only_hubspot = client.get("/customer-import/?source=hubspot", headers=admin).text
+    only_default = client.get("/customer-import/?source=default", headers=admin).text
+
+    assert re.findall(r'<td data-field="source">(\w+)</td>', everything) == ["hubspot", "default", "default"]
+    assert [run for run, _ in rows(only_hubspot)] == [str(hubspot.id)]
+    assert [run for run, _ in rows(only_default)] == [str(run.id) for run in reversed(two_imports)]
+    assert "<strong>hubspot</strong>" in only_hubspot  # the filter in use
+    assert "<code>salesforce/hubspot_companies.csv</code>" in everything  # waiting in its source's folder
+    assert re.search(r'<li data-source="salesforce"><strong>salesforce</strong>: no file since .*due by', everything)
+    run_page = client.get(f"/customer-import/runs/{hubspot.id}", headers=admin).text
+    assert "<dt>source</dt><dd>hubspot</dd>" in run_page
