@@ -45,7 +45,7 @@ from customer_import.options import MODES, ON_ERROR_CHOICES, ImportOptions
 from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
 from customer_import.runs import ImportRun, get_run, last_change, list_runs, oldest_unfinished, runs_by_id
 from customer_import.settings import Settings
-from customer_import.sources import Sources, load_sources
+from customer_import.sources import DEFAULT, Source, Sources, load_sources
 
 PAGE_SIZE = 25
 ISSUES_SHOWN = 200
@@ -155,6 +155,7 @@ class Host:
             "modes": MODES,
             "on_errors": ON_ERROR_CHOICES,
             "upload_limit_mb": self.settings().upload_max_bytes / 2**20,
+            "sources": self.sources.names,
         }
 
     def imports_page(
@@ -190,7 +191,6 @@ class Host:
             set_aside=folders.set_aside_files(),
             blocker=blocker,
             missing=missing,
-            sources=self.sources.names,
             source=source,
             **self.upload_context(request),
         )
@@ -387,13 +387,15 @@ async def upload_file(request: Request, host: HostDep) -> Response:
             if not isinstance(sent, UploadFile) or not sent.filename:
                 raise UploadRefused("Choose a CSV file to upload.")
             options = _form_options(form)
-            folders = host.folders()
+            source = _form_source(host.sources, form)
+            folders = host.folders(source.name)
             name, size = await run_in_threadpool(folders.receive_upload, _chunks(sent), sent.filename, limit)
     except UploadRefused as refused:
         code = 413 if isinstance(refused, UploadTooLarge) else 400
         notice = Notice("bad", f"Not uploaded. {refused}")
         return await run_in_threadpool(host.imports_page, request, 1, notice, code)
-    handover = folders.handovers([name], conf=_changed(options))[0]
+    # the source's options, and those the form changed from the Params' defaults
+    handover = folders.handovers([name], source.run_name, {**source.run_conf, **_changed(options)})[0]
     airflow_run = await run_in_threadpool(host.start_import, handover, request)
     uploaded = f"{name} ({size:,} bytes)"
     target = request.url_for("imports").include_query_params(
@@ -538,6 +540,14 @@ def _form_options(form: Any) -> ImportOptions:
         return ImportOptions.from_params({name: form.get(name) for name in fields})
     except ValueError as unknown:
         raise UploadRefused(f"{str(unknown)[0].upper()}{str(unknown)[1:]}.") from None
+
+
+def _form_source(sources: Sources, form: Any) -> Source:
+    """The upload form's source: the default one unless it names another."""
+    try:
+        return sources[str(form.get("source") or DEFAULT)]
+    except KeyError as unknown:
+        raise UploadRefused(unknown.args[0]) from None
 
 
 def _progress_of(run: ImportRun) -> dict[str, Any]:

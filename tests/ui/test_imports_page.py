@@ -350,3 +350,44 @@ def test_runs_show_their_source_and_the_list_filters_by_it(client, admin, two_im
     assert re.search(r'<li data-source="salesforce"><strong>salesforce</strong>: no file since .*due by', everything)
     run_page = client.get(f"/customer-import/runs/{hubspot.id}", headers=admin).text
     assert "<dt>source</dt><dd>hubspot</dd>" in run_page
+
+
+def test_an_upload_for_a_source_lands_in_its_folder_and_runs_with_its_options(client, admin, page_env):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    content = (REPO / "include" / "customer_import" / "sample" / "hubspot_companies.csv").read_bytes()
+    form = client.get("/customer-import/", headers=admin).text
+    assert '<option value="hubspot">hubspot</option>' in form
+
+    sent = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        follow_redirects=False,
+        data={"source": "hubspot", "dry_run": "true"},
+        files={"file": ("companies.csv", content, "text/csv")},
+    )
+
+    assert sent.status_code == 303
+    assert (page_env.data_dir / "landing" / "hubspot" / "companies.csv").read_bytes() == content
+    airflow_run = re.search(r"[?&]run=([^&]+)", sent.headers["location"]).group(1)
+    assert airflow_run.startswith("file__hubspot__companies.csv__")
+    with create_session() as session:
+        dag_run = session.query(DagRun).filter_by(dag_id="customer_import", run_id=airflow_run).one()
+        assert dag_run.conf == {
+            "file": "companies.csv",
+            "source": "hubspot",
+            "on_error": "skip_invalid_rows",
+            "max_error_rate": 0.05,
+            "dry_run": True,
+        }
+        session.execute(delete(DagRun).where(DagRun.id == dag_run.id))
+    refused = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        data={"source": "zoho"},
+        files={"file": ("z.csv", content, "text/csv")},
+    )
+    assert refused.status_code == 400
+    assert "There is no source `zoho` in sources.yaml" in html.unescape(refused.text)
