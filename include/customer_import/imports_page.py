@@ -147,8 +147,12 @@ class Host:
         path = self.report_path(run, SUMMARY_JSON)
         return json.loads(path.read_text(encoding="utf-8")) if path else {}
 
-    def upload_context(self, request: Request, defaults: ImportOptions | None = None) -> dict[str, Any]:
+    def upload_context(
+        self, request: Request, defaults: ImportOptions | None = None, source: str | None = None
+    ) -> dict[str, Any]:
+        """What the upload form shows: its options' defaults, and the source it names (the filter's, a run's)."""
         return {
+            "source": source,
             "can_upload": self.may_upload(request),
             "csrf": self.guard.token(request),
             "defaults": defaults or ImportOptions(),
@@ -191,8 +195,7 @@ class Host:
             set_aside=folders.set_aside_files(),
             blocker=blocker,
             missing=missing,
-            source=source,
-            **self.upload_context(request),
+            **self.upload_context(request, source=source),
         )
 
 
@@ -322,7 +325,7 @@ def import_run(request: Request, host: HostDep, run_id: int) -> HTMLResponse:
         refresh=not run.is_finished,
         newest=run.id,
         upload_label="Upload the fixed file",
-        **host.upload_context(request, run.options),
+        **host.upload_context(request, run.options, run.source),
     )
 
 

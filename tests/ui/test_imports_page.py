@@ -326,11 +326,11 @@ def test_runs_show_their_source_and_the_list_filters_by_it(client, admin, two_im
     from customer_import.folders import drop_into_landing
 
     sample = REPO / "include" / "customer_import" / "sample" / "hubspot_companies.csv"
-    hubspot = importer.import_file(
-        conn,
-        drop_into_landing(sample, importer.sources.folders(importer.settings.data_dir, "hubspot")),
-        source="hubspot",
-    )
+    export = page_env.data_dir.parent / "companies.csv"
+    export.write_text(sample.read_text().replace("2024-01-31 09:30", "31.01.2024"))  # not its date format
+    landing = importer.sources.folders(importer.settings.data_dir, "hubspot")
+    hubspot = importer.import_file(conn, drop_into_landing(export, landing), source="hubspot")
+    assert hubspot.status == "rejected"
     drop_into_landing(sample, importer.sources.folders(importer.settings.data_dir, "salesforce"))  # waiting
     conn.execute(
         "INSERT INTO missing_exports (source, last_arrival, due_at, noticed_at)"
@@ -350,6 +350,7 @@ def test_runs_show_their_source_and_the_list_filters_by_it(client, admin, two_im
     assert re.search(r'<li data-source="salesforce"><strong>salesforce</strong>: no file since .*due by', everything)
     run_page = client.get(f"/customer-import/runs/{hubspot.id}", headers=admin).text
     assert "<dt>source</dt><dd>hubspot</dd>" in run_page
+    assert '<option value="hubspot" selected>hubspot</option>' in run_page  # its fixed file goes back to hubspot
 
 
 def test_an_upload_for_a_source_lands_in_its_folder_and_runs_with_its_options(client, admin, page_env):
