@@ -25,7 +25,7 @@ DRY_RUN ?=
 FORCE ?=
 ENCODING ?=
 
-.PHONY: help install demo import template expectations db-url airflow rollback bench test test-fast lint clean
+.PHONY: help install demo import template expectations db-url airflow celery rollback bench test test-fast lint clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -62,6 +62,9 @@ db-url: install  ## print the libpq URI of the database in use
 airflow: install  ## run Airflow locally (UI on port AIRFLOW_PORT, default 8080; user admin)
 	@$(CLI) airflow
 
+celery: install  ## Airflow on the CeleryExecutor: two workers on Redis (CELERY_BROKER_URL), the FAB auth manager; prints which worker ran which task
+	@$(CLI) celery
+
 rollback: install  ## roll back one import run: make rollback RUN_ID=<import run id>
 	@test -n "$(RUN_ID)" || { echo "usage: make rollback RUN_ID=<import run id>"; exit 2; }
 	@$(CLI) rollback "$(RUN_ID)"
@@ -70,7 +73,7 @@ bench: install  ## the benchmark against the psql \copy + MERGE floor [ROWS=1000
 	@$(PY) -m customer_import.bench --rows $(ROWS) $(foreach url,$(SERVERS),--server "$(url)")
 
 test: install  ## the whole test suite (what CI runs): two workers, a test file each; then the serial tests
-	$(PY) -m pytest -n 2 --dist loadfile -m "not serial"
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial"
 	$(PY) -m pytest -m serial
 
 test-fast: install  ## the unit tests only (seconds: no database, no Airflow run, no browser)

@@ -5,9 +5,11 @@ Every minute, the files that have settled in the landing folder of each source (
 the default source, `landing/<source>/` for the sources of sources.yaml; unchanged for
 `CUSTOMER_IMPORT_SETTLED_SECONDS`, not a dotfile nor a `.part`/`.tmp` upload) are handed to
 `customer_import`, one run per file, with the source's name and options. A backlog drains in one
-pass: twenty files dropped at once become twenty runs at once, which `customer_import` then imports
-one after the other. Each run's logical date and `run_after` are its file's arrival time (mtime);
-Airflow starts queued runs by `run_after`, so files are imported in arrival order.
+pass: twenty files dropped at once become twenty runs, which `customer_import` then imports one
+after the other. Each run's logical date and `run_after` are its file's arrival time (mtime), and
+the runs are created one at a time, oldest first: Airflow starts a queued run as soon as it exists,
+so handing them over in parallel (on two Celery workers) could start a newer file before an older
+one's run was even created.
 
 Each run id is made of the source, the file's name, size and modification time, so a file already
 handed over is never handed over twice, and a file dropped again (fixed) starts a new run.
@@ -77,6 +79,7 @@ def watch_landing_folder():
         task_id="import_each_file",
         trigger_dag_id="customer_import",
         skip_when_already_exists=True,
+        max_active_tis_per_dagrun=1,  # in arrival order (see above)
     ).expand_kwargs(list_settled_files())
     check_freshness()
 

@@ -50,12 +50,12 @@ def airflow_env(customer_db: str, schema: str, tmp_path: Path, metadata_db: str)
 
 
 @contextmanager
-def running_airflow(env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
-    """`python -m customer_import.cli airflow` until the DAGs are parsed; stopped with all it started."""
+def running_airflow(env: dict[str, str], tmp_path: Path, command: str = "airflow") -> Iterator[Server]:
+    """`python -m customer_import.cli airflow` (or `celery`) until the DAGs are parsed; stopped with all it started."""
     base, password = f"http://localhost:{env['AIRFLOW_PORT']}", env["AIRFLOW_ADMIN_PASSWORD"]
     log = (tmp_path / "airflow.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "customer_import.cli", "airflow"],
+        [sys.executable, "-m", "customer_import.cli", command],
         env=env,
         cwd=REPO,
         stdout=log,
@@ -108,8 +108,8 @@ def _get(url: str, token: str | None = None) -> int:
         return 0
 
 
-def _token(base: str, password: str) -> str | None:
-    body = json.dumps({"username": "admin", "password": password}).encode()
+def _token(base: str, password: str, username: str = "admin") -> str | None:
+    body = json.dumps({"username": username, "password": password}).encode()
     request = urllib.request.Request(f"{base}/auth/token", body, {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:

@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -385,11 +384,13 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     AIRFLOW_ADMIN_PASSWORD, or one generated once and kept (mode 0600) under AIRFLOW_HOME. The
     URL is printed once the UI answers.
     """
+    from customer_import import localairflow
+
     configure_databases()
     migrate_airflow()
     reap_abandoned_runs()
     home = Path(os.environ["AIRFLOW_HOME"])
-    password = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or _kept_password(home / "admin-password")
+    password = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or localairflow.kept_secret(home / "admin-password")
     passwords = home / "simple_auth_manager_passwords.json"
     passwords.touch(mode=0o600)
     users = {"admin": password}
@@ -411,30 +412,73 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     )
     print("Starting Airflow (API server, scheduler, DAG processor, triggerer)...", flush=True)
     standalone = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"])
-    url = f"http://{shown_host}:{port}"
-    if _answers(f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/api/v2/monitor/health", standalone):
-        shown = "(AIRFLOW_ADMIN_PASSWORD)" if "AIRFLOW_ADMIN_PASSWORD" in os.environ else password
-        print(
-            f"\nAirflow is up: {url}  user: admin  password: {shown}\n"
-            f'The Imports page: {url}/customer-import/ ("Imports" in Airflow\'s navigation)\n',
-            flush=True,
-        )
+    _announce("Airflow", f"http://{shown_host}:{port}", host, port, standalone, password)
     try:
         return standalone.wait()
     except KeyboardInterrupt:
         return standalone.wait()
 
 
-def _kept_password(path: Path) -> str:
-    """The generated admin password, created once, readable by its owner only from the start."""
+def cmd_celery(args: argparse.Namespace) -> int:
+    """Airflow on the CeleryExecutor with two workers and the FAB auth manager (see `localcelery`)."""
+    from customer_import import localairflow, localcelery
+
+    broker = os.environ.get("CELERY_BROKER_URL") or localcelery.DEFAULT_BROKER
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(12)
-    with os.fdopen(fd, "w") as out:
-        out.write(password + "\n")
-    return password
+        localcelery.check_broker(broker)
+    except localcelery.BrokerUnreachable as unreachable:
+        print(unreachable, file=sys.stderr)
+        return 2
+    configure_databases()
+    migrate_airflow()
+    reap_abandoned_runs()
+    home = Path(os.environ["AIRFLOW_HOME"])
+    password = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or localairflow.kept_secret(home / "admin-password")
+    host, port = os.environ.get("AIRFLOW_HOST", "127.0.0.1"), os.environ.get("AIRFLOW_PORT", "8080")
+    env = localcelery.environment(host, port, broker, password)
+    print("Signing in through the FAB auth manager:", ", ".join(localcelery.create_users(env)), flush=True)
+    logs = localcelery.state_dir()
+    logs.mkdir(parents=True, exist_ok=True)
+    parts = localcelery.components(port)
+    started = datetime.now(UTC)
+    for part in parts:
+        part.start(env, logs)
+    print(f"Started {', '.join(p.name for p in parts)} (logs: {_shown(logs)}/<name>.log); broker {broker}.", flush=True)
+    api = parts[0].process
+    assert api is not None
+    _announce("Airflow (CeleryExecutor)", env["AIRFLOW__API__BASE_URL"], host, port, api, password)
+    seen: set[str] = set()
+    try:
+        with _stopped_by_signals():
+            while all(p.process is not None and p.process.poll() is None for p in parts):
+                for line in localcelery.workers_of_finished_runs(
+                    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], started, seen
+                ):
+                    print(line, flush=True)
+                time.sleep(3)
+        stopped = next(p for p in parts if p.process is not None and p.process.poll() is not None)
+        print(f"{stopped.name} stopped (see {_shown(logs)}/{stopped.name}.log); stopping the rest.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        localcelery.stop_all(parts)
+
+
+def _shown(path: Path) -> str:
+    """A path as a command prints it: from the repository's root when it is inside it."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def _announce(what: str, url: str, host: str, port: str, server: subprocess.Popen[bytes], password: str) -> None:
+    """Once the API server answers, say where it is and how to sign in."""
+    if _answers(f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/api/v2/monitor/health", server):
+        shown = "(AIRFLOW_ADMIN_PASSWORD)" if "AIRFLOW_ADMIN_PASSWORD" in os.environ else password
+        print(
+            f"\n{what} is up: {url}  user: admin  password: {shown}\n"
+            f'The Imports page: {url}/customer-import/ ("Imports" in Airflow\'s navigation)\n',
+            flush=True,
+        )
 
 
 def _answers(url: str, process: subprocess.Popen[bytes], seconds: float = 300) -> bool:
@@ -491,6 +535,7 @@ def _main(argv: list[str] | None = None) -> int:
     commands.add_parser("expectations", help="regenerate the GX suite").set_defaults(run=cmd_expectations)
     commands.add_parser("db-url", help="print the target database URI").set_defaults(run=cmd_db_url)
     commands.add_parser("airflow", help="run Airflow locally").set_defaults(run=cmd_airflow)
+    commands.add_parser("celery", help="run Airflow locally on the CeleryExecutor").set_defaults(run=cmd_celery)
     commands.add_parser("stop-db", help="stop the embedded PostgreSQL").set_defaults(run=cmd_stop_db)
     args = parser.parse_args(argv)
     exit_code: int = args.run(args)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -29,6 +30,19 @@ from typing import Any
 from customer_import.settings import Settings
 
 ABANDONED = "The local command that ran this run (pid {pid}) stopped before the run finished, so it was failed. {what}"
+
+
+def kept_secret(path: Path, length: int = 12) -> str:
+    """A secret (a password, a signing key) generated once and kept, readable by its owner only
+    from the start."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(length)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value
 
 
 def _records_dir(settings: Settings) -> Path:

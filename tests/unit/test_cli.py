@@ -1,10 +1,10 @@
-"""What `make airflow` keeps between restarts."""
+"""What `make airflow` and `make celery` keep between restarts, and what `make celery` says when it cannot start."""
 
 import stat
 
 import pytest
 
-from customer_import.cli import _kept_password
+from customer_import.localairflow import kept_secret
 
 pytestmark = pytest.mark.unit
 
@@ -12,7 +12,16 @@ pytestmark = pytest.mark.unit
 def test_the_generated_admin_password_is_kept_and_only_its_owner_may_read_it(tmp_path):
     path = tmp_path / "admin-password"
 
-    first = _kept_password(path)
+    first = kept_secret(path)
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert len(first) >= 16 and _kept_password(path) == first  # the same after a restart
+    assert len(first) >= 16 and kept_secret(path) == first  # the same after a restart
+
+
+def test_make_celery_says_what_to_do_when_no_broker_answers():
+    from customer_import.localcelery import BrokerUnreachable, check_broker
+
+    with pytest.raises(BrokerUnreachable) as raised:
+        check_broker("redis://127.0.0.1:9/0")  # the discard port: nothing listens
+    assert str(raised.value).startswith("No Redis answers at redis://127.0.0.1:9/0 (CELERY_BROKER_URL):")
+    assert "Start one (`redis-server`" in str(raised.value)
