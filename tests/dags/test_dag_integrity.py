@@ -8,7 +8,8 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.dag
+# Airflow is configured once per process, when first imported: its metadata database must be set first
+pytestmark = [pytest.mark.dag, pytest.mark.usefixtures("airflow_ready")]
 
 
 def test_every_dag_file_parses_without_errors():
