@@ -51,7 +51,7 @@ def watch_landing_folder():
     @task
     def list_settled_files() -> list[dict]:
         settings = Settings.from_env()
-        return _sources().handovers(settings.data_dir, settings.settled_seconds)
+        return _sources().handovers(settings.store.root, settings.settled_seconds)
 
     @task
     def check_freshness(dag_run=None, data_interval_end=None, **context) -> None:
@@ -66,7 +66,7 @@ def watch_landing_folder():
         with connect_target(settings) as conn:
             db.migrate(conn, load_contract(), settings.schema)
             as_of = data_interval_end or dag_run.run_after
-            for entry in freshness.check(conn, sources, settings.data_dir, as_of):
+            for entry in freshness.check(conn, sources, settings.store.root, as_of):
                 source = sources[entry.source]
                 alerts.send(
                     source,

@@ -139,3 +139,66 @@ def pytest_collection_modifyitems(config, items):
     # the files that take minutes first (`make test` hands out files in this order): the two workers
     # then end together, rather than one waiting out a long file alone at the end
     items.sort(key=lambda item: item.path.name not in LONG_FILES)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """A real S3 server on 127.0.0.1: moto's, as a process of its own (nothing is mocked in-process)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).status == 200
+        except OSError:
+            time.sleep(0.1)
+            return False
+
+    try:
+        wait_for(answers, f"the S3 server at {endpoint}", 60)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+S3_CONNECTION = "customer_data"
+
+
+def s3_connection(endpoint: str) -> str:
+    """The Airflow connection (JSON, for AIRFLOW_CONN_CUSTOMER_DATA) to the S3 server at `endpoint`."""
+    import json
+
+    extra = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+    return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra})
+
+
+def new_bucket(endpoint: str) -> str:
+    """Create a bucket of its own on the S3 server; returns the data URL of a prefix in it."""
+    import boto3
+
+    bucket = f"customer-import-{uuid.uuid4().hex[:12]}"
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="t"
+    )
+    client.create_bucket(Bucket=bucket)
+    return f"s3://{S3_CONNECTION}@{bucket}/crm"
+
+
+@pytest.fixture
+def s3_url(s3_endpoint, monkeypatch) -> str:
+    """CUSTOMER_IMPORT_DATA_URL of a fresh bucket on the local S3 server (its connection in the environment)."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONNECTION.upper()}", s3_connection(s3_endpoint))
+    return new_bucket(s3_endpoint)

@@ -234,7 +234,7 @@ def import_through_dag(path: Path, options: dict[str, Any], source: str = DEFAUL
         print(unknown.args[0])
         return 2
     return _import_through_dag(
-        path, {**chosen.run_conf, **options}, chosen.run_name, sources.folders(settings.data_dir, source)
+        path, {**chosen.run_conf, **options}, chosen.run_name, sources.folders(settings.store.root, source)
     )
 
 
@@ -254,7 +254,7 @@ def _import_through_dag(path: Path, options: dict[str, Any], source: str, folder
     settings = Settings.from_env()
     name = drop_into_landing(path, folders)
     print(
-        f"{name} is in {folders.landing.relative_to(settings.data_dir)}/: if this command is stopped before it is"
+        f"{name} is in {folders.landing.relative_to(folders.root)}/: if this command is stopped before it is"
         " claimed, it stays there and will be imported (delete it to abandon).",
         flush=True,
     )
@@ -278,11 +278,11 @@ def _import_through_dag(path: Path, options: dict[str, Any], source: str, folder
     print()
     print(run.outcome)
     if run.report_dir:
-        report_dir = settings.data_dir / run.report_dir
-        print(f"  report:     {report_dir / 'report.html'}")
-        print(f"  errors.csv: {report_dir / 'errors.csv'}")
-        print(f"  summary:    {report_dir / 'summary.json'}")
-        print(f"  file kept:  {settings.data_dir / run.claimed_file}")
+        where = settings.store.location
+        print(f"  report:     {where(f'{run.report_dir}/report.html')}")
+        print(f"  errors.csv: {where(f'{run.report_dir}/errors.csv')}")
+        print(f"  summary:    {where(f'{run.report_dir}/summary.json')}")
+        print(f"  file kept:  {where(run.claimed_file)}")
     print(f"  Airflow:    DAG run {airflow_run_id}, log {log_file}")
     print(f"  took {time.monotonic() - started:.1f} s")
     return 1 if run.status in FAILED_STATUSES else 0
@@ -350,7 +350,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(f"rollback of import run {args.run_id} failed: {reason}. Airflow log: {log_file}")
         return 1
     print(f"rolled_back (import run {run.id}, {run.file_name}). {run.message}")
-    print(f"  report:     {settings.data_dir / 'reports' / str(run.id) / ROLLBACK_JSON}")
+    print(f"  report:     {settings.store.location(f'reports/{run.id}/{ROLLBACK_JSON}')}")
     return 0
 
 

@@ -151,7 +151,7 @@ class Folders:
         safe = escaped_name(name)
         if (self.landing / safe).exists():
             raise FileExistsError(f"cannot rename {safe!r}: a file of that name is waiting")
-        os.rename(self.landing / name, self.landing / safe)
+        self.rename(self.landing / name, self.landing / safe)
         log.warning("Renamed landing file %s to %s: its name could not be carried as it was.", ascii(name), safe)
         return safe
 
@@ -160,7 +160,7 @@ class Folders:
         `names` (oldest first): a tie is moved on by a microsecond, so each is a distinct moment."""
         times: list[datetime] = []
         for name in names:
-            arrived = datetime.fromtimestamp(self.landing_file(name).stat().st_mtime_ns // 1000 / 1e6, UTC)
+            arrived = datetime.fromtimestamp(self.size_and_mtime_ns(name)[1] // 1000 / 1e6, UTC)
             if times and arrived <= times[-1]:
                 arrived = times[-1] + timedelta(microseconds=1)
             times.append(arrived)
@@ -168,8 +168,13 @@ class Folders:
 
     def arrival_id(self, name: str) -> str:
         """An id of this version of a landing file (name, size, mtime): the watch triggers one run per id."""
+        size, mtime_ns = self.size_and_mtime_ns(name)
+        return f"{_RUN_ID_UNSAFE.sub('_', name)}__{size}__{mtime_ns}"
+
+    def size_and_mtime_ns(self, name: str) -> tuple[int, int]:
+        """A landing file's size and when it last changed (ns since the epoch)."""
         stat = self.landing_file(name).stat()
-        return f"{_RUN_ID_UNSAFE.sub('_', name)}__{stat.st_size}__{stat.st_mtime_ns}"
+        return stat.st_size, stat.st_mtime_ns
 
     def handovers(self, names: list[str], source: str = "", conf: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """How each waiting file is handed to `customer_import` (TriggerDagRunOperator's kwargs):
@@ -217,11 +222,19 @@ class Folders:
         for n in range(1, 1000):
             candidate = name if n == 1 else f"{stem}-{n}{suffix}"
             try:
-                os.link(partial, self.landing / candidate)
+                self.link(partial, self.landing / candidate)
                 return candidate
             except FileExistsError:
                 continue
         raise UploadRefused(f"too many files called {name} are waiting in the landing folder")
+
+    def link(self, source: Path, target: Path) -> None:
+        """Give `source` a second name, `target`; FileExistsError if that name is taken."""
+        os.link(source, target)
+
+    def rename(self, source: Path, target: Path) -> None:
+        """Give a file in the data folders its final name at once (a rename on one filesystem)."""
+        os.replace(source, target)
 
     def create(self) -> Folders:
         for path in (
@@ -315,8 +328,9 @@ def drop_into_landing(source: Path, folders: Folders) -> str:
     if target.exists():
         raise FileExistsError(f"{target.name} is already waiting in the landing folder {folders.landing}")
     partial = folders.landing / f".{source.name}.part"
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    with source.open("rb") as data, partial.open("wb") as out:
+        shutil.copyfileobj(data, out, 1 << 20)
+    folders.rename(partial, target)
     return target.name
 
 
@@ -329,9 +343,9 @@ def move(source: Path, target_dir: Path) -> Path:
 
 
 def sha256_of(path: Path) -> tuple[str, int]:
-    """The file's SHA-256 (hex) and size, read in blocks."""
+    """The file's SHA-256 (hex) and size, read in blocks (a local file, or an object in the data store)."""
     digest, size = hashlib.sha256(), 0
-    with open_regular(path) as data:
+    with open_regular(path) if isinstance(path, Path) else path.open("rb") as data:
         while block := data.read(1 << 20):
             digest.update(block)
             size += len(block)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
@@ -34,7 +34,7 @@ class Missing:
 _COLUMNS = "source, last_arrival, due_at, noticed_at, alerted_at, arrived_at"
 
 
-def check(conn: psycopg.Connection, sources: Sources, data_root: Path, now: datetime) -> list[Missing]:
+def check(conn: psycopg.Connection, sources: Sources, data_root: Any, now: datetime) -> list[Missing]:
     """Note the gaps as of `now`; the open ones whose alert has not gone out (to send, then `mark_alerted`)."""
     for source in sources:
         if source.expected_every is None:
@@ -72,7 +72,7 @@ def check(conn: psycopg.Connection, sources: Sources, data_root: Path, now: date
         return cur.fetchall()
 
 
-def _waiting_since(sources: Sources, data_root: Path, name: str) -> list[datetime]:
+def _waiting_since(sources: Sources, data_root: Any, name: str) -> list[datetime]:
     """When the newest file waiting in the source's landing folder came (none: an empty list)."""
     folders = sources.folders(data_root, name)
     waiting = folders.waiting_files()

@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 from starlette.datastructures import UploadFile
@@ -40,12 +40,13 @@ from starlette.types import Message
 
 from customer_import import db, freshness
 from customer_import.contract import load_contract
-from customer_import.folders import Folders, UploadRefused, UploadTooLarge, open_regular
+from customer_import.folders import Folders, UploadRefused, UploadTooLarge
 from customer_import.options import MODES, ON_ERROR_CHOICES, ImportOptions
 from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
 from customer_import.runs import ImportRun, get_run, last_change, list_runs, oldest_unfinished, runs_by_id
 from customer_import.settings import Settings
 from customer_import.sources import DEFAULT, Source, Sources, load_sources
+from customer_import.store import DataStore
 
 PAGE_SIZE = 25
 ISSUES_SHOWN = 200
@@ -118,7 +119,7 @@ class Host:
         return load_sources(self.settings().sources_file, load_contract())
 
     def folders(self, source: str | None = None) -> Folders:
-        return self.sources.folders(self.settings().data_dir, source)
+        return self.sources.folders(self.settings().store.root, source)
 
     @contextmanager
     def customer_db(self) -> Iterator[psycopg.Connection]:
@@ -132,15 +133,11 @@ class Host:
             except LookupError as missing:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
 
-    def data_path(self, relative: str | None) -> Path | None:
-        """A path from import_runs, only if it is a file inside the data folder."""
-        if not relative:
-            return None
-        root = self.settings().data_dir.resolve()
-        path = (root / relative).resolve()
-        return path if path.is_relative_to(root) and path.is_file() else None
+    def data_path(self, relative: str | None) -> Any:
+        """A path from import_runs, only if it is a file inside the data folders (local or in the store)."""
+        return self.settings().store.find(relative)
 
-    def report_path(self, run: ImportRun, report: str) -> Path | None:
+    def report_path(self, run: ImportRun, report: str) -> Any:
         return self.data_path(f"{run.report_dir}/{report}") if run.report_dir else None
 
     def summary(self, run: ImportRun) -> dict[str, Any]:
@@ -330,16 +327,16 @@ def import_run(request: Request, host: HostDep, run_id: int) -> HTMLResponse:
 
 
 @reading.get("/runs/{run_id}/file", name="kept_file")
-def kept_file(host: HostDep, run_id: int) -> FileResponse:
+def kept_file(host: HostDep, run_id: int) -> Response:
     run = host.find_run(run_id)
     path = host.data_path(run.file_path)
     if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"the file of import run {run_id} is not kept here")
-    return FileResponse(path, media_type="text/csv", filename=run.file_name)
+    return _file_response(path, media_type="text/csv", filename=run.file_name)
 
 
 @reading.get("/runs/{run_id}/{report}", name="report_file")
-def report_file(host: HostDep, run_id: int, report: str) -> FileResponse:
+def report_file(host: HostDep, run_id: int, report: str) -> Response:
     if report not in REPORT_FILES:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"an import run has no report called {report!r}")
     run = host.find_run(run_id)
@@ -349,9 +346,39 @@ def report_file(host: HostDep, run_id: int, report: str) -> FileResponse:
     media_type, disposition = REPORT_FILES[report]
     download_name = f"{Path(run.file_name).stem}.{report}" if disposition == "attachment" else None
     headers = {"Content-Security-Policy": REPORT_HTML_CSP} if report == REPORT_HTML else None
-    return FileResponse(
+    return _file_response(
         path, media_type=media_type, filename=download_name, content_disposition_type=disposition, headers=headers
     )
+
+
+def _file_response(
+    path: Any,
+    media_type: str,
+    filename: str | None = None,
+    content_disposition_type: str = "attachment",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A file of the data folders as a response: sent from disk, or streamed from the object store."""
+    if isinstance(path, Path):
+        return FileResponse(
+            path,
+            media_type=media_type,
+            filename=filename,
+            content_disposition_type=content_disposition_type,
+            headers=headers,
+        )
+    headers = dict(headers or {})
+    if filename:
+        quoted = quote(filename)
+        named = f"filename*=utf-8''{quoted}" if quoted != filename else f'filename="{filename}"'
+        headers["Content-Disposition"] = f"{content_disposition_type}; {named}"
+
+    def chunks() -> Iterator[bytes]:
+        with DataStore.open(path) as data:
+            while block := data.read(1 << 20):
+                yield block
+
+    return StreamingResponse(chunks(), media_type=media_type, headers=headers)
 
 
 @reading.get("/icon.svg", name="icon")
@@ -426,7 +453,7 @@ async def run_action(request: Request, host: HostDep, run_id: int, action: str) 
             folders = host.folders(run.source)
         except KeyError as gone:
             raise HTTPException(status.HTTP_409_CONFLICT, gone.args[0]) from None
-        with open_regular(kept) as file:
+        with DataStore.open(kept) as file:
             name, _ = await run_in_threadpool(
                 folders.receive_upload,
                 iter(lambda: file.read(1 << 20), b""),

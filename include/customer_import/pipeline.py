@@ -12,11 +12,11 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import closing, nullcontext
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 
@@ -33,6 +33,7 @@ from customer_import.runs import FAILED_STATUSES, ImportRun
 from customer_import.settings import Settings
 from customer_import.sources import DEFAULT, Sources, load_sources
 from customer_import.staging import STAGED_FILE
+from customer_import.store import DataStore
 from customer_import.validation import ISSUES_FILE, check_file
 
 log = logging.getLogger(__name__)
@@ -79,15 +80,29 @@ class Importer:
         return load_sources(self.settings.sources_file, self.contract)
 
     @property
+    def store(self) -> DataStore:
+        return self.settings.store
+
+    @property
     def folders(self) -> Folders:
-        """The data folders (landing/ is the default source's)."""
-        return self.sources.folders(self.settings.data_dir)
+        """The data folders where files land (the local folder or the object store; landing/ is the
+        default source's)."""
+        return self.sources.folders(self.store.root)
+
+    @property
+    def _local(self) -> Folders:
+        """This machine's data folders, where the steps work (on object storage: a copy, see `store`)."""
+        return Folders(self.settings.data_dir)
 
     def _landing(self, source: str) -> Folders:
         try:
-            return self.sources.folders(self.settings.data_dir, source)
+            return self.sources.folders(self.store.root, source)
         except KeyError as unknown:
             raise ValueError(unknown.args[0]) from None
+
+    def _mirrored(self, run: ImportRun) -> AbstractContextManager[None]:
+        """The block works on this machine's copy of the run's files (see `store`)."""
+        return self.store.mirrored(f"processing/{run.id}", *([run.file_path] if run.file_path else []))
 
     def _path(self, relative: str) -> Path:
         return self.settings.data_dir / relative
@@ -104,7 +119,7 @@ class Importer:
         return CsvFile(path, self.contract, run.encoding, self.settings.max_field_chars, source)
 
     def _staged_file(self, run_id: int) -> Path:
-        return self.folders.processing(run_id) / STAGED_FILE
+        return self._local.processing(run_id) / STAGED_FILE
 
     def _open(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         db.use_schema(conn, self.settings.schema)
@@ -132,15 +147,15 @@ class Importer:
         source = folders.landing_file(file_name)
         if airflow_run_id is None and not source.exists():
             raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
-        if os.path.lexists(source):
+        if isinstance(source, Path) and os.path.lexists(source):
             self._refuse_unless_regular(source)
         run = runs.create_run(conn, file_name, options, dag_id, airflow_run_id, source_name)
         if run.file_path is None:
-            if not source.exists():
+            if isinstance(source, Path) and not source.exists():  # (on object storage: `_take_object`)
                 raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
             self._take(conn, run.id, source)
         elif run.status in FAILED_STATUSES:
-            self._take(conn, run.id, self._path(run.claimed_file))
+            self._take(conn, run.id, self.store.root / run.claimed_file)
             runs.update_run(
                 conn,
                 run.id,
@@ -194,15 +209,33 @@ class Importer:
         try:
             check_regular(path)
         except NotRegularFile as not_regular:
-            target = self.folders.set_aside(path, not_regular.what)
+            target = self._local.set_aside(path, not_regular.what)
             raise ValueError(f"{not_regular}; it was moved to quarantine/{target.name}.") from None
 
     def _take(self, conn: psycopg.Connection, run_id: int, source: Path) -> None:
+        if self.store.remote:
+            return self._take_object(conn, run_id, source)
         self._refuse_unless_regular(source)
-        path = move(source, self.folders.processing(run_id))
+        path = move(source, self._local.processing(run_id))
         self._refuse_unless_regular(path)  # swapped for a link between the check and the move
         sha256, size = sha256_of(path)
         runs.update_run(conn, run_id, file_path=self._relative(path), sha256=sha256, size_bytes=size)
+
+    def _take_object(self, conn: psycopg.Connection, run_id: int, source: Any) -> None:
+        """`_take` on object storage: copy, record, delete, under a lock per file, so that of two runs
+        after one file only one gets it; after a crash between the copy and the delete, the run
+        finds its copy (and a leftover landing copy is taken again by the same run only)."""
+        relative = f"processing/{run_id}/{source.name}"
+        target = self.store.root / relative
+        with db.locked(conn, f"customer_import:claim:{source.path}"):
+            if source.exists():
+                source.copy(target)
+            elif not target.exists():
+                raise FileNotFoundError(f"{source.name} is not in {self.store.location(str(source.parent.path))}")
+            sha256, size = sha256_of(target)
+            runs.update_run(conn, run_id, file_path=relative, sha256=sha256, size_bytes=size)
+            if source.exists():
+                source.unlink()
 
     def validate_file(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         """Check the file (bytes, header, then GX rules per chunk) and stage its rows on disk. When
@@ -210,13 +243,14 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open:
             return run
-        result = check_file(
-            self._file(run, self._path(run.claimed_file)),
-            self.folders.processing(run_id),
-            read_suite(self.settings.expectations_dir),
-            self.settings.chunk_rows,
-            self._stage_started(conn, run, "validating"),
-        )
+        with self._mirrored(run):
+            result = check_file(
+                self._file(run, self._path(run.claimed_file)),
+                self._local.processing(run_id),
+                read_suite(self.settings.expectations_dir),
+                self.settings.chunk_rows,
+                self._stage_started(conn, run, "validating"),
+            )
         run = runs.update_run(
             conn,
             run_id,
@@ -234,7 +268,8 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open or run.file_rejected:
             return run
-        return self._stage(conn, run)
+        with self._mirrored(run):
+            return self._stage(conn, run)
 
     def _stage(self, conn: psycopg.Connection, run: ImportRun) -> ImportRun:
         self._stage_started(conn, run, "staging")
@@ -262,7 +297,7 @@ class Importer:
 
     def issues(self, run_id: int) -> Iterator[Issue]:
         """The issues a run found so far (file, rows, database), in the order they were found."""
-        work = self.folders.processing(run_id)
+        work = self._local.processing(run_id)
         return read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)
 
     def merge_customers(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
@@ -270,6 +305,11 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open:
             return run
+        with self._mirrored(run):
+            return self._merge(conn, run)
+
+    def _merge(self, conn: psycopg.Connection, run: ImportRun) -> ImportRun:
+        run_id = run.id
         if not run.file_rejected and staging.staged_count(conn, run_id) != run.rows_staged:
             run = self._stage(conn, run)  # the server lost the unlogged staging table (a crash)
             if not run.is_open:
@@ -321,7 +361,7 @@ class Importer:
         self, conn: psycopg.Connection, run: ImportRun, issues: list[Issue], *, keep_earlier: bool
     ) -> ImportRun:
         """Record database-level issues for the report, take their rows out of the merge, recount."""
-        work = self.folders.processing(run.id)
+        work = self._local.processing(run.id)
         earlier = list(read_issues(work / DATABASE_ISSUES_FILE)) if keep_earlier else []
         write_issues(work / DATABASE_ISSUES_FILE, [*earlier, *(i for i in issues if i not in earlier)])
         staging.reject_lines(conn, run.id, {i.line for i in issues if i.line is not None})
@@ -343,10 +383,16 @@ class Importer:
         if run.file_path is None:  # it never got a file (refused at the claim): nothing to report on or move
             return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
         self._stage_started(conn, run, "reporting")
-        folders, work = self.folders, self.folders.processing(run_id)
+        with self._mirrored(run):
+            self._publish(conn, run)
+        self.store.forget(f"processing/{run_id}", f"archive/{run_id}", f"rejected/{run_id}", f"reports/{run_id}")
+        return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
+
+    def _publish(self, conn: psycopg.Connection, run: ImportRun) -> None:
+        run_id, folders, work = run.id, self._local, self._local.processing(run.id)
         failed = run.status in FAILED_STATUSES
         target_dir = folders.rejected(run_id) if failed else folders.archive(run_id)
-        source = self._path(run.file_path)
+        source = self._path(run.claimed_file)
         if not source.exists():  # moved already, by a publish that stopped before it recorded that
             source = target_dir / source.name
         report_dir = folders.reports(run_id)
@@ -368,18 +414,21 @@ class Importer:
         kept = source if source.parent == target_dir else move(source, target_dir)
         if failed:
             shutil.copyfile(report_dir / ERRORS_CSV, target_dir / f"{kept.stem}.errors.csv")
+        self.store.push(self._relative(report_dir), self._relative(target_dir))  # before the move is recorded
         runs.update_run(conn, run_id, file_path=self._relative(kept), report_dir=self._relative(report_dir))
         staging.drop_staging(conn, run_id)
         shutil.rmtree(work, ignore_errors=True)  # staged rows and issues: derived, now in the reports
-        return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
+        self.store.delete(f"processing/{run_id}")
 
     def roll_back(self, conn: psycopg.Connection, run_id: int) -> RollbackResult:
         """Undo an import run (see `rollback`); the result is also written to its rollback.json."""
         db.use_schema(conn, self.settings.schema)
         result = roll_back(conn, run_id, self.contract)
-        report_dir = self.folders.reports(run_id)
+        report_dir = self._local.reports(run_id)
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / ROLLBACK_JSON).write_text(json.dumps({**vars(result), "message": result.message}, indent=2))
+        self.store.push(f"reports/{run_id}/{ROLLBACK_JSON}")
+        self.store.forget(f"reports/{run_id}")
         return result
 
     # --- all at once -----------------------------------------------------------------

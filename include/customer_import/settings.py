@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from customer_import.store import DataStore
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The Airflow asset that stands for the customers table: an event is emitted when customers change.
 CUSTOMERS_ASSET_NAME, CUSTOMERS_ASSET_URI = "customers", "customer-import://customer_db/customers"
@@ -41,6 +43,14 @@ class Settings:
         ".state/data",
         "root of `landing/ processing/ archive/ rejected/ reports/`",
         _repo_path,
+    )
+    data_url: str = _setting(
+        "CUSTOMER_IMPORT_DATA_URL",
+        "",
+        "the data folders on object storage, e.g. `s3://customer_data@bucket/prefix` (an Airflow connection"
+        " before the `@`); each worker then keeps its copy of a run's files under CUSTOMER_IMPORT_DATA_DIR"
+        " (README: Running on several machines). `file://` or a path: the data folder is there",
+        shown="(none: the data folder)",
     )
     expectations_dir: Path = _setting(
         "CUSTOMER_IMPORT_EXPECTATIONS_DIR",
@@ -115,7 +125,15 @@ class Settings:
                 values[spec.name] = meta["parse"](raw)
             except ValueError:
                 raise ValueError(f"{meta['env']}={raw!r} is not valid: the default is {meta['default']}") from None
+        scheme, _, path = values["data_url"].partition("://")
+        if scheme in ("file", "") and values["data_url"]:
+            values["data_dir"], values["data_url"] = _repo_path(path or scheme), ""
         return cls(**values)
+
+    @property
+    def store(self) -> DataStore:
+        """The data folders: the local data folder, or the object store it mirrors."""
+        return DataStore(self.data_dir, self.data_url)
 
 
 def settings_table() -> str:

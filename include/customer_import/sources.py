@@ -28,6 +28,7 @@ from customer_import.charsets import check_encoding_name
 from customer_import.contract import CLEAR_MARKER, Contract, FieldSpec, normalise_header
 from customer_import.folders import Folders
 from customer_import.options import MODES, ON_ERROR_CHOICES, ImportOptions, Mode, OnError
+from customer_import.store import ObjectFolders
 
 SOURCES_PATH = Path(__file__).with_name("sources.yaml")
 DEFAULT = "default"
@@ -271,14 +272,16 @@ class Sources:
         """The landing sub-folders that belong to sources (the default source's scan skips them)."""
         return frozenset(s.landing_folder for s in self if s.landing_folder)
 
-    def folders(self, root: Path, name: str | None = DEFAULT) -> Folders:
-        """The data folders, with the landing folder of source `name`."""
+    def folders(self, root: Any, name: str | None = DEFAULT) -> Folders:
+        """The data folders at `root` (a local folder, or an object store's root), with the landing
+        folder of source `name`."""
         source = self[name]
+        kind = Folders if isinstance(root, Path) else ObjectFolders
         if source.landing_folder:
-            return Folders(root, source.landing_folder)
-        return Folders(root, skipped=self.subfolders)
+            return kind(root, source.landing_folder)
+        return kind(root, skipped=self.subfolders)
 
-    def handovers(self, root: Path, settled_seconds: float) -> list[dict[str, Any]]:
+    def handovers(self, root: Any, settled_seconds: float) -> list[dict[str, Any]]:
         """Every settled file of every source as `Folders.handovers` hands it over, in arrival order
         across the sources (two of one moment a microsecond apart: a run's logical date is unique)."""
         found: list[dict[str, Any]] = []
