@@ -233,6 +233,7 @@ def import_through_dag(path: Path, options: dict[str, Any], source: str = DEFAUL
     except KeyError as unknown:
         print(unknown.args[0])
         return 2
+    configure_databases()  # before the data folders: on object storage, they import Airflow
     return _import_through_dag(
         path, {**chosen.run_conf, **options}, chosen.run_name, sources.folders(settings.store.root, source)
     )
@@ -248,14 +249,13 @@ def _import_through_dag(path: Path, options: dict[str, Any], source: str, folder
     from customer_import.folders import drop_into_landing
     from customer_import.runs import FAILED_STATUSES, find_claimed
 
-    configure_databases()
     migrate_airflow()
     reap_abandoned_runs()
     settings = Settings.from_env()
     name = drop_into_landing(path, folders)
     print(
-        f"{name} is in {folders.landing.relative_to(folders.root)}/: if this command is stopped before it is"
-        " claimed, it stays there and will be imported (delete it to abandon).",
+        f"{name} is in {'/'.join(filter(None, ['landing', folders.landing_folder]))}/: if this command is stopped"
+        " before it is claimed, it stays there and will be imported (delete it to abandon).",
         flush=True,
     )
     started = time.monotonic()
@@ -450,13 +450,12 @@ def cmd_celery(args: argparse.Namespace) -> int:
     seen: set[str] = set()
     try:
         with _stopped_by_signals():
-            while all(p.process is not None and p.process.poll() is None for p in parts):
+            while (stopped := localcelery.stopped(parts)) is None:
                 for line in localcelery.workers_of_finished_runs(
                     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], started, seen
                 ):
                     print(line, flush=True)
                 time.sleep(3)
-        stopped = next(p for p in parts if p.process is not None and p.process.poll() is not None)
         print(f"{stopped.name} stopped (see {_shown(logs)}/{stopped.name}.log); stopping the rest.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -134,6 +134,7 @@ class Component:
     cwd: Path
     env: dict[str, str] | None = None  # its own variables, on top of the shared ones
     process: subprocess.Popen[bytes] | None = None
+    reported: bool = False  # that it stopped (a worker, while the command goes on)
 
     def start(self, env: dict[str, str], logs: Path) -> None:
         self.cwd.mkdir(parents=True, exist_ok=True)
@@ -157,6 +158,25 @@ def stop_all(parts: list[Component], seconds: float = 20) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stopped(parts: list[Component]) -> Component | None:
+    """The component whose end ends the command: any but a worker, or the last worker. A worker that
+    stops while another runs is only reported: as when a machine of a deployment is lost, Airflow
+    fails its task instances once their heartbeats time out and retries them on the other worker."""
+    ended = [p for p in parts if p.process is not None and p.process.poll() is not None]
+    for part in ended:
+        if part.name not in WORKERS or all(w in {e.name for e in ended} for w in WORKERS):
+            return part
+        if not part.reported:
+            part.reported = True
+            print(
+                f"{part.name} stopped (exit {part.process.returncode if part.process else '?'}): its tasks are"
+                " retried on the other worker once their heartbeats time out.",
+                file=sys.stderr,
+                flush=True,
+            )
+    return None
 
 
 def worker_hostname() -> str:

@@ -48,8 +48,8 @@ class Settings:
         "CUSTOMER_IMPORT_DATA_URL",
         "",
         "the data folders on object storage, e.g. `s3://customer_data@bucket/prefix` (an Airflow connection"
-        " before the `@`); each worker then keeps its copy of a run's files under CUSTOMER_IMPORT_DATA_DIR"
-        " (README: Running on several machines). `file://` or a path: the data folder is there",
+        " before the `@`); a step then works on a copy of its run's files under CUSTOMER_IMPORT_DATA_DIR, deleted"
+        " when it ends (README: Running on several machines). `file://` or a path: the data folder is there",
         shown="(none: the data folder)",
     )
     expectations_dir: Path = _setting(

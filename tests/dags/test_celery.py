@@ -1,192 +1,151 @@
-"""`make celery` for real: the CeleryExecutor with two workers on Redis, and the FAB auth manager.
+"""`make celery` for real: the CeleryExecutor with two workers on Redis, the FAB auth manager, and the
+data folders on local disk or on S3 (a real S3 server, moto's, on 127.0.0.1).
 
 Ten files dropped at once are each imported exactly once, in arrival order, by tasks spread over
-both workers; the Imports page answers FAB's roles. The broker is the machine's Redis, or a
-`redis-server` the test starts (installing Debian's package as root when it is missing): nothing
-is skipped. Marked `celery`: `pytest -m celery` runs it alone (a few minutes).
+both workers, with the data on local disk and on S3 (where no folder is shared: each worker pulls
+what a step needs from the store and pushes back what it wrote). The Imports page answers FAB's
+roles. The worker running a `merge_customers` is killed (SIGKILL, with its task) and Airflow retries
+the merge on the other worker: the file ends imported exactly once. One cluster at a time (a class
+each). Marked `celery`: `pytest -m celery` runs them alone (about ten minutes).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
-import uuid
 
-import psycopg
 import pytest
 
-from tests.conftest import REPO, wait_for
-from tests.local_airflow import _token, airflow_env, running_airflow, stop_group
+from customer_import.store import object_root
+from tests.celery_cluster import PASSWORDS, broker, celery_airflow, check_ten_imports, drop_ten_files, status_of
+from tests.conftest import S3_CONNECTION, new_bucket, s3_connection, wait_for
+from tests.local_airflow import _token
 
-pytestmark = [pytest.mark.dag, pytest.mark.integration, pytest.mark.celery]
-FILES = 10
-PASSWORDS = {"admin": "celery-admin-secret", "viewer": "celery-viewer-secret", "user": "celery-user-secret"}
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    """The machine's Redis on 127.0.0.1:6379 (database 7, apart from a developer's `make celery`), or one of our own."""
-    import redis
-
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, db=7, socket_connect_timeout=2).flushdb()  # an earlier run's tasks
-        yield "redis://127.0.0.1:6379/7"
-        return
-    except redis.RedisError:
-        pass
-    if not shutil.which("redis-server") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "redis-server"], env=env, check=True)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tmp_path_factory.mktemp("redis"),
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    wait_for(lambda: _pings(port), "our redis-server to answer", 30)
-    yield f"redis://127.0.0.1:{port}/0"
-    stop_group(server)
+pytestmark = [pytest.mark.dag, pytest.mark.integration, pytest.mark.celery, pytest.mark.timeout(900)]
+MERGE_LOCK = "customer_import:merge"
 
 
-def _pings(port: int) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
+def store(cluster):
+    return object_root(cluster.server.env["CUSTOMER_IMPORT_DATA_URL"])
 
 
-@pytest.fixture(scope="module")
-def celery_airflow(embedded_url, broker, tmp_path_factory):
-    """`make celery` (its command) on a free port, with a schema and data folder of its own."""
-    from customer_import import localdb
+class TestOnLocalDisk:
+    @pytest.fixture(scope="class")
+    def cluster(self, embedded_url, tmp_path_factory):
+        path = tmp_path_factory.mktemp("celery")
+        with broker(7, path) as url, celery_airflow(embedded_url, url, path, "test_celery_airflow") as cluster:
+            yield cluster
 
-    schema = f"test_{uuid.uuid4().hex[:10]}"
-    tmp_path = tmp_path_factory.mktemp("celery")
-    with psycopg.connect(localdb.database_url("postgres"), autocommit=True) as conn:  # a fresh Airflow: no earlier
-        conn.execute("DROP DATABASE IF EXISTS test_celery_airflow WITH (FORCE)")  # run's queue, no stamp
-    shutil.rmtree(REPO / ".state" / "test_celery_airflow", ignore_errors=True)
-    env = {
-        **airflow_env(embedded_url, schema, tmp_path, "test_celery_airflow"),
-        "CELERY_BROKER_URL": broker,
-        "AIRFLOW_ADMIN_PASSWORD": PASSWORDS["admin"],
-        "AIRFLOW_VIEWER_PASSWORD": PASSWORDS["viewer"],
-        "AIRFLOW_USER_PASSWORD": PASSWORDS["user"],
-        "CUSTOMER_IMPORT_SETTLED_SECONDS": "1",
-        # FAB allows 5 sign-ins per 40 s; the test signs in each time it asks Airflow whether it is up yet
-        "AIRFLOW__FAB__AUTH_RATE_LIMITED": "False",
-    }
-    with running_airflow(env, tmp_path, "celery") as server:
-        yield server, schema, tmp_path
-    with psycopg.connect(embedded_url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    def test_the_imports_page_answers_the_fab_roles(self, cluster):
+        base = cluster.server.base
+        viewer = _token(base, PASSWORDS["viewer"], "viewer")
+        user = _token(base, PASSWORDS["user"], "user")
+        csv = b"AccountReferenceID,Name\nFAB-1,Uploaded by a User\n"
 
+        assert status_of(base, "/customer-import/", viewer) == 200
+        assert status_of(base, "/customer-import/upload", viewer, {"viewer.csv": csv}) == 403
+        assert status_of(base, "/customer-import/upload", user, {"user.csv": csv}) == 303
 
-def _status(base: str, path: str, token: str, files: dict | None = None) -> int:
-    boundary = "----celery-test"
-    body, headers = None, {"Authorization": f"Bearer {token}"}
-    if files:
-        ((name, content),) = files.items()
-        body = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-                f"Content-Type: text/csv\r\n\r\n"
-            ).encode()
-            + content
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
-    request = urllib.request.Request(f"{base}{path}", body, headers, method="POST" if files else "GET")
+    def test_ten_files_dropped_at_once_are_imported_once_each_in_arrival_order_over_both_workers(self, cluster):
+        landing = cluster.tmp_path / "data" / "landing"
+        landing.mkdir(parents=True, exist_ok=True)
+        arrived = time.time() - 60
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
+        def put(name: str, content: str, n: int) -> None:  # written aside, then renamed in: whole, a second apart
+            part = landing / f".{name}.part"
+            part.write_text(content)
+            os.utime(part, (arrived + n, arrived + n))
+            os.rename(part, landing / name)
 
-    try:
-        with urllib.request.build_opener(NoRedirect).open(request, timeout=30) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
+        names = drop_ten_files(put)
+        started = time.monotonic()
+        cluster.watch_now()
+
+        check_ten_imports(cluster, names, started, "on local disk")
+        assert not list(landing.glob("drop-*"))
 
 
-def _watch_now(server) -> None:
-    """Trigger the landing watch through the REST API, as an operator would."""
-    request = urllib.request.Request(
-        f"{server.base}/api/v2/dags/customer_import_watch/dagRuns",
-        b'{"logical_date": null}',
-        {"Authorization": f"Bearer {_token(server.base, PASSWORDS['admin'])}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200
+class TestOnS3:
+    @pytest.fixture(scope="class")
+    def cluster(self, embedded_url, s3_endpoint, tmp_path_factory):
+        connection = {f"AIRFLOW_CONN_{S3_CONNECTION.upper()}": s3_connection(s3_endpoint)}
+        mp = pytest.MonkeyPatch()
+        mp.setenv(*next(iter(connection.items())))  # this process reads the store too
+        extra = {
+            **connection,
+            "CUSTOMER_IMPORT_DATA_URL": new_bucket(s3_endpoint),
+            # a lost worker's task instances are failed (then retried) 30 s after their last heartbeat, not 5 min
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        }
+        path = tmp_path_factory.mktemp("celery-s3")
+        with broker(8, path) as url, celery_airflow(embedded_url, url, path, "test_celery_s3_airflow", **extra) as it:
+            yield it
+        mp.undo()
 
+    def test_ten_files_dropped_on_s3_are_imported_once_each_in_arrival_order_over_both_workers(self, cluster):
+        landing = store(cluster) / "landing"
 
-def test_the_imports_page_answers_the_fab_roles(celery_airflow):
-    server, _, _ = celery_airflow
-    viewer = _token(server.base, PASSWORDS["viewer"], "viewer")
-    user = _token(server.base, PASSWORDS["user"], "user")
-    csv = b"AccountReferenceID,Name\nFAB-1,Uploaded by a User\n"
+        def put(name: str, content: str, n: int) -> None:  # an object appears whole; uploaded in order
+            (landing / name).write_text(content)
 
-    assert _status(server.base, "/customer-import/", viewer) == 200
-    assert _status(server.base, "/customer-import/upload", viewer, {"viewer.csv": csv}) == 403
-    assert _status(server.base, "/customer-import/upload", user, {"user.csv": csv}) == 303
+        names = drop_ten_files(put)
+        started = time.monotonic()
+        cluster.watch_now()
 
+        check_ten_imports(cluster, names, started, "on S3")
+        root = store(cluster)
+        keys = [key.removeprefix(f"{root.path}/") for key in root.fs.find(root.path, refresh=True)]
+        assert {key.rsplit("/", 1)[-1] for key in keys if key.startswith("archive/")} == set(names)
+        assert not [key for key in keys if key.startswith(("landing/", "processing/"))]
+        assert not list((cluster.tmp_path / "data").rglob("drop-*")), "no worker keeps a copy"
 
-def test_ten_files_dropped_at_once_are_imported_once_each_in_arrival_order_over_both_workers(
-    celery_airflow, embedded_url
-):
-    server, schema, tmp_path = celery_airflow
-    landing = tmp_path / "data" / "landing"
-    landing.mkdir(parents=True, exist_ok=True)
-    names = [f"drop-{n:02d}.csv" for n in range(FILES)]
-    arrived = time.time() - 60
-    for n, name in enumerate(names):  # written aside, then renamed in: each arrives whole, a second apart
-        part = landing / f".{name}.part"
-        part.write_text(f"AccountReferenceID,Name\nCEL-{n:02d}-A,Drop {n} A\nCEL-{n:02d}-B,Drop {n} B\n")
-        os.utime(part, (arrived + n, arrived + n))
-        os.rename(part, landing / name)
-    started = time.monotonic()
-    _watch_now(server)  # rather than wait up to a minute for its schedule
+    def test_a_worker_killed_during_its_merge_is_replaced_and_the_file_is_imported_once(self, cluster):
+        """The test holds the merge lock, so the merge waits inside its transaction; the worker running it
+        is killed with SIGKILL (its task too). Airflow fails the task once its heartbeat times out and
+        retries it on the other worker, which merges once the lock is free."""
+        with cluster.target() as lock:
+            lock.execute("SELECT pg_advisory_lock(hashtext(%s))", [MERGE_LOCK])
+            (store(cluster) / "landing" / "killed.csv").write_text(
+                "AccountReferenceID,Name\n" + "".join(f"KILL-{n},Killed worker {n}\n" for n in range(5))
+            )
+            cluster.watch_now()
 
-    def finished() -> list[tuple]:
-        with psycopg.connect(embedded_url) as conn:
-            if conn.execute("SELECT to_regclass(%s)", [f'"{schema}".import_runs']).fetchone()[0] is None:
-                return []
-            return conn.execute(
-                f'SELECT file_name, status, airflow_run_id FROM "{schema}".import_runs'
-                " WHERE file_name LIKE 'drop-%%' AND finished_at IS NOT NULL ORDER BY id"
+            def merging() -> str | None:
+                with cluster.metadata() as conn:
+                    found = conn.execute(
+                        "SELECT hostname FROM task_instance WHERE dag_id = 'customer_import'"
+                        " AND task_id = 'merge_customers' AND state = 'running' AND hostname <> ''"
+                        " AND run_id LIKE '%%killed.csv%%'"
+                    ).fetchone()
+                return found[0].split("@")[0] if found else None
+
+            wait_for(lambda: merging() is not None, "the merge of killed.csv running on a worker", 300)
+            victim = merging()
+            time.sleep(2)  # the merge is waiting for the lock, inside its transaction
+            cluster.kill_worker(victim)
+            lock.execute("SELECT pg_advisory_unlock(hashtext(%s))", [MERGE_LOCK])
+
+        wait_for(lambda: cluster.finished("killed.csv"), "the import of killed.csv to finish", 400)
+        [(_, status, airflow_run)] = cluster.finished("killed.csv")
+        assert status == "succeeded"
+        with cluster.target() as conn:
+            schema = cluster.schema
+            assert conn.execute(
+                f'SELECT count(*) FROM "{schema}".customers WHERE account_reference_id LIKE %s', ["KILL-%"]
+            ).fetchone() == (5,)
+            assert conn.execute(
+                f'SELECT count(*) FROM "{schema}".customer_history h JOIN "{schema}".import_runs r'
+                " ON r.id = h.run_id WHERE r.file_name = 'killed.csv'"
+            ).fetchone() == (5,)
+        with cluster.metadata() as conn:
+            tries = conn.execute(
+                "SELECT try_number, split_part(hostname, '@', 1), state FROM task_instance_history"
+                " WHERE dag_id = 'customer_import' AND task_id = 'merge_customers' AND run_id = %s"
+                " UNION ALL SELECT try_number, split_part(hostname, '@', 1), state FROM task_instance"
+                " WHERE dag_id = 'customer_import' AND task_id = 'merge_customers' AND run_id = %s ORDER BY 1",
+                [airflow_run, airflow_run],
             ).fetchall()
-
-    wait_for(lambda: len(finished()) >= FILES, f"{FILES} imports through the Celery workers", 900)
-    took = time.monotonic() - started
-
-    runs = finished()
-    print(f"\n{FILES} files through two Celery workers, on local disk: {took:.0f} s")  # the README quotes it
-    assert [(name, status) for name, status, _ in runs] == [(name, "succeeded") for name in names]  # once, in order
-    with psycopg.connect(embedded_url) as conn:
-        keys = conn.execute(f'SELECT count(*) FROM "{schema}".customers WHERE account_reference_id LIKE %s', ["CEL-%"])
-        assert keys.fetchone()[0] == 2 * FILES
-        metadata = psycopg.connect(server.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", ""))
-    with metadata:
-        hosts = metadata.execute(
-            "SELECT DISTINCT split_part(hostname, '@', 1) FROM task_instance"
-            " WHERE dag_id = 'customer_import' AND run_id = ANY(%s) AND hostname <> ''",  # a skipped task ran nowhere
-            [[airflow_run for *_, airflow_run in runs]],
-        ).fetchall()
-    assert {host for (host,) in hosts} == {"worker-1", "worker-2"}
-    assert not list(landing.glob("drop-*"))
-
-    def told() -> str:  # the command's own account of which worker ran what, as each DAG run ends
-        return (tmp_path / "airflow.log").read_text()
-
-    wait_for(lambda: all(f"customer_import {run} success: " in told() for *_, run in runs), "the worker lines", 60)
-    assert "@worker-1" in told() and "@worker-2" in told()
+        other = ({"worker-1", "worker-2"} - {victim}).pop()
+        assert tries[0][1] == victim and tries[-1][1:] == (other, "success"), tries
+        assert f"{victim} stopped" in cluster.log()

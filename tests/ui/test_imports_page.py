@@ -71,6 +71,13 @@ def two_imports(page_env, importer, land, conn):
     return good, bad
 
 
+def upload(client, headers: dict, name: str, content: bytes):
+    """POST one file to the upload form, as the page's form does; the response, not followed."""
+    return client.post(
+        "/customer-import/upload", headers=headers, follow_redirects=False, files={"file": (name, content, "text/csv")}
+    )
+
+
 def rows(html: str) -> list[tuple[str, str]]:
     """(run id, status) of each row of the imports table, top to bottom."""
     return re.findall(r'<tr data-run="(\d+)" data-status="(\w+)">', html)
@@ -200,12 +207,7 @@ def test_an_upload_lands_under_a_safe_name_and_starts_its_import(client, admin, 
     from sqlalchemy import delete
 
     content = (DATA / "valid_customers.csv").read_bytes()
-    sent = client.post(
-        "/customer-import/upload",
-        headers=admin,
-        follow_redirects=False,
-        files={"file": ("../../my customers (v2).csv", content, "text/csv")},
-    )
+    sent = upload(client, admin, "../../my customers (v2).csv", content)
 
     assert sent.status_code == 303
     landed = page_env.data_dir / "landing" / "my_customers_v2.csv"
@@ -392,3 +394,45 @@ def test_an_upload_for_a_source_lands_in_its_folder_and_runs_with_its_options(cl
     )
     assert refused.status_code == 400
     assert "There is no source `zoho` in sources.yaml" in html.unescape(refused.text)
+
+
+def test_with_the_data_on_s3_the_page_serves_reports_and_takes_uploads_there(
+    client, admin, page_env, conn, s3_url, monkeypatch
+):
+    """CUSTOMER_IMPORT_DATA_URL: the reports and the kept file are streamed from the store, an upload
+    lands in the store's landing/ and is listed there (a real S3 server, moto's)."""
+    from dataclasses import replace
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    from customer_import.folders import drop_into_landing
+    from customer_import.pipeline import Importer
+    from customer_import.store import object_root
+
+    importer = Importer(settings=replace(page_env, data_url=s3_url))
+    bad = importer.import_file(conn, drop_into_landing(DATA / "one_bad_email.csv", importer.folders))
+    monkeypatch.setenv("CUSTOMER_IMPORT_DATA_URL", s3_url)
+    stored = object_root(s3_url)
+
+    errors_csv = client.get(f"/customer-import/runs/{bad.id}/errors.csv", headers=admin)
+    kept = client.get(f"/customer-import/runs/{bad.id}/file", headers=admin)
+    page = client.get(f"/customer-import/runs/{bad.id}", headers=admin)
+
+    assert errors_csv.status_code == 200 and errors_csv.content == (stored / bad.report_dir / "errors.csv").read_bytes()
+    assert errors_csv.headers["content-disposition"] == 'attachment; filename="one_bad_email.errors.csv"'
+    assert kept.content == (DATA / "one_bad_email.csv").read_bytes()
+    assert '<span id="status">rejected</span>' in page.text and "invalid_email" in page.text
+    assert client.get(f"/customer-import/runs/{bad.id}/..%2F..%2Fx", headers=admin).status_code == 404
+    assert not (page_env.data_dir / bad.report_dir).exists(), "served from the store, not from a local copy"
+
+    content = (DATA / "valid_customers.csv").read_bytes()
+    sent = upload(client, admin, "fixed.csv", content)
+    assert sent.status_code == 303
+    assert (stored / "landing" / "fixed.csv").read_bytes() == content
+    assert not (page_env.data_dir / "landing" / "fixed.csv").exists()
+    airflow_run = re.search(r"[?&]run=([^&]+)", sent.headers["location"]).group(1)
+    with create_session() as session:
+        session.execute(delete(DagRun).where(DagRun.dag_id == "customer_import", DagRun.run_id == airflow_run))
+    assert "<code>fixed.csv</code>" in client.get("/customer-import/", headers=admin).text  # waiting, in the store

@@ -73,3 +73,13 @@ def test_the_target_is_the_customer_db_connection_on_the_warehouse():
     db = COMPOSE["services"]["customers-db"]["environment"]
     assert f"@customers-db:5432/{db['POSTGRES_DB']}" in target
     assert f"postgresql://{db['POSTGRES_USER']}:" in target
+
+
+def test_the_data_can_be_on_object_storage_with_its_connection():
+    """CUSTOMER_IMPORT_DATA_URL names a connection before its `@`: the compose file passes both on."""
+    for service in AIRFLOW_SERVICES:
+        settings = env(service)
+        assert settings["CUSTOMER_IMPORT_DATA_URL"] == "${CUSTOMER_IMPORT_DATA_URL:-}"
+        assert settings["AIRFLOW_CONN_CUSTOMER_DATA"] == "${AIRFLOW_CONN_CUSTOMER_DATA:-}"
+    requirements = (REPO / "requirements.txt").read_text()
+    assert "apache-airflow-providers-amazon[s3fs]==" in requirements  # s3:// for ObjectStoragePath
