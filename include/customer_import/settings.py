@@ -125,9 +125,9 @@ class Settings:
                 values[spec.name] = meta["parse"](raw)
             except ValueError:
                 raise ValueError(f"{meta['env']}={raw!r} is not valid: the default is {meta['default']}") from None
-        scheme, _, path = values["data_url"].partition("://")
-        if scheme in ("file", "") and values["data_url"]:
-            values["data_dir"], values["data_url"] = _repo_path(path or scheme), ""
+        url = values["data_url"]
+        if url.startswith("file://") or (url and "://" not in url):  # the data folder is there
+            values["data_dir"], values["data_url"] = _repo_path(url.removeprefix("file://")), ""
         return cls(**values)
 
     @property

@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,26 @@ def test_an_upload_over_the_limit_leaves_nothing_behind(tmp_path):
     with pytest.raises(UploadTooLarge, match="larger than the upload limit"):
         folders.receive_upload(iter([b"x" * 60, b"x" * 60]), "big.csv", 100)
     assert list(folders.landing.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "data_dir", "data_url"),
+    [
+        ("", "default", ""),  # the data folder (CUSTOMER_IMPORT_DATA_DIR)
+        ("file:///srv/crm-data", "/srv/crm-data", ""),
+        ("/srv/crm-data", "/srv/crm-data", ""),  # a plain path is the data folder too
+        ("s3://customer_data@bucket/prefix", "default", "s3://customer_data@bucket/prefix"),
+    ],
+)
+def test_the_data_url_names_the_store_or_the_data_folder(monkeypatch, tmp_path, url, data_dir, data_url):
+    from customer_import.settings import Settings
+
+    monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CUSTOMER_IMPORT_DATA_URL", url)
+    settings = Settings.from_env()
+
+    assert settings.data_dir == (tmp_path if data_dir == "default" else Path(data_dir))
+    assert (settings.data_url, settings.store.remote) == (data_url, bool(data_url))
+    assert settings.store.location("reports/1/errors.csv") == (
+        f"{data_url}/reports/1/errors.csv" if data_url else str(settings.data_dir / "reports/1/errors.csv")
+    )
