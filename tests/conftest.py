@@ -124,7 +124,7 @@ def land(importer):
 
 
 #: The test files that take minutes.
-LONG_FILES = ("test_celery.py", "test_local_commands.py", "test_browser.py", "test_faults.py")
+LONG_FILES = ("test_local_commands.py", "test_browser.py", "test_faults.py")
 #: Every test says what it needs, so a part can be run alone (`make test-fast` runs the unit tests).
 TEST_KINDS = ("unit", "integration", "dag", "ui", "local_commands", "celery")
 
@@ -142,8 +142,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory):
-    """A real S3 server on 127.0.0.1: moto's, as a process of its own (nothing is mocked in-process)."""
+def s3_endpoint(tmp_path_factory, airflow_ready):
+    """A real S3 server on 127.0.0.1: moto's, as a process of its own (nothing is mocked in-process).
+
+    The tests read the store through Airflow's ObjectStoragePath, which imports Airflow: its
+    metadata database is configured first (else Airflow would settle on SQLite for this worker)."""
     import socket
     import subprocess
     import sys
