@@ -228,6 +228,7 @@ class Importer:
         relative = f"processing/{run_id}/{source.name}"
         target = self.store.root / relative
         with db.locked(conn, f"customer_import:claim:{source.path}"):
+            source.fs.invalidate_cache()  # what another process did before it let go of the lock
             if source.exists():
                 source.copy(target)
             elif not target.exists():

@@ -83,6 +83,7 @@ class ObjectFolders(Folders):
         return []
 
     def link(self, source: Any, target: Any) -> None:
+        self.root.fs.invalidate_cache(target.parent.path)
         if target.exists():
             raise FileExistsError(target.name)
         source.copy(target)
@@ -125,6 +126,7 @@ class DataStore:
         fs, root = object_root(self.url).fs, object_root(self.url)
         for relative in relatives:
             base = root / relative
+            fs.invalidate_cache(base.path)  # what an earlier step wrote from another machine
             try:
                 found = fs.find(base.path, detail=True, withdirs=False)
             except FileNotFoundError:
