@@ -72,9 +72,9 @@ rollback: install  ## roll back one import run: make rollback RUN_ID=<import run
 bench: install  ## the benchmark against the psql \copy + MERGE floor [ROWS=1000000] [SERVERS="url1 url2"]
 	@$(PY) -m customer_import.bench --rows $(ROWS) $(foreach url,$(SERVERS),--server "$(url)")
 
-test: install  ## the whole test suite (what CI runs): two workers, a test file each; then the two Celery clusters side by side; then the serial tests
+test: install  ## the whole test suite (what CI runs): two workers, a test file each; then the Celery clusters; then the serial tests
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial and not celery"
-	$(PY) -m pytest -n 2 --dist loadscope -m celery
+	$(PY) -m pytest -m celery
 	$(PY) -m pytest -m serial
 
 test-fast: install  ## the unit tests only (seconds: no database, no Airflow run, no browser)

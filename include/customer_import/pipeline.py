@@ -297,9 +297,11 @@ class Importer:
         return runs.update_run(conn, run.id, status="rejected", message=message) if verdict == "rejected" else run
 
     def issues(self, run_id: int) -> Iterator[Issue]:
-        """The issues a run found so far (file, rows, database), in the order they were found."""
+        """The issues a run found so far (file, rows, database), in the order they were found (on
+        object storage, read from a passing copy of the run's issue files)."""
         work = self._local.processing(run_id)
-        return read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)
+        with self.store.mirrored(*(f"processing/{run_id}/{name}" for name in (ISSUES_FILE, DATABASE_ISSUES_FILE))):
+            yield from read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)
 
     def merge_customers(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         """Decide the outcome; merge the accepted rows in one transaction under the merge lock."""

@@ -5,8 +5,8 @@ Ten files dropped at once are each imported exactly once, in arrival order, by t
 both workers, with the data on local disk and on S3 (where no folder is shared: each worker pulls
 what a step needs from the store and pushes back what it wrote). The Imports page answers FAB's
 roles. The worker running a `merge_customers` is killed (SIGKILL, with its task) and Airflow retries
-the merge on the other worker: the file ends imported exactly once. A cluster per class (`make test`
-runs the two side by side: `-n 2 --dist loadscope`). Marked `celery`: `pytest -m celery` runs them.
+the merge on the other worker: the file ends imported exactly once. A cluster per class, one after
+the other. Marked `celery`: `pytest -m celery` runs them (about 13 minutes on 2 cores).
 """
 
 from __future__ import annotations

@@ -65,6 +65,19 @@ def test_a_rejected_file_on_s3_rests_in_rejected_with_its_errors(conn, importer,
     assert "contact_email" in errors.splitlines()[0] or "ContactEmail" in errors.splitlines()[0]
 
 
+def test_the_issues_of_a_rejected_run_on_s3_reach_the_task_log(conn, importer, s3_url):
+    """The task that rejects a file lists its first issues in its log (`Importer.issues`), read from
+    the store: the step that wrote them kept no copy."""
+    one = worker(importer, s3_url, "worker-1")
+    name = drop_into_landing(DATA / "one_bad_email.csv", one.folders)
+    run_id = one.claim_file(conn, name, ImportOptions(), "customer_import", "manual__rejected")
+    assert one.validate_file(conn, run_id).status == "rejected"
+    assert local_files(one) == set()
+
+    assert [(issue.line, issue.code) for issue in one.issues(run_id)] == [(3, "invalid_email")]
+    assert local_files(one) == set()
+
+
 def test_steps_on_two_workers_share_the_run_through_the_store(conn, importer, s3_url):
     """Each step on another machine, as the CeleryExecutor places them: what one step leaves in
     processing/ reaches the next through the store, never through a shared local folder."""
