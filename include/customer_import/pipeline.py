@@ -232,7 +232,7 @@ class Importer:
             if source.exists():
                 source.copy(target)
             elif not target.exists():
-                raise FileNotFoundError(f"{source.name} is not in {self.store.location(str(source.parent.path))}")
+                raise FileNotFoundError(f"{source.name} is not in {source.parent}")
             sha256, size = sha256_of(target)
             runs.update_run(conn, run_id, file_path=relative, sha256=sha256, size_bytes=size)
             if source.exists():

@@ -123,7 +123,7 @@ def test_two_runs_after_one_file_on_s3_only_one_takes_it(database_url, schema, i
     taken = [run_id for run_id in outcomes.values() if isinstance(run_id, int)]
     refused = [error for error in outcomes.values() if isinstance(error, FileNotFoundError)]
     assert len(taken) == 1 and len(refused) == 1, outcomes
-    assert "valid_customers.csv is not in" in str(refused[0])
+    assert str(refused[0]) == f"valid_customers.csv is not in {s3_url}/landing"
     assert stored(s3_url) == {f"processing/{taken[0]}/valid_customers.csv"}
 
 
