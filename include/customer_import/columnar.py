@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -100,19 +101,33 @@ def check_columns(
 
     Raises NeedsPreciseReader when the file is not structurally clean; what was written is then void.
     """
-    with _structure_check(source) as checking:
+    with _structure_check(source) as checking, ThreadPoolExecutor(1, "gx") as gx:
         rows, last_line, issues = 0, source.header_line, []
         size = source.path.stat().st_size or 1
+        # GX validates a chunk in its own thread while this one reads the next: Arrow's reading and
+        # compute release the GIL, so the two overlap on the machine's cores (GX's import too).
+        validating: Future[Any] = gx.submit(validator.warm_up)
+        pending: tuple[Any, list[Any]] | None = None
+
+        def stage(validated: Future[Any], lines: Any, chunk: list[Any]) -> None:
+            chunk_issues = sorted(validated.result(), key=_by_line)
+            bad = sorted({issue.line for issue in chunk_issues if issue.line is not None})
+            staged.write_table(_staged(source.fields, lines, chunk, bad))
+            issues.extend(chunk_issues)
+
         try:
             for columns, lines, end, bytes_read in _chunks(source, chunk_rows, last_line + 1):
                 rows += len(lines)
-                progress(rows, min(1.0, bytes_read / size))  # these rows are being validated now
                 chunk = _normalised(source, columns)
-                chunk_issues = sorted(validator.validate(_for_gx(source.fields, lines, chunk)), key=_by_line)
-                bad = sorted({issue.line for issue in chunk_issues if issue.line is not None})
-                staged.write_table(_staged(source.fields, lines, chunk, bad))
-                issues += chunk_issues
+                frame = _for_gx(source.fields, lines, chunk)
+                validating.result()  # the chunk before: validated, and staged below
+                if pending is not None:
+                    stage(validating, *pending)
+                progress(rows, min(1.0, bytes_read / size))  # these rows are being validated now
+                validating, pending = gx.submit(validator.validate, frame), (lines, chunk)
                 last_line = end if len(lines) else last_line
+            if pending is not None:
+                stage(validating, *pending)
         except BaseException:
             checking.kill()  # its verdict is not needed any more
             raise

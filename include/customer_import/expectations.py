@@ -85,7 +85,6 @@ class RowValidator:
         self.labels = {column: (labels or {}).get(column, spec.header) for column, spec in self.fields.items()}
         self._expectations = [e for e in suite["expectations"] if e["kwargs"].get("column") in self.fields]
         self._name = suite["name"]
-        self._result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [LINE]}
 
     @cached_property
     def _suite(self) -> Any:
@@ -95,10 +94,29 @@ class RowValidator:
 
         return gx.ExpectationSuite(name=self._name, expectations=self._expectations)
 
+    def warm_up(self) -> None:
+        """Import GX, build the suite and the batch definition: seconds, before the first chunk."""
+        _batch_definition()
+        assert self._suite is not None
+
     def validate(self, frame: Any) -> list[Issue]:
-        """Issues of one chunk, at most one per cell (the first rule a value breaks)."""
+        """Issues of one chunk, at most one per cell (the first rule a value breaks).
+
+        GX runs the suite twice at most: first for each expectation's verdict alone (`BOOLEAN_ONLY`:
+        no unexpected values, indexes or rows are gathered, which is most of GX's time on a clean
+        chunk), then, when some failed, those expectations again for every row that broke them.
+        """
+        import great_expectations as gx
+
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(self._suite, result_format=self._result_format)
+        verdicts = batch.validate(self._suite, result_format={"result_format": "BOOLEAN_ONLY"})
+        failed = [outcome.expectation_config for outcome in verdicts.results if not outcome.success]
+        if not failed:
+            return []
+        result = batch.validate(
+            gx.ExpectationSuite(name=f"{self._name}_failed", expectations=failed),
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [LINE]},
+        )
         issues: dict[tuple[int, str], Issue] = {}
         for outcome in result.results:
             if outcome.success:
