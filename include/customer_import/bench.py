@@ -4,9 +4,12 @@ The floor is what a hand-written script with no validation does: `psql \\copy` o
 an unlogged all-text table, then one bare MERGE of all columns into a customers table with the
 same indexes. Both run on a fresh-insert file and on an all-update file of the same keys
 (deterministic, from `generate`), and on the fresh file imported a second time (every row
-unchanged). Each measured run is a child process, so its peak RSS is its own. Last, a small
-file goes through the whole DAG (`dag.test`) and through the core alone: the difference is
-Airflow's overhead per run.
+unchanged). Each measured run is a child process, so its peak RSS is its own. Then the fresh file
+goes through the whole DAG (`dag.test`, claim to report), and a one-row file through the core
+and the DAG: what a run costs whatever its size (importing GX, starting Airflow's tasks), which
+the per-row ratios leave out, as the floor has none. Last, a file `--flat-rows` long shows that
+peak memory does not grow with the file, and a small file through the DAG and the core alone
+gives Airflow's overhead per run.
 """
 
 from __future__ import annotations
@@ -182,17 +185,30 @@ def _child(kind: str, url: str, path: Path, preload: Path | None = None) -> Meas
     return measured
 
 
-def run_benchmark(rows: int, urls: list[str]) -> None:
+def _core_seconds(measured: Measured) -> float:
+    """validate + stage + merge: the floor's copy + merge, with everything they leave out."""
+    return float(sum(measured["stages"][k] for k in ("validate_file", "load_staging", "merge_customers")))
+
+
+def _per_row(label: str, run: str, seconds: float, floor_s: float, rows: int) -> None:
+    rate = f"{rows / seconds:10,.0f}" if seconds > 0 else f"{'-':>10}"  # a tiny file: within the noise
+    print(
+        f"{label:<8} {run:<6} {'minus one row':<16} {seconds:8.2f} {rate} {seconds / floor_s:8.2f}"
+        "   (less what a one-row file costs the same way)"
+    )
+
+
+def run_benchmark(rows: int, urls: list[str], flat_rows: int = 0) -> None:
     from customer_import import cli
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     fresh = write_customers(BENCH_DIR / f"fresh-{rows}.csv", rows, seed=0)
     update = write_customers(BENCH_DIR / f"update-{rows}.csv", rows, seed=1)
     for url in urls or [cli.configured_or_embedded_url()]:
-        _on_server(url, rows, fresh, update)
+        _on_server(url, rows, fresh, update, flat_rows)
 
 
-def _on_server(url: str, rows: int, fresh: Path, update: Path) -> None:
+def _on_server(url: str, rows: int, fresh: Path, update: Path, flat_rows: int) -> None:
     with db.connect(url) as conn:
         server = db.scalar(conn, "SHOW server_version")
     print(
@@ -202,6 +218,8 @@ def _on_server(url: str, rows: int, fresh: Path, update: Path) -> None:
     header = f"{'file':<8} {'run':<6} {'stage':<16} {'seconds':>8} {'rows/s':>10} {'× floor':>8} {'peak RSS':>9}"
     print(header)
     print("-" * len(header))
+    one_row = write_customers(BENCH_DIR / "one-row.csv", 1, seed=3)
+    fixed = _core_seconds(_child("core", url, one_row))
     scenarios = (("insert", fresh, None), ("update", update, fresh), ("same", fresh, fresh))
     insert_floor = 0.0
     for label, path, preload in scenarios:
@@ -209,8 +227,7 @@ def _on_server(url: str, rows: int, fresh: Path, update: Path) -> None:
         ours = _child("core", url, path, preload)
         floor_s = sum(base["stages"].values())
         insert_floor = insert_floor or floor_s
-        measured = {k: ours["stages"][k] for k in ("validate_file", "load_staging", "merge_customers")}
-        core_s = sum(measured.values())
+        core_s = _core_seconds(ours)
         for stage, seconds in base["stages"].items():
             print(f"{label:<8} {'floor':<6} {stage:<16} {seconds:8.2f} {rows / seconds:10,.0f}")
         print(
@@ -224,6 +241,7 @@ def _on_server(url: str, rows: int, fresh: Path, update: Path) -> None:
             f" {core_s / floor_s:8.2f} {ours['rss_mib']:7.0f} MiB   ({ours['status']}, inserted/updated/"
             f"unchanged {ours['counts']})"
         )
+        _per_row(label, "core", core_s - fixed, floor_s, rows)
     whole = _child("dag", url, fresh)
     seconds = whole["stages"]["dag_run"]
     print(
@@ -231,6 +249,20 @@ def _on_server(url: str, rows: int, fresh: Path, update: Path) -> None:
         f" {seconds / insert_floor:8.2f} {whole['rss_mib']:7.0f} MiB   (the whole make import, through the DAG:"
         f" {whole['state']})"
     )
+    one_row_dag = _child("dag", url, one_row)["stages"]["dag_run"]
+    _per_row("insert", "import", seconds - one_row_dag, insert_floor, rows)
+    print(
+        f"\nA one-row file: the core {fixed:.2f} s, the whole import {one_row_dag:.2f} s (what every run costs,"
+        " whatever its size: GX's import, Airflow's task start-ups); the per-row lines leave it out."
+    )
+    if flat_rows:
+        big = write_customers(BENCH_DIR / f"fresh-{flat_rows}.csv", flat_rows, seed=0)
+        measured = _child("core", url, big)
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in measured["stages"].items())
+        print(
+            f"Memory, flat in file size: {flat_rows:,} new customers through the core peak at"
+            f" {measured['rss_mib']:.0f} MiB ({stages}; {measured['status']})."
+        )
     small = write_customers(BENCH_DIR / f"small-{DAG_ROWS}.csv", DAG_ROWS, seed=2)
     small_core = _child("core", url, small)
     small_dag = _child("dag", url, small)
@@ -244,6 +276,9 @@ def _on_server(url: str, rows: int, fresh: Path, update: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--flat-rows", type=int, default=0, metavar="N", help="also import N new customers, for peak memory"
+    )
     parser.add_argument("--child", choices=["floor", "core", "preload", "dag"])
     parser.add_argument("--url")
     parser.add_argument("--file", type=Path)
@@ -265,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.child == "dag":
         print(json.dumps(dag(args.url, args.file)))
     else:
-        run_benchmark(args.rows, args.server)
+        run_benchmark(args.rows, args.server, args.flat_rows)
     return 0
 
 
