@@ -257,18 +257,27 @@ def write_report_rows(source: CsvFile, target: Any, status: str, escape: str) ->
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    for columns, lines, _, _ in _chunks(source, 200_000, source.header_line + 1):
+    def write(columns: list[Any], lines: Any) -> None:
         n = len(lines)
         table = pa.table(
             [
                 lines,
-                pa.array([status] * n, pa.string()),
-                pa.array([""] * n, pa.string()),
+                pa.repeat(pa.scalar(status, pa.string()), n),
+                pa.repeat(pa.scalar("", pa.string()), n),
                 *(pc.replace_substring_regex(c, f"^({escape})", "'\\1") for c in columns),
             ],
             names=["line", "status", "issues", *(f"c{i}" for i in range(len(columns)))],
         )
         pacsv.write_csv(table, target, pacsv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n"))
+
+    with ThreadPoolExecutor(1, "report") as writer:  # a chunk is written while the next is read
+        written: Future[None] | None = None
+        for columns, lines, _, _ in _chunks(source, 200_000, source.header_line + 1):
+            if written is not None:
+                written.result()
+            written = writer.submit(write, columns, lines)
+        if written is not None:
+            written.result()
 
 
 def _for_gx(fields: list[FieldSpec], lines: Any, cells: list[Any]) -> Any:
