@@ -55,17 +55,19 @@ def roll_back(conn: psycopg.Connection, run_id: int, contract: Contract) -> Roll
                 f"Import run {run_id} ended {run.status}: only a succeeded or partial import"
                 " changed customers and can be rolled back."
             )
+        table, key = sql.Identifier(contract.table), sql.Identifier(contract.key.column)
+        # A customer this run changed was changed again by a later run that is not rolled back exactly
+        # when its last change is no longer this run's: a rollback restores `updated_by_run` too.
         conflicts = [
-            key
-            for (key,) in conn.execute(
-                "SELECT h.customer_key FROM customer_history h WHERE h.run_id = %(run)s AND EXISTS ("
-                " SELECT 1 FROM customer_history later JOIN import_runs r ON r.id = later.run_id"
-                " WHERE later.customer_key = h.customer_key AND later.run_id > h.run_id AND r.status <> 'rolled_back')"
-                " ORDER BY h.line",
+            customer
+            for (customer,) in conn.execute(
+                sql.SQL(
+                    "SELECT h.customer_key FROM customer_history h JOIN {table} c ON c.{key} = h.customer_key"
+                    " WHERE h.run_id = %(run)s AND c.updated_by_run IS DISTINCT FROM %(run)s ORDER BY h.line"
+                ).format(table=table, key=key),
                 {"run": run_id},
             )
         ]
-        table, key = sql.Identifier(contract.table), sql.Identifier(contract.key.column)
         removed = conn.execute(
             sql.SQL(
                 "DELETE FROM {table} c USING customer_history h WHERE h.run_id = %(run)s AND h.action = 'insert'"
