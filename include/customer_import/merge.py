@@ -100,11 +100,18 @@ class MergeSql:
             after=after,
         )
 
-    def record_history(self, diff: sql.Composable) -> sql.Composed:
+    def record_history(self, changes: sql.Composable) -> sql.Composed:
+        """Record `changes` (a query of line, customer_key, action, before, after) in the history and
+        count them by action (inserted, updated), in one statement."""
+        return sql.SQL("WITH {}").format(self._recorded(changes))
+
+    def _recorded(self, changes: sql.Composable) -> sql.Composed:
         return sql.SQL(
-            "INSERT INTO customer_history (run_id, line, customer_key, action, before, after)"
-            "\nSELECT {run}, line, customer_key, action, before, after FROM (\n{diff}) d"
-        ).format(run=self.run, diff=diff)
+            "recorded AS (\nINSERT INTO customer_history (run_id, line, customer_key, action, before, after)"
+            "\nSELECT {run}, line, customer_key, action, before, after FROM (\n{changes}) d\nRETURNING action)"
+            "\nSELECT count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update')"
+            " FROM recorded"
+        ).format(run=self.run, changes=changes)
 
     def merge(self, mode: Mode) -> sql.Composed:
         columns = [self.key, *(sql.Identifier(f.column) for f in self.values)]
@@ -146,17 +153,12 @@ class MergeSql:
         after: sql.Composable = sql.NULL
         if self.values:
             before, after = self.images("old", lambda f: sql.SQL("new.{}").format(sql.Identifier(f.column)))
+        record = self._recorded(sql.SQL("SELECT * FROM merged"))
         return sql.SQL(
             "WITH merged AS (\n{merge}\nRETURNING lower(merge_action()) AS action, s.line, s.{key} AS customer_key,"
             "\n  CASE WHEN merge_action() = 'UPDATE' THEN {before} END AS before,"
-            "\n  CASE WHEN merge_action() = 'UPDATE' THEN {after} END AS after)\n{record}"
-        ).format(
-            merge=self.merge(mode),
-            key=self.key,
-            before=before,
-            after=after,
-            record=self.record_history(sql.SQL("SELECT * FROM merged")),
-        )
+            "\n  CASE WHEN merge_action() = 'UPDATE' THEN {after} END AS after),\n{record}"
+        ).format(merge=self.merge(mode), key=self.key, before=before, after=after, record=record)
 
 
 def _object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
@@ -188,15 +190,10 @@ def apply_merge(
     """
     q = MergeSql(contract, fields, run_id)
     if conn.info.server_version >= 180000:
-        conn.execute(q.merge_recording_history(mode))
+        row = conn.execute(q.merge_recording_history(mode)).fetchone()
     else:
-        conn.execute(q.record_history(q.diff()))
+        row = conn.execute(q.record_history(q.diff())).fetchone()
         conn.execute(q.merge(mode))
-    row = conn.execute(
-        "SELECT count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update')"
-        " FROM customer_history WHERE run_id = %s",
-        [run_id],
-    ).fetchone()
     assert row is not None
     return _counts(conn, run_id, *row)
 
