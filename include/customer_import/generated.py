@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from psycopg import sql
 from psycopg.sql import Composable
 
 from customer_import import db, merge
@@ -36,11 +37,10 @@ def rendered(contract: Contract, expectations_dir: Path) -> dict[Path, str]:
     )
     merge_sql = (
         header
-        + "\n-- PostgreSQL 18 and newer: one statement, the history from MERGE ... RETURNING old, new.\n"
-        + _lines(q.merge_recording_history("upsert"))
-        + ";\n"
-        + "\n-- PostgreSQL 15 to 17: the history first, from the same comparison, then the MERGE.\n"
-        + _lines(q.record_history(q.diff()))
+        + "\n-- The changes (parallel workers may compare and build the images), then the history, then the MERGE.\n"
+        + _lines(q.find_changes())
+        + ";\n\n"
+        + _lines(q.record_history(sql.SQL("SELECT * FROM {}").format(merge.CHANGES)))
         + ";\n\n"
         + _lines(q.merge("upsert"))
         + ";\n"

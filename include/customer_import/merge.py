@@ -11,7 +11,7 @@ and a customer whose new values equal the stored ones is not written at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,10 @@ class MergeCounts:
     inserted: int
     updated: int
     unchanged: int
+
+
+#: The changes of the run being merged: a temporary table, dropped when the merge commits.
+CHANGES = sql.Identifier("customer_changes")
 
 
 class MergeSql:
@@ -58,13 +62,14 @@ class MergeSql:
             sql.SQL(", ").join(self.new_value(f) for f in self.values),
         )
 
-    def images(self, old: str, new: Callable[[FieldSpec], sql.Composable]) -> tuple[sql.Composable, sql.Composable]:
+    def images(self) -> tuple[sql.Composable, sql.Composable]:
         """The before and after image of an update, of the columns it changes only (the before image
-        also keeps the bookkeeping columns a rollback restores); `old` names the stored row. An insert
-        records neither: its after image is the customer's row until a later change records its own."""
+        also keeps the bookkeeping columns a rollback restores). An insert records neither: its after
+        image is the customer's row until a later change records its own."""
+        new = self.new_value
 
         def stored(name: str) -> sql.Composable:
-            return sql.SQL("{}.{}").format(sql.SQL(old), sql.Identifier(name))
+            return sql.SQL("c.{}").format(sql.Identifier(name))
 
         unchanged = sql.SQL("ARRAY[{}]::text[]").format(
             sql.SQL(", ").join(
@@ -83,7 +88,7 @@ class MergeSql:
         before: sql.Composable = sql.NULL
         after: sql.Composable = sql.NULL
         if self.values:
-            before, after = self.images("c", self.new_value)
+            before, after = self.images()
         return sql.SQL(
             "SELECT s.line, s.{key} AS customer_key,"
             " CASE WHEN c.{key} IS NULL THEN 'insert' ELSE 'update' END AS action,"
@@ -100,14 +105,15 @@ class MergeSql:
             after=after,
         )
 
+    def find_changes(self) -> sql.Composed:
+        """Keep `diff` in a temporary table until the transaction ends."""
+        return sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS\n{}").format(CHANGES, self.diff())
+
     def record_history(self, changes: sql.Composable) -> sql.Composed:
         """Record `changes` (a query of line, customer_key, action, before, after) in the history and
         count them by action (inserted, updated), in one statement."""
-        return sql.SQL("WITH {}").format(self._recorded(changes))
-
-    def _recorded(self, changes: sql.Composable) -> sql.Composed:
         return sql.SQL(
-            "recorded AS (\nINSERT INTO customer_history (run_id, line, customer_key, action, before, after)"
+            "WITH recorded AS (\nINSERT INTO customer_history (run_id, line, customer_key, action, before, after)"
             "\nSELECT {run}, line, customer_key, action, before, after FROM (\n{changes}) d\nRETURNING action)"
             "\nSELECT count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update')"
             " FROM recorded"
@@ -146,20 +152,6 @@ class MergeSql:
             customers=self.customers, accepted=self.accepted, key=self.key, clauses=sql.SQL("\n").join(clauses)
         )
 
-    def merge_recording_history(self, mode: Mode) -> sql.Composed:
-        """PostgreSQL 18+: the MERGE returns what it changed (`old` and `new` in RETURNING) straight into
-        the history, in one statement and one pass over the staged rows."""
-        before: sql.Composable = sql.NULL
-        after: sql.Composable = sql.NULL
-        if self.values:
-            before, after = self.images("old", lambda f: sql.SQL("new.{}").format(sql.Identifier(f.column)))
-        record = self._recorded(sql.SQL("SELECT * FROM merged"))
-        return sql.SQL(
-            "WITH merged AS (\n{merge}\nRETURNING lower(merge_action()) AS action, s.line, s.{key} AS customer_key,"
-            "\n  CASE WHEN merge_action() = 'UPDATE' THEN {before} END AS before,"
-            "\n  CASE WHEN merge_action() = 'UPDATE' THEN {after} END AS after),\n{record}"
-        ).format(merge=self.merge(mode), key=self.key, before=before, after=after, record=record)
-
 
 def _object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
     return sql.SQL("jsonb_build_object({})").format(
@@ -184,16 +176,16 @@ def apply_merge(
 ) -> MergeCounts:
     """MERGE the run's accepted rows and record their history, in the caller's transaction.
 
-    The caller holds the merge lock (`db.locked(conn, db.MERGE_LOCK)`), so what the history records
-    is what the MERGE did, on every PostgreSQL version: from 18 in one statement, before that the
-    changes are read first (no `old` in RETURNING before 18).
+    The changes are found first, into a temporary table: `CREATE TABLE AS` may compare the staged
+    rows with the customers and build the images on parallel workers, where a statement that
+    writes (an INSERT, or one MERGE ... RETURNING feeding the history) runs on one core. The
+    history is recorded from that table, then the MERGE runs. The caller holds the merge lock
+    (`db.locked(conn, db.MERGE_LOCK)`), so what the history records is what the MERGE does.
     """
     q = MergeSql(contract, fields, run_id)
-    if conn.info.server_version >= 180000:
-        row = conn.execute(q.merge_recording_history(mode)).fetchone()
-    else:
-        row = conn.execute(q.record_history(q.diff())).fetchone()
-        conn.execute(q.merge(mode))
+    conn.execute(q.find_changes())
+    row = conn.execute(q.record_history(sql.SQL("SELECT * FROM {}").format(CHANGES))).fetchone()
+    conn.execute(q.merge(mode))
     assert row is not None
     return _counts(conn, run_id, *row)
 

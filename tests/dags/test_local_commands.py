@@ -99,9 +99,9 @@ def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_han
                 wait_for(
                     lambda conn=conn: conn.execute(
                         "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND application_name = %s AND ("
-                        # the merge and the history it records: one statement from PostgreSQL 18, two before
-                        " query LIKE 'WITH merged AS%%' OR query LIKE 'INSERT INTO customer_history%%'"
-                        " OR query LIKE 'MERGE INTO%%')",
+                        # the changes, the history they record, or the MERGE
+                        " query LIKE 'CREATE TEMPORARY TABLE \"customer_changes\"%%'"
+                        " OR query LIKE 'WITH recorded AS%%' OR query LIKE 'MERGE INTO%%')",
                         [schema],
                     ).fetchone(),
                     "the merge",

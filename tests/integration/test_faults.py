@@ -64,13 +64,13 @@ def child(database_url, schema, importer):
 
 def active(conn, query_start: str, waiting: bool = False) -> bool:
     """The child of this test runs a statement with `query_start...` in it now (other tests, in parallel,
-    have other names). From PostgreSQL 18 the MERGE is inside the `WITH` that records its history."""
+    have other names)."""
     schema = conn.execute("SELECT current_schema()").fetchone()[0]
     return bool(
         conn.execute(
             "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query ~ %s AND application_name = %s"
             + (" AND wait_event_type = 'Lock'" if waiting else ""),
-            ["^(WITH merged AS \\(\\s*)?" + query_start, schema],
+            ["^" + query_start, schema],
         ).fetchone()
     )
 
