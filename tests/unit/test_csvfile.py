@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from customer_import import columnar
 from customer_import.contract import load_contract
 from customer_import.csvfile import CsvFile
 
@@ -68,3 +69,52 @@ def test_an_unterminated_quote_is_reported_where_it_opens_and_the_rows_after_it_
     assert "opened on line 3 is never closed" in broken.issue.message
     assert broken.cells == ["T-2", '"Never closed']  # errors.csv keeps what the line holds
     assert (records[-1].line, records[-1].cells, records[-1].issue) == (4, ["T-3", "Swallowed"], None)
+
+
+def _verdict_of_records(source: CsvFile) -> tuple[bool, int, int]:
+    records = list(source.records())
+    clean = not source.file_issues and all(r.issue is None for r in records)
+    return clean, len(records), records[-1].last_line if records else 0
+
+
+def _read_in_columns(name: str) -> bool:
+    """The fast path would read the file (and ask for the quick verdict)."""
+    with CsvFile(DATA / name, load_contract()) as source:
+        return not source.file_issues and bool(source.header) and columnar.eligible(source)
+
+
+SWALLOWED = (
+    "AccountReferenceID,Name,Description\n"
+    'K-1,One,"opened here and never closed\n'
+    "K-2,Two,a row of its own\n"
+    'K-3,Three,closed here"\n'
+)
+INSIDE_A_VALUE = 'AccountReferenceID,Name,Description\nK-1,One,"a list:\n,,\nand more"\nK-2,Two,plain\n'
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.csv") if _read_in_columns(p.name)))
+def test_the_quick_structure_verdict_never_passes_what_records_finds_broken(name):
+    with CsvFile(DATA / name, load_contract()) as quick:
+        verdict = quick.structure_verdict()
+    with CsvFile(DATA / name, load_contract()) as precise:
+        expected = _verdict_of_records(precise)
+    assert verdict == expected if expected[0] else not verdict[0], (verdict, expected)
+
+
+@pytest.mark.parametrize(("text", "clean"), [(SWALLOWED, False), (INSIDE_A_VALUE, True)], ids=["swallowed", "inside"])
+def test_a_value_over_several_lines_is_judged_on_the_lines_in_the_file(text, clean, tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text(text, encoding="utf-8")
+    with CsvFile(path, load_contract()) as quick:
+        verdict = quick.structure_verdict()
+    with CsvFile(path, load_contract()) as precise:
+        expected = _verdict_of_records(precise)
+    assert verdict[0] is expected[0] is clean
+    assert verdict == expected or not clean
+
+
+def test_a_line_near_the_limit_is_left_to_the_precise_reader(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("AccountReferenceID,Name\nK-1," + "x" * 600 + "\n", encoding="utf-8")
+    with CsvFile(path, load_contract(), max_field_chars=200) as quick:  # a line may hold 800 characters
+        assert quick.structure_verdict() == (False, 0, 0)
