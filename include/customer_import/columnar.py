@@ -36,11 +36,12 @@ from customer_import.staging import ACCEPTED, LINE, StagedWriter
 #: Arrow parses blocks of this size, and reads several ahead: small blocks keep memory flat. A record
 #: longer than a block (values of megabytes) is read the precise way.
 _BLOCK_BYTES = 4 << 20
-_ONLY_SPACES = f"^[{SPACES}]*$"
-_SURROUNDING_SPACES = f"^[{SPACES}]+|[{SPACES}]+$"
+#: What `^[SPACES]+|[SPACES]+$` takes off a value, for Arrow's utf8_trim.
+SPACE_CHARACTERS = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 _SPACED_QUOTE = f'^[{SPACES}]+"'
 _INVISIBLE_SPACES = "[" + "".join(c for c, to in VISIBLE.items() if to == " ") + "]"
 _INVISIBLE_OTHERS = "[" + "".join(c for c, to in VISIBLE.items() if to is None) + "]"
+_INVISIBLE = "[" + "".join(VISIBLE) + "]"
 
 
 class NeedsPreciseReader(Exception):
@@ -198,35 +199,65 @@ def _chunks(source: CsvFile, chunk_rows: int, first_line: int) -> Iterator[tuple
 
 def _located(table: Any, first_line: int) -> tuple[list[Any], Any, int, int]:
     """The columns of `table`'s non-blank records; their lines; the last line of the last of them;
-    and the line after the table. A record's lines are its first plus the line breaks in its cells."""
+    and the line after the table. A record's lines are its first plus the line breaks in its cells.
+
+    Each column's bytes are scanned once (numpy) for line breaks, NUL and double quotes; the
+    regular expressions run only on the columns or rows that scan points at."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    breaks = np.zeros(table.num_rows, dtype=np.int64)
-    blank = np.ones(table.num_rows, dtype=bool)
-    for column in table.columns:
-        if (
-            pc.any(pc.match_substring(column, "\x00")).as_py()
-            or pc.any(pc.match_substring_regex(column, _SPACED_QUOTE)).as_py()
+    columns = [column.combine_chunks() for column in table.columns]
+    rows = table.num_rows
+    breaks = np.zeros(rows, dtype=np.int64)
+    for column in columns:
+        data, offsets = _bytes(column)
+        control = np.flatnonzero(data <= 13)  # NUL, LF and CR are all at or below 13
+        if (data[control] == 0).any() or (
+            (data == 34).any() and pc.any(pc.match_substring_regex(column, _SPACED_QUOTE)).as_py()
         ):
             raise NeedsPreciseReader("a NUL byte, or a quoted value after spaces")
-        breaks += pc.count_substring(column, "\n").to_numpy(zero_copy_only=False)
-        if pc.any(pc.match_substring(column, "\r")).as_py():
-            breaks += pc.count_substring(column, "\r").to_numpy(zero_copy_only=False) - pc.count_substring(
-                column, "\r\n"
-            ).to_numpy(zero_copy_only=False)
-        blank &= pc.match_substring_regex(column, _ONLY_SPACES).to_numpy(zero_copy_only=False)
-    starts = first_line + np.arange(table.num_rows) + np.concatenate(([0], np.cumsum(breaks)[:-1]))
-    after = int(starts[-1] + breaks[-1] + 1) if table.num_rows else first_line
+        # a line break is a LF, or a CR not followed by a LF in its cell; counted for the cell's row
+        lf, cr = control[data[control] == 10], control[data[control] == 13]
+        if len(cr):
+            cell_end = offsets[np.searchsorted(offsets, cr, side="right")]
+            cr = cr[(cr + 1 >= cell_end) | (data[np.minimum(cr + 1, len(data) - 1)] != 10)]
+        at = np.concatenate((lf, cr))
+        if len(at):
+            breaks += np.bincount(np.searchsorted(offsets, at, side="right") - 1, minlength=rows)
+    blank = _only_spaces(columns[0]) if columns else np.ones(rows, dtype=bool)
+    if blank.any():  # rare: the rows whose first cell is blank, looked at whole
+        maybe = np.flatnonzero(blank)
+        for column in columns[1:]:
+            blank[maybe] &= _only_spaces(column.take(pa.array(maybe)))
+    starts = first_line + np.arange(rows) + np.concatenate(([0], np.cumsum(breaks)[:-1]))
+    after = int(starts[-1] + breaks[-1] + 1) if rows else first_line
     last = int((starts + breaks)[~blank][-1]) if (~blank).any() else 0
     keep = pa.array(~blank)
     return (
-        [pc.filter(column, keep) for column in table.columns],
+        [pc.filter(column, keep) for column in columns],
         pc.filter(pa.array(starts, pa.int64()), keep),
         last,
         after,
     )
+
+
+def _bytes(column: Any) -> tuple[Any, Any]:
+    """A string column's UTF-8 bytes, and where each cell starts in them (then where the last ends)."""
+    import numpy as np
+
+    _, offsets_buffer, data_buffer = column.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int32, count=len(column) + 1, offset=column.offset * 4)
+    if data_buffer is None:
+        return np.empty(0, np.uint8), offsets - offsets[0]
+    return np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]], offsets - offsets[0]
+
+
+def _only_spaces(column: Any) -> Any:
+    """Which cells are empty or spaces only, as a numpy array."""
+    import pyarrow.compute as pc
+
+    return pc.equal(pc.binary_length(pc.utf8_trim(column, SPACE_CHARACTERS)), 0).to_numpy(zero_copy_only=False)
 
 
 def _normalised(source: CsvFile, columns: list[Any]) -> list[Any]:
@@ -235,10 +266,13 @@ def _normalised(source: CsvFile, columns: list[Any]) -> list[Any]:
 
     cells = []
     for spec, index in zip(source.fields, source.field_indexes, strict=True):
-        column = pc.if_else(pc.match_substring_regex(columns[index], _ONLY_SPACES), "", columns[index])
-        if spec.trimmed:
-            column = pc.replace_substring_regex(column, _SURROUNDING_SPACES, "")
-        if not spec.identifying and not pc.all(pc.string_is_ascii(column)).as_py():
+        trimmed = pc.utf8_trim(columns[index], SPACE_CHARACTERS)
+        column = trimmed if spec.trimmed else pc.if_else(pc.equal(trimmed, ""), "", columns[index])
+        if (
+            not spec.identifying
+            and not pc.all(pc.string_is_ascii(column)).as_py()
+            and pc.any(pc.match_substring_regex(column, _INVISIBLE)).as_py()
+        ):
             column = pc.replace_substring_regex(column, _INVISIBLE_SPACES, " ")
             column = pc.replace_substring_regex(column, _INVISIBLE_OTHERS, "")
         cells.append(column)

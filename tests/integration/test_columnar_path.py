@@ -93,3 +93,21 @@ def test_a_clean_file_takes_the_fast_path_and_a_stray_quote_still_names_its_line
     assert any(
         i.code == "stray_quote" and i.line == 2 and "Line 2 has a stray double quote" in i.message for i in fast[2]
     ), fast[2]
+
+
+def test_line_breaks_at_the_edges_of_cells_count_as_the_precise_reader_counts_them(tmp_path, monkeypatch, caplog):
+    """A CR that ends a value, above a value that starts with a LF in the same column: two line
+    breaks, not one CRLF; a row of spaces only is blank; spaces around a value are trimmed."""
+    rows = [
+        "AccountReferenceID,Name,Description,ContactEmail",
+        'K-1,One,"ends with a CR\r",one@example.com',
+        'K-2,Two,"\nstarts with a LF",two@example.com',
+        "  ,  ,\u00a0, ",
+        'K-3,\u2003Three\u00a0,"mid\r\nCRLF and\rCR",three@example.com',
+        "K-4,\u200bFour,plain,not an email",
+    ]
+    path = tmp_path / "edges.csv"
+    path.write_bytes("\n".join(rows).encode())
+    fast, precise, fell_back = both_ways(path, tmp_path, monkeypatch, caplog)
+    assert fast == precise and not fell_back
+    assert [i.line for i in fast[2]] == [10]  # K-4's email: K-1 on lines 2-3, K-2 4-5, blank 6, K-3 7-9
