@@ -101,17 +101,31 @@ class Cluster:
             ).fetchall()
 
     def watch_now(self) -> None:
-        """Trigger the landing watch through the REST API, as an operator would (not wait for its schedule)."""
-        request = urllib.request.Request(
-            f"{self.server.base}/api/v2/dags/customer_import_watch/dagRuns",
-            b'{"logical_date": null}',
-            {
-                "Authorization": f"Bearer {_token(self.server.base, PASSWORDS['admin'])}",
-                "Content-Type": "application/json",
-            },
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 200
+        """Trigger the landing watch through the REST API, as an operator would (not wait for its schedule).
+
+        Right after the cluster starts, the FAB auth manager may still answer 403 to the admin: each
+        API server worker syncs the roles' permissions as it starts, and caches a signed-in user's
+        permissions for 30 s (`[fab] cache_ttl`). An operator would try again; so does this, for a minute.
+        """
+        deadline = time.monotonic() + 60
+        while True:
+            request = urllib.request.Request(
+                f"{self.server.base}/api/v2/dags/customer_import_watch/dagRuns",
+                b'{"logical_date": null}',
+                {
+                    "Authorization": f"Bearer {_token(self.server.base, PASSWORDS['admin'])}",
+                    "Content-Type": "application/json",
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    assert response.status == 200
+                    return
+            except urllib.error.HTTPError as error:
+                if error.code != 403 or time.monotonic() > deadline:
+                    raise
+                print(f"the landing watch's trigger: 403 from a cluster that has just started, again in 5 s: {error}")
+                time.sleep(5)
 
     def workers_of(self, airflow_runs: list[str]) -> set[str]:
         """The workers that ran a task of these runs (a skipped task ran nowhere)."""

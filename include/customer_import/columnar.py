@@ -210,7 +210,7 @@ def _located(table: Any, first_line: int) -> tuple[list[Any], Any, int, int]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    columns = [column.combine_chunks() for column in table.columns]
+    columns = [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns]  # no copy
     rows = table.num_rows
     breaks = np.zeros(rows, dtype=np.int64)
     for column in columns:
@@ -236,6 +236,8 @@ def _located(table: Any, first_line: int) -> tuple[list[Any], Any, int, int]:
     starts = first_line + np.arange(rows) + np.concatenate(([0], np.cumsum(breaks)[:-1]))
     after = int(starts[-1] + breaks[-1] + 1) if rows else first_line
     last = int((starts + breaks)[~blank][-1]) if (~blank).any() else 0
+    if not blank.any():
+        return columns, pa.array(starts, pa.int64()), last, after
     keep = pa.array(~blank)
     return (
         [pc.filter(column, keep) for column in columns],
