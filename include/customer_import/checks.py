@@ -86,17 +86,21 @@ class _Names:
 def _duplicates(conn: psycopg.Connection, q: _Names, spec: FieldSpec, *, casefold: bool) -> list[Issue]:
     column = sql.Identifier(spec.column)
     value = sql.SQL("lower({})").format(column) if casefold else column
+    # The two arrays come from one pass over each group, so they pair up; they are put in line order
+    # here: `array_agg(... ORDER BY line)` sorts every group, a million groups of one on a clean
+    # file, which before PostgreSQL 16 doubles the query's time.
     rows = conn.execute(
         sql.SQL(
-            "SELECT array_agg({col} ORDER BY line), array_agg(line ORDER BY line) FROM {staging}"
+            "SELECT array_agg(line), array_agg({col}) FROM {staging}"
             " WHERE {col} IS NOT NULL AND {col} <> %s GROUP BY {value} HAVING count(*) > 1"
         ).format(col=column, staging=q.staging, value=value),
         [CLEAR_MARKER],
     ).fetchall()
     what = "customer" if spec.header == q.key_header else "value"
     issues = []
-    for values, lines in rows:
-        for value, line in zip(values, lines, strict=True):
+    for group in sorted(sorted(zip(*row, strict=True)) for row in rows):
+        lines = [line for line, _ in group]
+        for line, value in group:
             others = ", ".join(str(n) for n in lines if n != line)
             issues.append(
                 Issue(

@@ -164,6 +164,26 @@ def test_database_level_checks_reject_duplicates_and_taken_emails(conn, importer
     assert issues == {(2, "already_used"), (3, "duplicate_in_file"), (4, "duplicate_in_file")}
 
 
+def test_each_duplicate_names_its_own_value_and_the_other_lines_in_order(conn, importer, land, tmp_path):
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text(
+        "AccountReferenceID,Name,ContactEmail\n"
+        "Z-9,One,z@example.com\nA-1,Two,A@Example.com\nZ-9,Three,\nB-2,Four,a@example.COM\nZ-9,Five,\n"
+    )
+
+    run = importer.import_file(conn, land(repeated))
+
+    issues = json.loads((importer.folders.reports(run.id) / "summary.json").read_text())["issues"]
+    said = {(i["line"], i["column"]): i["message"].split(":")[0] for i in issues}
+    assert said == {
+        (2, "AccountReferenceID"): "AccountReferenceID `Z-9` also appears on lines 4, 6",
+        (4, "AccountReferenceID"): "AccountReferenceID `Z-9` also appears on lines 2, 6",
+        (6, "AccountReferenceID"): "AccountReferenceID `Z-9` also appears on lines 2, 4",
+        (3, "ContactEmail"): "ContactEmail `A@Example.com` also appears on line 5",
+        (5, "ContactEmail"): "ContactEmail `a@example.COM` also appears on line 3",
+    }
+
+
 def test_skip_invalid_rows_imports_the_valid_ones(conn, importer, land):
     run = importer.import_file(
         conn, land("one_bad_email.csv"), ImportOptions(on_error="skip_invalid_rows", max_error_rate=0.5)
