@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 Measured = dict[str, Any]
 BENCH_DIR = REPO_ROOT / ".state" / "bench"
 DAG_ROWS = 1000
+#: Each measured run is the fastest of this many (`--repeat`, `make bench REPEAT=`).
+REPEAT = 2
 
 
 def _psql() -> str:
@@ -219,7 +221,7 @@ def _per_row(label: str, run: str, seconds: float, floor_s: float, rows: int) ->
     )
 
 
-def run_benchmark(rows: int, urls: list[str], flat_rows: int = 0, repeat: int = 1) -> None:
+def run_benchmark(rows: int, urls: list[str], flat_rows: int = 0, repeat: int = REPEAT) -> None:
     from customer_import import cli
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         "--flat-rows", type=int, default=0, metavar="N", help="also import N new customers, for peak memory"
     )
     parser.add_argument(
-        "--repeat", type=int, default=2, metavar="N", help="run each measured run N times and keep the fastest"
+        "--repeat", type=int, default=REPEAT, metavar="N", help="run each measured run N times and keep the fastest"
     )
     parser.add_argument("--child", choices=["floor", "core", "preload", "dag"])
     parser.add_argument("--url")
