@@ -67,26 +67,8 @@ CREATE TABLE IF NOT EXISTS missing_exports (
     PRIMARY KEY (source, last_arrival)
 );
 
--- What each import changed: the before and after image of the columns the file carried (the
--- before image also keeps updated_at and updated_by_run, so that a rollback restores them).
--- A run changes a customer once, from one line: (run_id, line) is the key, and what a run changed
--- reads in line order from it (no sequence, one index fewer to maintain on a million inserts).
-CREATE TABLE IF NOT EXISTS customer_history (
-    run_id       bigint      NOT NULL,
-    line         integer     NOT NULL,        -- the line of the file the change came from
-    customer_key text        NOT NULL,
-    action       text        NOT NULL CHECK (action IN ('insert', 'update')),
-    before       jsonb,
-    after        jsonb       NOT NULL,
-    recorded_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (run_id, line)
-);
--- A rollback finds the customers changed again since from `customers.updated_by_run`, so no index
--- by customer is kept up to date on every change (one fewer index on a million-row import).
-DROP INDEX IF EXISTS customer_history_key_idx;
--- An insert records no images (its after image is the row itself until a later change records its
--- own before image); an update records the columns it changed only.
-ALTER TABLE customer_history ALTER COLUMN after DROP NOT NULL;
+-- What each import changed: `customer_history_rows` (typed) and the `customer_history` view over
+-- it (JSON images) derive from the field contract, like customers: see history.py.
 
 -- The customers table, from the contract.
 CREATE TABLE IF NOT EXISTS "customers" ( "account_reference_id" varchar(64) PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(), created_by_run bigint, updated_by_run bigint);
@@ -101,3 +83,27 @@ ALTER TABLE "customers" ADD COLUMN IF NOT EXISTS "customer_since" date;
 ALTER TABLE "customers" ADD COLUMN IF NOT EXISTS "seats" integer;
 ALTER TABLE "customers" ADD COLUMN IF NOT EXISTS "is_reseller" boolean;
 CREATE UNIQUE INDEX IF NOT EXISTS "customers_contact_email_unique" ON "customers" (lower("contact_email"));
+
+-- The history: typed rows, and the view with their JSON images (history.py), from the contract.
+CREATE TABLE IF NOT EXISTS "customer_history_rows" ( run_id bigint NOT NULL, line integer NOT NULL, customer_key text NOT NULL, action text NOT NULL CHECK (action IN ('insert', 'update')), changed text[], before_updated_at timestamptz, before_updated_by_run bigint, recorded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, line));
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_name" varchar(255);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_name" varchar(255);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_description" varchar(2000);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_description" varchar(2000);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_contact_email" varchar(254);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_contact_email" varchar(254);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_contact_first_name" varchar(100);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_contact_first_name" varchar(100);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_contact_last_name" varchar(100);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_contact_last_name" varchar(100);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_phone" varchar(32);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_phone" varchar(32);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_country" char(2);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_country" char(2);
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_customer_since" date;
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_customer_since" date;
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_seats" integer;
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_seats" integer;
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_is_reseller" boolean;
+ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_is_reseller" boolean;
+CREATE OR REPLACE VIEW "customer_history" AS SELECT h.run_id, h.line, h.customer_key, h.action, CASE WHEN "h".action = 'update' THEN jsonb_build_object('name', "h"."before_name", 'description', "h"."before_description", 'contact_email', "h"."before_contact_email", 'contact_first_name', "h"."before_contact_first_name", 'contact_last_name', "h"."before_contact_last_name", 'phone', "h"."before_phone", 'country', "h"."before_country", 'customer_since', "h"."before_customer_since", 'seats', "h"."before_seats", 'is_reseller', "h"."before_is_reseller", 'updated_at', "h"."before_updated_at", 'updated_by_run', "h"."before_updated_by_run") - ARRAY[CASE WHEN 'name' = ANY("h"."changed") THEN NULL ELSE 'name' END, CASE WHEN 'description' = ANY("h"."changed") THEN NULL ELSE 'description' END, CASE WHEN 'contact_email' = ANY("h"."changed") THEN NULL ELSE 'contact_email' END, CASE WHEN 'contact_first_name' = ANY("h"."changed") THEN NULL ELSE 'contact_first_name' END, CASE WHEN 'contact_last_name' = ANY("h"."changed") THEN NULL ELSE 'contact_last_name' END, CASE WHEN 'phone' = ANY("h"."changed") THEN NULL ELSE 'phone' END, CASE WHEN 'country' = ANY("h"."changed") THEN NULL ELSE 'country' END, CASE WHEN 'customer_since' = ANY("h"."changed") THEN NULL ELSE 'customer_since' END, CASE WHEN 'seats' = ANY("h"."changed") THEN NULL ELSE 'seats' END, CASE WHEN 'is_reseller' = ANY("h"."changed") THEN NULL ELSE 'is_reseller' END]::text[] END AS before, CASE WHEN "h".action = 'update' THEN jsonb_build_object('name', "h"."after_name", 'description', "h"."after_description", 'contact_email', "h"."after_contact_email", 'contact_first_name', "h"."after_contact_first_name", 'contact_last_name', "h"."after_contact_last_name", 'phone', "h"."after_phone", 'country', "h"."after_country", 'customer_since', "h"."after_customer_since", 'seats', "h"."after_seats", 'is_reseller', "h"."after_is_reseller") - ARRAY[CASE WHEN 'name' = ANY("h"."changed") THEN NULL ELSE 'name' END, CASE WHEN 'description' = ANY("h"."changed") THEN NULL ELSE 'description' END, CASE WHEN 'contact_email' = ANY("h"."changed") THEN NULL ELSE 'contact_email' END, CASE WHEN 'contact_first_name' = ANY("h"."changed") THEN NULL ELSE 'contact_first_name' END, CASE WHEN 'contact_last_name' = ANY("h"."changed") THEN NULL ELSE 'contact_last_name' END, CASE WHEN 'phone' = ANY("h"."changed") THEN NULL ELSE 'phone' END, CASE WHEN 'country' = ANY("h"."changed") THEN NULL ELSE 'country' END, CASE WHEN 'customer_since' = ANY("h"."changed") THEN NULL ELSE 'customer_since' END, CASE WHEN 'seats' = ANY("h"."changed") THEN NULL ELSE 'seats' END, CASE WHEN 'is_reseller' = ANY("h"."changed") THEN NULL ELSE 'is_reseller' END]::text[] END AS after, h.recorded_at FROM "customer_history_rows" h;

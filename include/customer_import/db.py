@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from customer_import import history
 from customer_import.contract import Contract
 
 SQL_DIR = Path(__file__).with_name("sql")
@@ -22,8 +23,6 @@ SQL_DIR = Path(__file__).with_name("sql")
 Statement = str | sql.SQL | sql.Composed
 MIGRATE_LOCK = "customer_import:migrate"
 MERGE_LOCK = "customer_import:merge"
-#: Bookkeeping columns a history before-image keeps, so that a rollback restores them too.
-RESTORED_AUDIT_COLUMNS = ("updated_at", "updated_by_run")
 
 
 def connect(conninfo: str) -> psycopg.Connection:
@@ -64,18 +63,20 @@ def migrate(conn: psycopg.Connection, contract: Contract, schema: str) -> None:
     transaction on customers. The advisory lock serialises migrations: two sessions running
     `CREATE ... IF NOT EXISTS` at once would collide on the catalog's unique index.
     """
-    statements = [
+    tables = [
         (SQL_DIR / "schema.sql").read_text(encoding="utf-8"),
         *(s.as_string(conn) for s in customers_ddl(contract)),
     ]
-    fingerprint = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+    changes = [s.as_string(conn) for s in history.ddl(contract)]
+    fingerprint = hashlib.sha256("\n".join([*tables, *changes]).encode()).hexdigest()
     conn.execute("SELECT set_config('search_path', %s, false)", [schema])
     if _applied(conn, schema) == fingerprint:
         return
     with locked(conn, MIGRATE_LOCK):
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        for statement in statements:
+        for statement in tables:
             conn.execute(statement)
+        history.migrate(conn, contract, changes)
         conn.execute("CREATE TABLE IF NOT EXISTS customer_import_schema (fingerprint text NOT NULL)")
         conn.execute("DELETE FROM customer_import_schema")
         conn.execute("INSERT INTO customer_import_schema VALUES (%s)", [fingerprint])

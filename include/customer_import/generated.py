@@ -1,7 +1,7 @@
 """What `make expectations` writes from the contract and the settings, committed so a reviewer sees it.
 
 - `expectations/customers.json`: the GX suite the imports run;
-- `expectations/customers.sql`: the DDL of the tables (bookkeeping and the contract's customers);
+- `expectations/customers.sql`: the DDL of the tables (bookkeeping, the contract's customers and history);
 - `expectations/merge.sql`: the MERGE (and the history it records) for a file of every column;
 - the configuration table in README.md, from `Settings`.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from psycopg import sql
 from psycopg.sql import Composable
 
-from customer_import import db, merge
+from customer_import import db, history, merge
 from customer_import.contract import Contract
 from customer_import.expectations import suite_text
 from customer_import.settings import REPO_ROOT, settings_table
@@ -37,7 +37,7 @@ def rendered(contract: Contract, expectations_dir: Path) -> dict[Path, str]:
     )
     merge_sql = (
         header
-        + "\n-- The changes (parallel workers may compare and build the images), then the history, then the MERGE.\n"
+        + "\n-- The changes (parallel workers may compare the rows), then the history, then the MERGE.\n"
         + _lines(q.find_changes())
         + ";\n\n"
         + _lines(q.record_history(sql.SQL("SELECT * FROM {}").format(merge.CHANGES)))
@@ -51,6 +51,8 @@ def rendered(contract: Contract, expectations_dir: Path) -> dict[Path, str]:
         + (db.SQL_DIR / "schema.sql").read_text(encoding="utf-8")
         + "\n-- The customers table, from the contract.\n"
         + "".join(s.as_string(None) + ";\n" for s in db.customers_ddl(contract))
+        + "\n-- The history: typed rows, and the view with their JSON images (history.py), from the contract.\n"
+        + "".join(s.as_string(None) + ";\n" for s in history.ddl(contract))
     )
     readme = README.read_text(encoding="utf-8")
     return {

@@ -18,8 +18,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from customer_import import history
 from customer_import.contract import CLEAR_MARKER, Contract, FieldSpec
-from customer_import.db import RESTORED_AUDIT_COLUMNS
+from customer_import.history import RESTORED_AUDIT_COLUMNS
 from customer_import.options import Mode
 from customer_import.staging import accepted_rows, count_accepted
 
@@ -62,62 +63,72 @@ class MergeSql:
             sql.SQL(", ").join(self.new_value(f) for f in self.values),
         )
 
-    def images(self) -> tuple[sql.Composable, sql.Composable]:
-        """The before and after image of an update, of the columns it changes only (the before image
-        also keeps the bookkeeping columns a rollback restores). An insert records neither: its after
-        image is the customer's row until a later change records its own."""
-        new = self.new_value
-
-        def stored(name: str) -> sql.Composable:
-            return sql.SQL("c.{}").format(sql.Identifier(name))
-
-        unchanged = sql.SQL("ARRAY[{}]::text[]").format(
-            sql.SQL(", ").join(
-                sql.SQL("CASE WHEN {} IS DISTINCT FROM {} THEN NULL ELSE {} END").format(
-                    stored(f.column), new(f), sql.Literal(f.column)
-                )
-                for f in self.values
-            )
+    def differs(self, spec: FieldSpec) -> sql.Composable:
+        """True where the column's new value is not the stored one (always, for a new customer)."""
+        return sql.SQL("c.{col} IS DISTINCT FROM {new}").format(
+            col=sql.Identifier(spec.column), new=self.new_value(spec)
         )
-        before = _object([(name, stored(name)) for name in (*(f.column for f in self.values), *RESTORED_AUDIT_COLUMNS)])
-        after = _object([(f.column, new(f)) for f in self.values])
-        return sql.SQL("{} - {}").format(before, unchanged), sql.SQL("{} - {}").format(after, unchanged)
 
     def diff(self) -> sql.Composed:
-        """Each accepted row that would change a customer: line, key, action, before and after image."""
-        before: sql.Composable = sql.NULL
-        after: sql.Composable = sql.NULL
-        if self.values:
-            before, after = self.images()
+        """Each accepted row that would change a customer: line, key, action, and for an update the
+        names of the columns it changes with their typed values before and after (see history.py);
+        a new customer records none (its stored values are all NULL)."""
+        typed = [sql.SQL("c.{} AS {}").format(sql.Identifier(c), history.before(c)) for c in RESTORED_AUDIT_COLUMNS]
+        for spec in self.values:
+            differs = self.differs(spec)
+            typed += [
+                sql.SQL("CASE WHEN {} THEN c.{} END AS {}").format(
+                    differs, sql.Identifier(spec.column), history.before(spec.column)
+                ),
+                sql.SQL("CASE WHEN c.{} IS NOT NULL AND {} THEN {} END AS {}").format(
+                    self.key, differs, self.new_value(spec), history.after(spec.column)
+                ),
+            ]
+        changed = sql.SQL("array_remove(ARRAY[{}]::text[], NULL)").format(
+            sql.SQL(", ").join(
+                sql.SQL("CASE WHEN {} THEN {} END").format(self.differs(f), sql.Literal(f.column)) for f in self.values
+            )
+            if self.values
+            else sql.SQL("")
+        )
         return sql.SQL(
             "SELECT s.line, s.{key} AS customer_key,"
             " CASE WHEN c.{key} IS NULL THEN 'insert' ELSE 'update' END AS action,"
-            " CASE WHEN c.{key} IS NOT NULL THEN {before} END AS before,"
-            " CASE WHEN c.{key} IS NOT NULL THEN {after} END AS after"
+            " CASE WHEN c.{key} IS NOT NULL THEN {changed} END AS {changed_name}, {typed}"
             "\n  FROM ({accepted}) s LEFT JOIN {customers} c ON c.{key} = s.{key}"
-            "\n  WHERE c.{key} IS NULL OR {changed}"
+            "\n  WHERE c.{key} IS NULL OR {any_change}"
         ).format(
             key=self.key,
             accepted=self.accepted,
             customers=self.customers,
-            changed=self.changed(),
-            before=before,
-            after=after,
+            any_change=self.changed(),
+            changed=changed,
+            changed_name=sql.Identifier(history.CHANGED),
+            typed=sql.SQL(", ").join(typed),
         )
+
+    def typed_columns(self) -> list[sql.Identifier]:
+        """The history's columns `diff` fills, besides line, key and action."""
+        return [
+            sql.Identifier(history.CHANGED),
+            *(history.before(c) for c in RESTORED_AUDIT_COLUMNS),
+            *(column for f in self.values for column in (history.before(f.column), history.after(f.column))),
+        ]
 
     def find_changes(self) -> sql.Composed:
         """Keep `diff` in a temporary table until the transaction ends."""
         return sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS\n{}").format(CHANGES, self.diff())
 
     def record_history(self, changes: sql.Composable) -> sql.Composed:
-        """Record `changes` (a query of line, customer_key, action, before, after) in the history and
-        count them by action (inserted, updated), in one statement."""
+        """Record `changes` (rows of `diff`) in the history and count them by action (inserted,
+        updated), in one statement."""
+        columns = sql.SQL(", ").join(self.typed_columns())
         return sql.SQL(
-            "WITH recorded AS (\nINSERT INTO customer_history (run_id, line, customer_key, action, before, after)"
-            "\nSELECT {run}, line, customer_key, action, before, after FROM (\n{changes}) d\nRETURNING action)"
+            "WITH recorded AS (\nINSERT INTO {rows} (run_id, line, customer_key, action, {columns})"
+            "\nSELECT {run}, line, customer_key, action, {columns} FROM (\n{changes}) d\nRETURNING action)"
             "\nSELECT count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update')"
             " FROM recorded"
-        ).format(run=self.run, changes=changes)
+        ).format(rows=history.ROWS, columns=columns, run=self.run, changes=changes)
 
     def merge(self, mode: Mode) -> sql.Composed:
         columns = [self.key, *(sql.Identifier(f.column) for f in self.values)]
@@ -153,12 +164,6 @@ class MergeSql:
         )
 
 
-def _object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
-    return sql.SQL("jsonb_build_object({})").format(
-        sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(name), value) for name, value in pairs)
-    )
-
-
 def preview_counts(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec]) -> MergeCounts:
     """What the merge would do, without writing anything (a dry run)."""
     q = MergeSql(contract, fields, run_id)
@@ -177,9 +182,9 @@ def apply_merge(
     """MERGE the run's accepted rows and record their history, in the caller's transaction.
 
     The changes are found first, into a temporary table: `CREATE TABLE AS` may compare the staged
-    rows with the customers and build the images on parallel workers, where a statement that
-    writes (an INSERT, or one MERGE ... RETURNING feeding the history) runs on one core. The
-    history is recorded from that table, then the MERGE runs. The caller holds the merge lock
+    rows with the customers on parallel workers, where a statement that writes (an INSERT, or one
+    MERGE ... RETURNING feeding the history) runs on one core. The history is recorded from that
+    table, then the MERGE runs. The caller holds the merge lock
     (`db.locked(conn, db.MERGE_LOCK)`), so what the history records is what the MERGE does.
     """
     q = MergeSql(contract, fields, run_id)
@@ -211,8 +216,10 @@ def preview(conn: psycopg.Connection, run_id: int, contract: Contract, fields: l
 
     Read it to the end, or close it: the cursor's transaction stays open until then.
     """
-    query = sql.SQL("SELECT line, customer_key, action, before, after FROM ({}) d ORDER BY line").format(
-        MergeSql(contract, fields, run_id).diff()
+    q = MergeSql(contract, fields, run_id)
+    before, after = history.images("d", q.values)
+    query = sql.SQL("SELECT line, customer_key, action, {}, {} FROM ({}) d ORDER BY line").format(
+        before, after, q.diff()
     )
     with conn.transaction(), conn.cursor(name=f"preview_{run_id}") as cur:
         cur.execute(query)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from customer_import import db, runs
+from customer_import import db, history, runs
 from customer_import.contract import Contract
 from customer_import.runs import IMPORTED_STATUSES
 
@@ -58,36 +58,44 @@ def roll_back(conn: psycopg.Connection, run_id: int, contract: Contract) -> Roll
         table, key = sql.Identifier(contract.table), sql.Identifier(contract.key.column)
         # A customer this run changed was changed again by a later run that is not rolled back exactly
         # when its last change is no longer this run's: a rollback restores `updated_by_run` too.
+        rows = history.ROWS
         conflicts = [
             customer
             for (customer,) in conn.execute(
                 sql.SQL(
-                    "SELECT h.customer_key FROM customer_history h JOIN {table} c ON c.{key} = h.customer_key"
+                    "SELECT h.customer_key FROM {rows} h JOIN {table} c ON c.{key} = h.customer_key"
                     " WHERE h.run_id = %(run)s AND c.updated_by_run IS DISTINCT FROM %(run)s ORDER BY h.line"
-                ).format(table=table, key=key),
+                ).format(rows=rows, table=table, key=key),
                 {"run": run_id},
             )
         ]
         removed = conn.execute(
             sql.SQL(
-                "DELETE FROM {table} c USING customer_history h WHERE h.run_id = %(run)s AND h.action = 'insert'"
+                "DELETE FROM {table} c USING {rows} h WHERE h.run_id = %(run)s AND h.action = 'insert'"
                 " AND c.{key} = h.customer_key AND h.customer_key <> ALL(%(conflicts)s)"
-            ).format(table=table, key=key),
+            ).format(rows=rows, table=table, key=key),
             {"run": run_id, "conflicts": conflicts},
         ).rowcount
-        restore = sql.SQL(", ").join(
-            sql.SQL("{col} = CASE WHEN h.before ? {name} THEN r.{col} ELSE c.{col} END").format(
-                col=sql.Identifier(name), name=sql.Literal(name)
+        restore = [
+            sql.SQL("{col} = CASE WHEN {name} = ANY(h.{changed}) THEN h.{before} ELSE c.{col} END").format(
+                col=sql.Identifier(f.column),
+                name=sql.Literal(f.column),
+                changed=sql.Identifier(history.CHANGED),
+                before=history.before(f.column),
             )
-            for name in [*(f.column for f in contract.fields if f is not contract.key), *db.RESTORED_AUDIT_COLUMNS]
-        )
+            for f in contract.fields
+            if f is not contract.key
+        ]
+        restore += [
+            sql.SQL("{} = h.{}").format(sql.Identifier(name), history.before(name))
+            for name in history.RESTORED_AUDIT_COLUMNS
+        ]
         restored = conn.execute(
             sql.SQL(
-                "UPDATE {table} c SET {restore} FROM customer_history h,"
-                " jsonb_populate_record(NULL::{table}, h.before) r"
+                "UPDATE {table} c SET {restore} FROM {rows} h"
                 " WHERE h.run_id = %(run)s AND h.action = 'update' AND c.{key} = h.customer_key"
                 " AND h.customer_key <> ALL(%(conflicts)s)"
-            ).format(table=table, key=key, restore=restore),
+            ).format(table=table, key=key, rows=rows, restore=sql.SQL(", ").join(restore)),
             {"run": run_id, "conflicts": conflicts},
         ).rowcount
         result = RollbackResult(run_id, removed, restored, conflicts)

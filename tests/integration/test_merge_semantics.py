@@ -172,6 +172,44 @@ def test_rollback_leaves_customers_changed_later_as_conflicts(conn, importer, la
     )
 
 
+def test_a_history_table_with_json_images_becomes_typed_rows_that_read_and_roll_back_the_same(
+    conn, importer, land, tmp_path
+):
+    importer.import_file(conn, land("valid_customers.csv"))
+    original = rows(conn)
+    second = importer.import_file(conn, land("update_phone_only.csv"))
+    cleared = importer.import_file(
+        conn, land(write(tmp_path, "c.csv", "AccountReferenceID,Phone,Seats\n007,#NULL,7\n"))
+    )
+    history = (
+        "SELECT run_id, line, customer_key, action, before, after, recorded_at FROM customer_history ORDER BY 1, 2"
+    )
+    recorded = conn.execute(history).fetchall()
+    assert recorded[-1][4:6] == (
+        {
+            "phone": "+1 555 000 1111",
+            "seats": 5,
+            "updated_at": recorded[-1][4]["updated_at"],
+            "updated_by_run": second.id,
+        },
+        {"phone": None, "seats": 7},
+    )
+    # the table as releases before typed rows kept it: the same rows, with JSON images
+    conn.execute("CREATE TABLE json_history AS SELECT * FROM customer_history")
+    conn.execute("DROP VIEW customer_history")
+    conn.execute("DROP TABLE customer_history_rows")
+    conn.execute("ALTER TABLE json_history RENAME TO customer_history")
+    conn.execute("DELETE FROM customer_import_schema")
+
+    db.migrate(conn, importer.contract, importer.settings.schema)
+
+    assert conn.execute("SELECT relkind FROM pg_class WHERE oid = 'customer_history'::regclass").fetchone() == ("v",)
+    assert conn.execute(history).fetchall() == recorded
+    importer.roll_back(conn, cleared.id)
+    importer.roll_back(conn, second.id)
+    assert rows(conn) == original
+
+
 def test_a_rolled_back_import_can_be_imported_again(conn, importer, land):
     first = importer.import_file(conn, land("valid_customers.csv"))
     importer.roll_back(conn, first.id)

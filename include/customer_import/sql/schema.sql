@@ -65,23 +65,5 @@ CREATE TABLE IF NOT EXISTS missing_exports (
     PRIMARY KEY (source, last_arrival)
 );
 
--- What each import changed: the before and after image of the columns the file carried (the
--- before image also keeps updated_at and updated_by_run, so that a rollback restores them).
--- A run changes a customer once, from one line: (run_id, line) is the key, and what a run changed
--- reads in line order from it (no sequence, one index fewer to maintain on a million inserts).
-CREATE TABLE IF NOT EXISTS customer_history (
-    run_id       bigint      NOT NULL,
-    line         integer     NOT NULL,        -- the line of the file the change came from
-    customer_key text        NOT NULL,
-    action       text        NOT NULL CHECK (action IN ('insert', 'update')),
-    before       jsonb,
-    after        jsonb       NOT NULL,
-    recorded_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (run_id, line)
-);
--- A rollback finds the customers changed again since from `customers.updated_by_run`, so no index
--- by customer is kept up to date on every change (one fewer index on a million-row import).
-DROP INDEX IF EXISTS customer_history_key_idx;
--- An insert records no images (its after image is the row itself until a later change records its
--- own before image); an update records the columns it changed only.
-ALTER TABLE customer_history ALTER COLUMN after DROP NOT NULL;
+-- What each import changed: `customer_history_rows` (typed) and the `customer_history` view over
+-- it (JSON images) derive from the field contract, like customers: see history.py.
