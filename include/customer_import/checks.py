@@ -34,12 +34,14 @@ def check_against_customers(
     mode: Mode,
     *,
     accepted_only: bool = False,
+    unique_values: bool = True,
 ) -> list[Issue]:
     """The rules that depend on the stored customers. Run again under the merge lock over the
-    accepted rows (`accepted_only`), they catch what another import changed since staging."""
+    accepted rows (`accepted_only`), they catch what another import changed since staging; the
+    values that must be unique are left out with `unique_values=False`."""
     q = _Names(contract, run_id, accepted_only)
     issues = []
-    for spec in contract.unique_fields:
+    for spec in contract.unique_fields if unique_values else ():
         if spec in fields:
             issues += _taken_by_other_customer(conn, q, spec)
     if mode == "update_only":

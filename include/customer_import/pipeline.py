@@ -333,11 +333,22 @@ class Importer:
             run = runs.get_run(conn, run_id, for_update=True)
             if run.merged_at is not None:
                 return run
-            run = self._recheck(conn, run, fields)
+            run = self._recheck(conn, run, fields, unique_values=False)
             verdict, message = decide(run)
             if verdict == "rejected":
                 return runs.update_run(conn, run_id, status="rejected", message=message)
-            counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode)
+            try:
+                with conn.transaction():  # a savepoint: what the merge did is undone if it is refused
+                    counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode)
+            except psycopg.errors.UniqueViolation as refused:
+                # A value that must be unique (an email) was taken since the checks, by another import
+                # or another writer: those rows are rejected like any other, and the rest is merged.
+                log.info("The merge was refused (%s): checking the rows against the customers again.", refused)
+                run = self._recheck(conn, run, fields, unique_values=True)
+                verdict, message = decide(run)
+                if verdict == "rejected":
+                    return runs.update_run(conn, run_id, status="rejected", message=message)
+                counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode)
             skipped = run.rows_rejected or 0
             outcome = EMPTY_FILE if not run.rows_total else None
             if skipped:
@@ -353,11 +364,20 @@ class Importer:
                 **vars(counts),
             )
 
-    def _recheck(self, conn: psycopg.Connection, run: ImportRun, fields: list[FieldSpec]) -> ImportRun:
+    def _recheck(
+        self, conn: psycopg.Connection, run: ImportRun, fields: list[FieldSpec], *, unique_values: bool
+    ) -> ImportRun:
         """Check the accepted rows against the stored customers again, inside the merge transaction:
-        another import may have taken an email or added a key since staging. Rows that now break a
-        rule are rejected in this transaction and reported like any other."""
-        late = checks.check_against_customers(conn, run.id, self.contract, fields, run.mode, accepted_only=True)
+        another import may have added a key or taken an email since staging. Rows that now break a
+        rule are rejected in this transaction and reported like any other.
+
+        The values that must be unique (emails) are checked again only when the merge was refused
+        for one (`unique_values`): their unique index refuses a taken one anyway, and checking a
+        million emails costs more than a second, on every import, for what is rare.
+        """
+        late = checks.check_against_customers(
+            conn, run.id, self.contract, fields, run.mode, accepted_only=True, unique_values=unique_values
+        )
         return self._reject_rows(conn, run, late, keep_earlier=True) if late else run
 
     def _reject_rows(

@@ -252,3 +252,28 @@ def test_an_email_taken_between_staging_and_merge_rejects_the_row_not_the_merge(
     issue = json.loads((importer.folders.reports(run_id) / "summary.json").read_text())["issues"][0]
     assert (issue["line"], issue["code"]) == (2, "already_used")
     assert rows(conn, "account_reference_id") == [("B-1",)]
+
+
+def test_an_email_another_writer_took_after_staging_skips_that_row_and_merges_the_rest(conn, importer, land, tmp_path):
+    text = "AccountReferenceID,Name,ContactEmail\nA-1,First,shared@example.com\nA-2,Second,own@example.com\n"
+    name = land(write(tmp_path, "two.csv", text))
+    options = ImportOptions(on_error="skip_invalid_rows", max_error_rate=0.5)
+    run_id = importer.claim_file(conn, name, options, "customer_import", "manual__writer")
+    importer.validate_file(conn, run_id)
+    importer.load_staging(conn, run_id)  # checked: both emails are free
+    # not an import: an application writing to the table, which takes no merge lock
+    conn.execute("INSERT INTO customers (account_reference_id, contact_email) VALUES ('W-1', 'Shared@Example.com')")
+
+    importer.merge_customers(conn, run_id)
+    run = importer.publish_report(conn, run_id)
+
+    assert (run.status, run.inserted, run.rows_rejected) == ("partial", 1, 1)
+    issue = json.loads((importer.folders.reports(run_id) / "summary.json").read_text())["issues"][0]
+    assert (issue["line"], issue["code"]) == (2, "already_used")
+    assert "already belongs to customer AccountReferenceID `W-1`" in issue["message"]
+    assert rows(conn, "account_reference_id, contact_email") == [
+        ("A-2", "own@example.com"),
+        ("W-1", "Shared@Example.com"),
+    ]
+    history = conn.execute("SELECT line, customer_key, action FROM customer_history WHERE run_id = %s", [run_id])
+    assert history.fetchall() == [(3, "A-2", "insert")]  # the refused merge's history was undone with it
