@@ -85,7 +85,8 @@ ALTER TABLE "customers" ADD COLUMN IF NOT EXISTS "is_reseller" boolean;
 CREATE UNIQUE INDEX IF NOT EXISTS "customers_contact_email_unique" ON "customers" (lower("contact_email"));
 
 -- The history: typed rows, and the view with their JSON images (history.py), from the contract.
-CREATE TABLE IF NOT EXISTS "customer_history_rows" ( run_id bigint NOT NULL, line integer NOT NULL, customer_key text NOT NULL, action text NOT NULL CHECK (action IN ('insert', 'update')), changed text[], before_updated_at timestamptz, before_updated_by_run bigint, recorded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, line));
+CREATE TABLE IF NOT EXISTS "customer_history_rows" ( run_id bigint NOT NULL, line integer NOT NULL, customer_key text NOT NULL, action text NOT NULL CHECK (action IN ('insert', 'update')), changed text[], before_updated_at timestamptz, before_updated_by_run bigint, recorded_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS "customer_history_rows_run_idx" ON "customer_history_rows" USING brin (run_id);
 ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_name" varchar(255);
 ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "after_name" varchar(255);
 ALTER TABLE "customer_history_rows" ADD COLUMN IF NOT EXISTS "before_description" varchar(2000);
