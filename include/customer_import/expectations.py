@@ -87,34 +87,49 @@ class RowValidator:
         self._name = suite["name"]
 
     @cached_property
-    def _suite(self) -> Any:
-        """GX's suite, built on the first chunk: importing GX takes seconds, which a file's first rows
-        (and the progress they report) need not wait for."""
+    def _suites(self) -> dict[str, Any]:
+        """GX's suite of each column's expectations, built on the first chunk: importing GX takes
+        seconds, which a file's first rows (and the progress they report) need not wait for."""
         import great_expectations as gx
 
-        return gx.ExpectationSuite(name=self._name, expectations=self._expectations)
+        by_column: dict[str, list[dict[str, Any]]] = {}
+        for expectation in self._expectations:
+            by_column.setdefault(expectation["kwargs"]["column"], []).append(expectation)
+        return {
+            column: gx.ExpectationSuite(name=f"{self._name}_{column}", expectations=expectations)
+            for column, expectations in by_column.items()
+        }
 
     def warm_up(self) -> None:
-        """Import GX, build the suite and the batch definition: seconds, before the first chunk."""
+        """Import GX, build the suites and the batch definition: seconds, before the first chunk."""
         _batch_definition()
-        assert self._suite is not None
+        assert self._suites is not None
 
     def validate(self, frame: Any) -> list[Issue]:
-        """Issues of one chunk, at most one per cell (the first rule a value breaks).
+        """Issues of one chunk, at most one per cell (the first rule a value breaks), column by column.
 
-        GX runs the suite twice at most: first for each expectation's verdict alone (`BOOLEAN_ONLY`:
-        no unexpected values, indexes or rows are gathered, which is most of GX's time on a clean
-        chunk), then, when some failed, those expectations again for every row that broke them.
+        Each column's expectations run on a frame of that column and the line only: GX leaves out
+        a column's blank cells by copying the frame it is given, once per expectation, and a copy of
+        two columns is cheap where one of every column was not (8 % of validating 1M rows).
         """
+        issues: list[Issue] = []
+        for column, suite in self._suites.items():
+            issues += self._validate_column(frame[[LINE, column]], suite)
+        return issues
+
+    def _validate_column(self, frame: Any, suite: Any) -> list[Issue]:
+        """GX runs the suite twice at most: first for each expectation's verdict alone (`BOOLEAN_ONLY`:
+        no unexpected values, indexes or rows are gathered, which is most of GX's time on a clean
+        chunk), then, when some failed, those expectations again for every row that broke them."""
         import great_expectations as gx
 
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-        verdicts = batch.validate(self._suite, result_format={"result_format": "BOOLEAN_ONLY"})
+        verdicts = batch.validate(suite, result_format={"result_format": "BOOLEAN_ONLY"})
         failed = [outcome.expectation_config for outcome in verdicts.results if not outcome.success]
         if not failed:
             return []
         result = batch.validate(
-            gx.ExpectationSuite(name=f"{self._name}_failed", expectations=failed),
+            gx.ExpectationSuite(name=f"{suite.name}_failed", expectations=failed),
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [LINE]},
         )
         issues: dict[tuple[int, str], Issue] = {}
