@@ -44,7 +44,7 @@ def write_reports(
     """Write the reports of `run` into `report_dir`; `changes` as `merge.preview` yields them.
 
     A dry run's changes are its preview: all go to changes.csv. A real run's complete record is
-    the customer_history table; the first ones are shown on the HTML page.
+    the customer_history view; the first ones are shown on the HTML page.
     """
     report_dir.mkdir(parents=True, exist_ok=True)
     file_issues: list[Issue] = []
