@@ -26,6 +26,8 @@ CLEAR_MARKER = "#NULL"
 
 Required = Literal["always", "on_insert", "never"]
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: The history's typed columns are `before_<column>` and `after_<column>` (history.py).
+_MAX_COLUMN = 63 - len("before_")
 
 
 class ContractError(ValueError):
@@ -404,6 +406,11 @@ def _field_spec(entry: dict[str, Any]) -> FieldSpec:
         raise ContractError(f"{spec.header}: unknown type {spec.type!r}; use one of {sorted(FIELD_TYPES)}")
     if not _IDENTIFIER.match(spec.column):
         raise ContractError(f"{spec.header}: column {spec.column!r} is not a lower-case SQL identifier")
+    if len(spec.column) > _MAX_COLUMN:
+        raise ContractError(
+            f"{spec.header}: column {spec.column!r} is longer than {_MAX_COLUMN} characters: the history keeps"
+            " it as before_<column> and after_<column>, and a PostgreSQL name holds 63"
+        )
     if spec.required not in ("always", "on_insert", "never"):
         raise ContractError(f"{spec.header}: required must be always, on_insert or never")
     if spec.max_length is not None and (not isinstance(spec.max_length, int) or spec.max_length < 1):

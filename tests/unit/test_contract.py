@@ -73,6 +73,11 @@ def test_a_broken_contract_is_refused(tmp_path: Path):
     broken.write_text(head + "  - {header: Id, column: Id-1, type: text, required: always}\n")
     with pytest.raises(ContractError, match="not a lower-case SQL identifier"):
         load_contract(broken)
+    broken.write_text(head + f"  - {{header: Id, column: {'i' * 57}, type: text, required: always}}\n")
+    with pytest.raises(ContractError, match="longer than 56 characters: the history keeps it as before_<column>"):
+        load_contract(broken)
+    broken.write_text(head + f"  - {{header: Id, column: {'i' * 56}, type: text, required: always}}\n")
+    assert load_contract(broken).key.column == "i" * 56
 
 
 def test_the_calendar_date_rule_agrees_with_the_calendar():
