@@ -343,7 +343,8 @@ class Importer:
             except psycopg.errors.UniqueViolation as refused:
                 # A value that must be unique (an email) was taken since the checks, by another import
                 # or another writer: those rows are rejected like any other, and the rest is merged.
-                log.info("The merge was refused (%s): checking the rows against the customers again.", refused)
+                why = refused.diag.message_primary or str(refused)
+                log.info("The merge was refused (%s): checking the rows against the customers again.", why)
                 run = self._recheck(conn, run, fields, unique_values=True)
                 verdict, message = decide(run)
                 if verdict == "rejected":

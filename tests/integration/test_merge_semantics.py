@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import replace
 
@@ -254,7 +255,9 @@ def test_an_email_taken_between_staging_and_merge_rejects_the_row_not_the_merge(
     assert rows(conn, "account_reference_id") == [("B-1",)]
 
 
-def test_an_email_another_writer_took_after_staging_skips_that_row_and_merges_the_rest(conn, importer, land, tmp_path):
+def test_an_email_another_writer_took_after_staging_skips_that_row_and_merges_the_rest(
+    conn, importer, land, tmp_path, caplog
+):
     text = "AccountReferenceID,Name,ContactEmail\nA-1,First,shared@example.com\nA-2,Second,own@example.com\n"
     name = land(write(tmp_path, "two.csv", text))
     options = ImportOptions(on_error="skip_invalid_rows", max_error_rate=0.5)
@@ -264,7 +267,8 @@ def test_an_email_another_writer_took_after_staging_skips_that_row_and_merges_th
     # not an import: an application writing to the table, which takes no merge lock
     conn.execute("INSERT INTO customers (account_reference_id, contact_email) VALUES ('W-1', 'Shared@Example.com')")
 
-    importer.merge_customers(conn, run_id)
+    with caplog.at_level(logging.INFO, logger="customer_import.pipeline"):
+        importer.merge_customers(conn, run_id)
     run = importer.publish_report(conn, run_id)
 
     assert (run.status, run.inserted, run.rows_rejected) == ("partial", 1, 1)
@@ -277,3 +281,7 @@ def test_an_email_another_writer_took_after_staging_skips_that_row_and_merges_th
     ]
     history = conn.execute("SELECT line, customer_key, action FROM customer_history WHERE run_id = %s", [run_id])
     assert history.fetchall() == [(3, "A-2", "insert")]  # the refused merge's history was undone with it
+    assert (
+        'The merge was refused (duplicate key value violates unique constraint "customers_contact_email_unique"):'
+        " checking the rows against the customers again."
+    ) in caplog.messages
