@@ -334,9 +334,8 @@ class Importer:
             if run.merged_at is not None:
                 return run
             run = self._recheck(conn, run, fields, unique_values=False)
-            verdict, message = decide(run)
-            if verdict == "rejected":
-                return runs.update_run(conn, run_id, status="rejected", message=message)
+            if run.status == "rejected":
+                return run
             try:
                 with conn.transaction():  # a savepoint: what the merge did is undone if it is refused
                     counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode)
@@ -346,9 +345,8 @@ class Importer:
                 why = refused.diag.message_primary or str(refused)
                 log.info("The merge was refused (%s): checking the rows against the customers again.", why)
                 run = self._recheck(conn, run, fields, unique_values=True)
-                verdict, message = decide(run)
-                if verdict == "rejected":
-                    return runs.update_run(conn, run_id, status="rejected", message=message)
+                if run.status == "rejected":
+                    return run
                 counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode)
             skipped = run.rows_rejected or 0
             outcome = EMPTY_FILE if not run.rows_total else None
@@ -370,7 +368,8 @@ class Importer:
     ) -> ImportRun:
         """Check the accepted rows against the stored customers again, inside the merge transaction:
         another import may have added a key or taken an email since staging. Rows that now break a
-        rule are rejected in this transaction and reported like any other.
+        rule are rejected in this transaction and reported like any other; the run is rejected when
+        the error policy says so.
 
         The values that must be unique (emails) are checked again only when the merge was refused
         for one (`unique_values`): their unique index refuses a taken one anyway, and checking a
@@ -379,7 +378,7 @@ class Importer:
         late = checks.check_against_customers(
             conn, run.id, self.contract, fields, run.mode, accepted_only=True, unique_values=unique_values
         )
-        return self._reject_rows(conn, run, late, keep_earlier=True) if late else run
+        return self._reject_if_decided(conn, self._reject_rows(conn, run, late, keep_earlier=True) if late else run)
 
     def _reject_rows(
         self, conn: psycopg.Connection, run: ImportRun, issues: list[Issue], *, keep_earlier: bool
