@@ -5,25 +5,91 @@ They run set-based over the run's staging table and return issues per line, like
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from pathlib import Path
+
 import psycopg
 from psycopg import sql
 
 from customer_import.contract import CLEAR_MARKER, Contract, FieldSpec
 from customer_import.issues import Issue
 from customer_import.options import Mode
-from customer_import.staging import ACCEPTED, staging_table
+from customer_import.staging import ACCEPTED, staged_fields, staging_table
+
+#: A staged file longer than this is searched for duplicates by PostgreSQL alone (`distinct_columns`
+#: would hold too many values).
+DISTINCT_ROWS = 2_000_000
 
 
 def check_staging(
-    conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec], mode: Mode
+    conn: psycopg.Connection,
+    run_id: int,
+    contract: Contract,
+    fields: list[FieldSpec],
+    mode: Mode,
+    distinct: Collection[str] = (),
 ) -> list[Issue]:
-    """The rules that need the whole file or the stored customers, as issues per line."""
+    """The rules that need the whole file or the stored customers, as issues per line. The columns
+    in `distinct` are known to hold no duplicate (`distinct_columns`): they are not searched again."""
     q = _Names(contract, run_id)
-    issues = _duplicates(conn, q, contract.key, casefold=False)
-    for spec in contract.unique_fields:
-        if spec in fields:
-            issues += _duplicates(conn, q, spec, casefold=True)
+    issues = []
+    for spec, casefold in _once_per_file(contract):
+        if spec in fields and spec.column not in distinct:
+            issues += _duplicates(conn, q, spec, casefold=casefold)
     return issues + check_against_customers(conn, run_id, contract, fields, mode)
+
+
+def _once_per_file(contract: Contract) -> list[tuple[FieldSpec, bool]]:
+    """The fields whose values may appear once per file, and whether they are compared ignoring case:
+    the key exactly, the unique fields (emails) as their unique index compares them, by `lower()`."""
+    return [(contract.key, False), *((spec, True) for spec in contract.unique_fields)]
+
+
+def distinct_columns(staged_csv: Path, contract: Contract) -> frozenset[str]:
+    """The columns of `staged_csv` that `check_staging` would search for duplicates and that are
+    known to have none, read by Arrow (on the other core, while PostgreSQL loads the file).
+
+    Only a proof counts: a column is left to the query (which names the lines) when it has a repeat,
+    when it is compared ignoring case and a value is not all ASCII (what `lower()` does to other
+    letters is the database's collation's to say), or when the file has more than `DISTINCT_ROWS` rows.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    fields = staged_fields(staged_csv, contract)
+    casefolds = {spec.column: casefold for spec, casefold in _once_per_file(contract) if spec in fields}
+    values: dict[str, list[pa.Array]] = {column: [] for column in casefolds}
+    rows = 0
+    try:
+        reader = pacsv.open_csv(
+            staged_csv,
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(casefolds), column_types=dict.fromkeys(casefolds, pa.string())
+            ),
+        )
+        for batch in reader:
+            rows += batch.num_rows
+            if rows > DISTINCT_ROWS:
+                return frozenset()
+            for column in list(values):
+                cells = batch.column(column)
+                cells = cells.filter(pc.and_(pc.is_valid(cells), pc.not_equal(cells, CLEAR_MARKER)))
+                if casefolds[column]:
+                    if not pc.all(pc.string_is_ascii(cells)).as_py():
+                        del values[column]
+                        continue
+                    cells = pc.ascii_lower(cells)
+                values[column].append(cells)
+    except pa.ArrowInvalid:
+        return frozenset()  # COPY reads what Arrow may not: the queries decide
+    return frozenset(
+        column
+        for column, chunks in values.items()
+        if len(pc.unique(chunked := pa.chunked_array(chunks, pa.string()))) == len(chunked)
+    )
 
 
 def check_against_customers(

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -274,10 +275,13 @@ class Importer:
 
     def _stage(self, conn: psycopg.Connection, run: ImportRun) -> ImportRun:
         self._stage_started(conn, run, "staging")
-        fields, staged = staging.copy_into_staging(conn, run.id, self._staged_file(run.id), self.contract)
+        staged_csv = self._staged_file(run.id)
+        with ThreadPoolExecutor(1, "duplicates") as arrow:  # Arrow reads the file while PostgreSQL loads it
+            distinct = arrow.submit(checks.distinct_columns, staged_csv, self.contract)
+            fields, staged = staging.copy_into_staging(conn, run.id, staged_csv, self.contract)
         run = runs.update_run(conn, run.id, rows_staged=staged)
         self._stage_started(conn, run, "checking")
-        issues = checks.check_staging(conn, run.id, self.contract, fields, run.mode)
+        issues = checks.check_staging(conn, run.id, self.contract, fields, run.mode, distinct.result())
         return self._reject_if_decided(conn, self._reject_rows(conn, run, issues, keep_earlier=False))
 
     def _stage_started(self, conn: psycopg.Connection, run: ImportRun, stage: str) -> Callable[[int, float], None]:
