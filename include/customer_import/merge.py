@@ -74,14 +74,14 @@ class MergeSql:
         names of the columns it changes with their typed values before and after (see history.py);
         a new customer records none (its stored values are all NULL)."""
         typed = [sql.SQL("c.{} AS {}").format(sql.Identifier(c), history.before(c)) for c in RESTORED_AUDIT_COLUMNS]
-        for spec in self.values:
-            differs = self.differs(spec)
+        for spec in self.values:  # (`differs` casts the new value: it is not computed for a new customer)
+            differs = sql.SQL("c.{} IS NOT NULL AND {}").format(self.key, self.differs(spec))
             typed += [
                 sql.SQL("CASE WHEN {} THEN c.{} END AS {}").format(
                     differs, sql.Identifier(spec.column), history.before(spec.column)
                 ),
-                sql.SQL("CASE WHEN c.{} IS NOT NULL AND {} THEN {} END AS {}").format(
-                    self.key, differs, self.new_value(spec), history.after(spec.column)
+                sql.SQL("CASE WHEN {} THEN {} END AS {}").format(
+                    differs, self.new_value(spec), history.after(spec.column)
                 ),
             ]
         changed = sql.SQL("array_remove(ARRAY[{}]::text[], NULL)").format(
