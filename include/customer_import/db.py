@@ -42,7 +42,12 @@ def use_schema(conn: psycopg.Connection, schema: str) -> psycopg.Connection:
     Every multi-statement change of the project runs in an explicit `conn.transaction()`.
     """
     conn.autocommit = True
-    conn.execute("SELECT set_config('search_path', %s, false)", [schema])
+    return set_session(conn, "search_path", schema)
+
+
+def set_session(conn: psycopg.Connection, setting: str, value: str) -> psycopg.Connection:
+    """Set a PostgreSQL setting for the rest of the session."""
+    conn.execute("SELECT set_config(%s, %s, false)", [setting, value])
     return conn
 
 

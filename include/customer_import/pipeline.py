@@ -124,6 +124,7 @@ class Importer:
 
     def _open(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         db.use_schema(conn, self.settings.schema)
+        db.set_session(conn, "work_mem", self.settings.work_mem)
         return runs.get_run(conn, run_id)
 
     # --- the steps -----------------------------------------------------------------

@@ -8,6 +8,7 @@ A relative path is taken from the repository's root, wherever the process runs.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -34,6 +35,13 @@ def _repo_path(value: str) -> Path:
 
 def _mib(value: str) -> int:
     return int(float(value) * MIB)
+
+
+def _postgres_memory(value: str) -> str:
+    """A PostgreSQL memory size (`64MB`, `1GB`, `65536kB`), checked before it reaches the server."""
+    if re.fullmatch(r"[1-9][0-9]*(?:kB|MB|GB)", value) is None:
+        raise ValueError(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,13 @@ class Settings:
         "100000",
         "rows validated at a time, twice as many when read in columns (memory stays flat in file size)",
         int,
+    )
+    work_mem: str = _setting(
+        "CUSTOMER_IMPORT_WORK_MEM",
+        "64MB",
+        "PostgreSQL's `work_mem` for an import's statements (its checks, finding the changes, the MERGE):"
+        " with the server's default of 4MB, a million rows join through temporary files",
+        _postgres_memory,
     )
     issues_in_summary: int = _setting(
         "CUSTOMER_IMPORT_ISSUES_IN_SUMMARY",

@@ -12,6 +12,7 @@ import pytest
 from customer_import import db
 from customer_import.rollback import RollbackRefused
 from customer_import.runs import ImportOptions
+from customer_import.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -236,6 +237,16 @@ def test_the_schema_setting_keeps_tables_apart(conn, importer, land, database_ur
         own.execute(f'DROP SCHEMA "{schema}_other" CASCADE')
     assert run.status == "succeeded"
     assert conn.execute("SELECT to_regclass('customers')").fetchone() == (None,)
+
+
+def test_the_work_mem_setting_is_what_the_import_session_runs_with(conn, importer, land, monkeypatch):
+    roomy = replace(importer, settings=replace(importer.settings, work_mem="96MB"))
+    assert roomy.import_file(conn, land("valid_customers.csv")).status == "succeeded"
+    assert db.scalar(conn, "SHOW work_mem") == "96MB"
+
+    monkeypatch.setenv("CUSTOMER_IMPORT_WORK_MEM", "96 MB")
+    with pytest.raises(ValueError, match="CUSTOMER_IMPORT_WORK_MEM='96 MB' is not valid: the default is 64MB"):
+        Settings.from_env()
 
 
 def test_an_email_taken_between_staging_and_merge_rejects_the_row_not_the_merge(conn, importer, land, tmp_path):
