@@ -66,8 +66,11 @@ def distinct_columns(staged_csv: Path, contract: Contract) -> frozenset[str]:
             staged_csv,
             read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=list(casefolds), column_types=dict.fromkeys(casefolds, pa.string())
+            convert_options=pacsv.ConvertOptions(  # NULL as COPY reads it: empty, unless quoted
+                include_columns=list(casefolds),
+                column_types=dict.fromkeys(casefolds, pa.string()),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
             ),
         )
         for batch in reader:
@@ -78,7 +81,7 @@ def distinct_columns(staged_csv: Path, contract: Contract) -> frozenset[str]:
                 cells = batch.column(column)
                 cells = cells.filter(pc.and_(pc.is_valid(cells), pc.not_equal(cells, CLEAR_MARKER)))
                 if casefolds[column]:
-                    if not pc.all(pc.string_is_ascii(cells)).as_py():
+                    if not pc.all(pc.string_is_ascii(cells), min_count=0).as_py():
                         del values[column]
                         continue
                     cells = pc.ascii_lower(cells)

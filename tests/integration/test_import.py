@@ -281,7 +281,7 @@ def test_a_run_with_more_changes_than_the_page_shows_is_published_completely(con
     ("rows", "proved"),
     [
         ([("K-1", "a@example.com"), ("K-2", "b@example.com"), ("k-1", "")], {"account_reference_id", "contact_email"}),
-        ([("K-1", "#NULL"), ("K-2", "#NULL"), ("K-3", "")], {"account_reference_id", "contact_email"}),
+        ([("K-1", "#NULL"), ("K-2", "#NULL"), ("K-3", ""), ("K-4", "")], {"account_reference_id", "contact_email"}),
         ([("K-1", "a@example.com"), ("K-2", "A@Example.COM")], {"account_reference_id"}),
         ([("K-1", "a@example.com"), ("K-1", "b@example.com")], {"contact_email"}),
         ([("K-1", "ärger@example.com"), ("K-2", "Ärger@example.com")], {"account_reference_id"}),
