@@ -45,22 +45,25 @@ def _once_per_file(contract: Contract) -> list[tuple[FieldSpec, bool]]:
     return [(contract.key, False), *((spec, True) for spec in contract.unique_fields)]
 
 
-def distinct_columns(staged_csv: Path, contract: Contract) -> frozenset[str]:
-    """The columns of `staged_csv` that `check_staging` would search for duplicates and that are
-    known to have none, read by Arrow (on the other core, while PostgreSQL loads the file).
+def distinct_columns(staged_csv: Path, contract: Contract, rows: int) -> frozenset[str]:
+    """The columns of `staged_csv` (of at most `rows` rows) that `check_staging` would search for
+    duplicates and that are known to have none, read by Arrow (on the other core, while PostgreSQL
+    loads the file).
 
     Only a proof counts: a column is left to the query (which names the lines) when it has a repeat,
     when it is compared ignoring case and a value is not all ASCII (what `lower()` does to other
-    letters is the database's collation's to say), or when the file has more than `DISTINCT_ROWS` rows.
+    letters is the database's collation's to say), or when the file may have more than
+    `DISTINCT_ROWS` rows (it is not read then).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
+    if rows > DISTINCT_ROWS:
+        return frozenset()
     fields = staged_fields(staged_csv, contract)
     casefolds = {spec.column: casefold for spec, casefold in _once_per_file(contract) if spec in fields}
     values: dict[str, list[pa.Array]] = {column: [] for column in casefolds}
-    rows = 0
     try:
         reader = pacsv.open_csv(
             staged_csv,
@@ -74,9 +77,6 @@ def distinct_columns(staged_csv: Path, contract: Contract) -> frozenset[str]:
             ),
         )
         for batch in reader:
-            rows += batch.num_rows
-            if rows > DISTINCT_ROWS:
-                return frozenset()
             for column in list(values):
                 cells = batch.column(column)
                 cells = cells.filter(pc.and_(pc.is_valid(cells), pc.not_equal(cells, CLEAR_MARKER)))

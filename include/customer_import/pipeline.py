@@ -278,7 +278,7 @@ class Importer:
         self._stage_started(conn, run, "staging")
         staged_csv = self._staged_file(run.id)
         with ThreadPoolExecutor(1, "duplicates") as arrow:  # Arrow reads the file while PostgreSQL loads it
-            distinct = arrow.submit(checks.distinct_columns, staged_csv, self.contract)
+            distinct = arrow.submit(checks.distinct_columns, staged_csv, self.contract, run.rows_total or 0)
             fields, staged = staging.copy_into_staging(conn, run.id, staged_csv, self.contract)
         run = runs.update_run(conn, run.id, rows_staged=staged)
         self._stage_started(conn, run, "checking")

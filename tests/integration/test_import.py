@@ -304,10 +304,11 @@ def test_arrow_rules_out_only_the_duplicates_the_database_would_not_find(conn, s
         writer.write_rows(lines, [True] * len(rows), [list(column) for column in zip(*rows, strict=True)])
     staging.copy_into_staging(conn, 1, staged_csv, contract)
 
-    distinct = checks.distinct_columns(staged_csv, contract)
+    distinct = checks.distinct_columns(staged_csv, contract, len(rows))
 
     assert distinct == proved
     searched = checks.check_staging(conn, 1, contract, fields, "upsert")
     duplicated = {i.column for i in searched if i.code == "duplicate_in_file"}
     assert not duplicated & {f.header for f in fields if f.column in distinct}
     assert checks.check_staging(conn, 1, contract, fields, "upsert", distinct) == searched
+    assert checks.distinct_columns(staged_csv, contract, checks.DISTINCT_ROWS + 1) == set()  # too long to hold
