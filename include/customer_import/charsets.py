@@ -25,15 +25,17 @@ SNIFF_BYTES = 64 * 1024
 RE_SAVE = "In Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'."
 _LINES_NAMED = 20  # lines named one by one in a mixed file; the rest are counted
 
-#: Legacy encodings a CSV export really comes in, with the name a person knows them by.
+#: Legacy encodings a CSV export really comes in, with the name a person knows them by. ISO-8859-1
+#: is not one to offer: where it differs from Windows-1252 (bytes 0x80 to 0x9F) it reads control
+#: characters, never text, and elsewhere Windows-1252 reads every byte the same way.
 _LEGACY = {
     "cp1252": "Windows-1252 (Western European)",
     "mac_roman": "Mac Roman (old Mac Excel)",
-    "latin-1": "ISO-8859-1 (Latin-1)",
 }
-_OPTION_NAME = {"cp1252": "windows-1252", "mac_roman": "mac-roman", "latin-1": "latin-1"}
-_ICONV_NAME = {"cp1252": "WINDOWS-1252", "mac_roman": "MACINTOSH", "latin-1": "ISO-8859-1"}
-_TYPOGRAPHY = set("’‘“”–—…€")
+_OPTION_NAME = {"cp1252": "windows-1252", "mac_roman": "mac-roman"}
+_ICONV_NAME = {"cp1252": "WINDOWS-1252", "mac_roman": "MACINTOSH"}
+_TYPOGRAPHY = set("’‘“”‚„–—…€•™")
+_CLEAR_LEAD = 3  # how far the best reading's score must lead the next one's to be named alone
 
 
 def is_utf8(encoding: str) -> bool:
@@ -78,17 +80,41 @@ def binary_issue(path: Path, head: bytes, encoding: str) -> Issue | None:
         return Issue(None, None, "wrong_encoding", f"The file is encoded as UTF-32, not UTF-8. {RE_SAVE}{declare}")
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _looks_utf16(head):
         return Issue(None, None, "wrong_encoding", f"The file is encoded as UTF-16, not UTF-8. {RE_SAVE}{declare}")
-    if b"\x00" in head:
-        offset = head.index(b"\x00")
+    image = next((name for magic, name in _BINARY_KINDS.items() if head.startswith(magic)), None)
+    if image:
+        return Issue(None, None, "binary_file", f"The file is {image} with a .csv name, not a CSV file.")
+    if _mostly_binary(head):
+        offset = head.index(b"\x00") if b"\x00" in head else 0
         line = head.count(b"\n", 0, offset) + 1
         return Issue(
             None,
             None,
             "binary_file",
-            f"The file contains binary data (a NUL byte at byte offset {offset}, on line {line}), so it"
-            " is not a text CSV file. Export the data again as CSV UTF-8.",
+            f"The file contains binary data (NUL and other control bytes from byte offset {offset}, on line {line}),"
+            " so it is not a text CSV file. Export the data again as CSV UTF-8.",
         )
-    return None
+    return None  # a NUL byte here and there is a row issue on its line, as anywhere else in the file
+
+
+#: The first bytes of binary files that are dropped by mistake, and what they are.
+_BINARY_KINDS = {
+    b"\x89PNG\r\n\x1a\n": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF-": "a PDF document",
+    b"\x1f\x8b": "a gzip archive (unpack it and import the file inside)",
+    b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive",
+    b"Rar!\x1a\x07": "a RAR archive",
+}
+#: Bytes that text never holds: NUL and the C0 controls other than tab, line ends, form feed and escape.
+_NOT_TEXT = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20)])
+
+
+def _mostly_binary(head: bytes) -> bool:
+    """Binary content, not a text file with a stray NUL: at least 16 control bytes, and more than 5 %
+    of the first bytes."""
+    controls = len(head) - len(head.translate(None, _NOT_TEXT))
+    return controls >= 16 and controls * 20 > len(head)
 
 
 def _zip_kind(path: Path, head: bytes) -> str:
@@ -168,7 +194,7 @@ def _lines(raw: BinaryIO) -> Iterator[bytes]:
 def _pasted_lines(bad: list[_BadLine], bad_count: int, utf8_lines: int) -> list[Issue]:
     issues = []
     for number, start, line, err in bad:
-        guess = _guess(line)
+        guess = _guess([line])
         as_what = f" (it reads as {_LEGACY[guess].split(' (')[0]}: `{_near(line, err, guess)}`)" if guess else ""
         issues.append(
             Issue(
@@ -197,18 +223,13 @@ def _pasted_lines(bad: list[_BadLine], bad_count: int, utf8_lines: int) -> list[
 
 
 def _legacy_file_message(number: int, start: int, line: bytes, err: UnicodeDecodeError, lines: list[bytes]) -> str:
-    guess = _guess(b"".join(lines))
+    guess = _guess(lines)
     where = (
         f"Line {number} is not valid UTF-8: byte 0x{line[err.start]:02X} at byte offset {start + err.start}"
         f" (byte {err.start + 1} of the line, near `{_near(line, err, guess)}`)."
     )
     if guess is None:
-        undefined = "" if _decodes(line, "cp1252") else f" (byte 0x{line[err.start]:02X} is undefined in Windows-1252)"
-        return (
-            f"{where} The file is in an older encoding that its bytes do not tell apart{undefined}: it may be"
-            " ISO-8859-1 (Latin-1) or Mac Roman. Save it as CSV UTF-8 from the program that made it,"
-            f" or import it with the encoding it was saved in. {RE_SAVE}"
-        )
+        return f"{where} {_unsure(number, line, err, lines)} {RE_SAVE}"
     return (
         f"{where} The file looks like {_LEGACY[guess]}: import it with encoding {_OPTION_NAME[guess]},"
         f" or save it as CSV UTF-8. {RE_SAVE} Or convert it: iconv -f {_ICONV_NAME[guess]} -t UTF-8 in.csv"
@@ -216,27 +237,72 @@ def _legacy_file_message(number: int, start: int, line: bytes, err: UnicodeDecod
     )
 
 
-def _guess(sample: bytes) -> str | None:
-    """The legacy encoding whose reading of the non-ASCII bytes looks like text, when one clearly does.
+def _unsure(number: int, line: bytes, err: UnicodeDecodeError, lines: list[bytes]) -> str:
+    """The words for a legacy file whose encoding its bytes do not make clear: which encodings were
+    weighed, why others were not, and the line read each way."""
+    weighed = list(_readings(lines))
+    ruled_out = []
+    if "cp1252" not in weighed:
+        undefined = next(b for b in b"".join(lines) if b >= 0x80 and not _decodes(bytes([b]), "cp1252"))
+        ruled_out.append(f"byte 0x{undefined:02X} is undefined in Windows-1252")
+    if any(0x80 <= b <= 0x9F for b in b"".join(lines)):
+        ruled_out.append("bytes 0x80 to 0x9F are control characters in ISO-8859-1 (Latin-1)")
+    why_not = f" ({' and '.join(ruled_out)}, so the file is in neither)" if ruled_out else ""
+    each_way = "; ".join(
+        f"read as {_LEGACY[e].split(' (')[0]}, line {number} is `{_near(line, err, e)}`" for e in weighed
+    )
+    names = " or ".join(_OPTION_NAME[e] for e in weighed)
+    which = "that reads right, import the file with encoding" if len(weighed) == 1 else "one of these reads right,"
+    which += f" {names}" if len(weighed) == 1 else f" import the file with that encoding ({names})"
+    return (
+        f"The file is in an older encoding that its bytes do not make clear{why_not}: {each_way}. If {which};"
+        " otherwise save it as CSV UTF-8 from the program that made it."
+    )
 
-    Lower-case accented letters and typographic punctuation are what Western text is made of;
-    Windows-1252 and Mac Roman put them at different bytes, so the right one scores far higher.
-    """
-    high = bytes(b for b in sample if b >= 0x80)
-    scores = {}
-    for encoding in _LEGACY:
-        if _decodes(high, encoding):
-            scores[encoding] = sum(
-                2 if ch.islower() or ch in _TYPOGRAPHY else 1 if ch.isalpha() else 0 for ch in high.decode(encoding)
-            )
-    if "cp1252" in scores:
-        scores.pop("latin-1")  # Windows-1252 reads every byte Latin-1 reads as text the same way
-    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+
+def _guess(lines: list[bytes]) -> str | None:
+    """The legacy encoding under which `lines` read as text, when one clearly does."""
+    ranked = sorted(_readings(lines).items(), key=lambda kv: kv[1], reverse=True)
     if not ranked or ranked[0][1] < 2:
         return None
-    if len(ranked) > 1 and ranked[0][1] < 1.5 * ranked[1][1]:
+    if len(ranked) > 1 and ranked[0][1] - ranked[1][1] < _CLEAR_LEAD:
         return None
     return ranked[0][0]
+
+
+def _readings(lines: list[bytes]) -> dict[str, int]:
+    """How much each legacy encoding that decodes `lines` makes them look like text (see `_text_score`)."""
+    scores = {}
+    for encoding in _LEGACY:
+        if all(_decodes(line, encoding) for line in lines):
+            scores[encoding] = sum(_text_score(line.decode(encoding)) for line in lines)
+    return scores
+
+
+def _text_score(text: str) -> int:
+    """Points for each character outside ASCII that sits in text as such characters do.
+
+    Windows-1252 and Mac Roman put accented letters and typography at different bytes, so the wrong
+    one reads `Café` as `CafÈ`, `Crème` as `Cr‡me` (a symbol inside a word) and `“Smart”` as
+    `ìSmartî` (a lower-case letter before a capital): the right reading scores far higher.
+    """
+    score = 0
+    for i, ch in enumerate(text):
+        if ch.isascii():
+            continue
+        before, after = text[i - 1 : i] or " ", text[i + 1 : i + 2] or " "
+        if ch in _TYPOGRAPHY:
+            score += 2
+        elif ch.isalpha():
+            if not (before.isalpha() or after.isalpha()):
+                continue  # a letter on its own says little
+            if (ch.isupper() and before.islower()) or (ch.islower() and after.isupper()):
+                score -= 2
+            else:
+                score += 2 if ch.islower() else 1
+        elif before.isalpha() and after.isalpha():
+            score -= 2
+    return score
 
 
 def _decodes(data: bytes, encoding: str) -> bool:

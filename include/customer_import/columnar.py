@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from customer_import import charsets
-from customer_import.contract import CLEAR_MARKER, SPACES, Contract, FieldSpec, load_contract
-from customer_import.csvfile import VISIBLE, CsvFile
+from customer_import.cleaning import CHANGED, REPLACEMENT, changes_in
+from customer_import.contract import CLEAR_MARKER, SPACES, TRIM, Contract, FieldSpec, load_contract
+from customer_import.csvfile import CsvFile
 from customer_import.expectations import RowValidator
 from customer_import.issues import Issue
 from customer_import.staging import ACCEPTED, LINE, StagedWriter
@@ -39,12 +40,10 @@ _BLOCK_BYTES = 4 << 20
 #: Arrow holds a chunk's cells in a fraction of the memory Python rows take: this path validates
 #: this many times `chunk_rows` at a time, and pays GX's cost per batch that much less often.
 COLUMNAR_CHUNKS = 2
-#: What `^[SPACES]+|[SPACES]+$` takes off a value, for Arrow's utf8_trim.
+#: What `^[SPACES]+|[SPACES]+$` takes off a value, for Arrow's utf8_trim (a blank cell is only these).
 SPACE_CHARACTERS = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 _SPACED_QUOTE = f'^[{SPACES}]+"'
-_INVISIBLE_SPACES = "[" + "".join(c for c, to in VISIBLE.items() if to == " ") + "]"
-_INVISIBLE_OTHERS = "[" + "".join(c for c, to in VISIBLE.items() if to is None) + "]"
-_INVISIBLE = "[" + "".join(VISIBLE) + "]"
+_CHANGED = f"[{CHANGED}]"
 
 
 class NeedsPreciseReader(Exception):
@@ -117,7 +116,7 @@ def check_columns(
         try:
             for columns, lines, end, bytes_read in _chunks(source, chunk_rows * COLUMNAR_CHUNKS, last_line + 1):
                 rows += len(lines)
-                chunk = _normalised(source, columns)
+                chunk = _normalised(source, columns, lines)
                 frame = _for_gx(source.fields, lines, chunk)
                 validating.result()  # the chunk before: validated, and staged below
                 if pending is not None:
@@ -265,21 +264,25 @@ def _only_spaces(column: Any) -> Any:
     return pc.equal(pc.binary_length(pc.utf8_trim(column, SPACE_CHARACTERS)), 0).to_numpy(zero_copy_only=False)
 
 
-def _normalised(source: CsvFile, columns: list[Any]) -> list[Any]:
-    """The fields' cells, normalised as `CsvFile.columns` does."""
+def _normalised(source: CsvFile, columns: list[Any], lines: Any) -> list[Any]:
+    """The fields' cells, normalised as `CsvFile.columns` does (and its changes counted the same way)."""
     import pyarrow.compute as pc
 
     cells = []
     for spec, index in zip(source.fields, source.field_indexes, strict=True):
-        trimmed = pc.utf8_trim(columns[index], SPACE_CHARACTERS)
+        trimmed = pc.utf8_trim(columns[index], TRIM)
         column = trimmed if spec.trimmed else pc.if_else(pc.equal(trimmed, ""), "", columns[index])
+        kinds = changes_in(spec)
         if (
-            not spec.identifying
+            kinds
             and not pc.all(pc.string_is_ascii(column)).as_py()
-            and pc.any(pc.match_substring_regex(column, _INVISIBLE)).as_py()
+            and pc.any(pc.match_substring_regex(column, _CHANGED)).as_py()
         ):
-            column = pc.replace_substring_regex(column, _INVISIBLE_SPACES, " ")
-            column = pc.replace_substring_regex(column, _INVISIBLE_OTHERS, "")
+            for kind, characters in kinds.items():
+                found = pc.match_substring_regex(column, f"[{characters}]")
+                if pc.any(found).as_py():
+                    source.value_changes.add(kind, source.labels[spec.column], pc.filter(lines, found).to_pylist())
+                    column = pc.replace_substring_regex(column, f"[{characters}]", REPLACEMENT[kind] or "")
         cells.append(column)
     return cells
 

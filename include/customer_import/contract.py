@@ -278,6 +278,9 @@ CALENDAR_DATE: str = (
 #: Python's white space (`str.isspace`, what `\s` means to Python's re) as a class of its own characters:
 #: RE2, which Arrow runs, reads `\s` as ASCII white space only, so pandas would run `\s` rules in Python.
 SPACES = "".join(f"\\x{ord(c):02x}" if ord(c) < 0xA0 else c for c in map(chr, range(0x3001)) if c.isspace())
+#: What a typed value loses at its ends: white space, but not the control characters Python counts as
+#: white space (U+001C to U+001F, U+0085), which are a row issue like every other control character.
+TRIM = "".join(c for c in map(chr, range(0x3001)) if c.isspace() and c not in "\x1c\x1d\x1e\x1f\x85")
 EMAIL: str = rf'^[^{SPACES}@"(),:;<>\[\]\\]+@(?:[^{SPACES}@"(),:;<>\[\]\\.]+\.)+[^{SPACES}@"(),:;<>\[\]\\.]+$'
 #: Characters that show as nothing (zero-width spaces and joiners, the byte-order mark, soft
 #: hyphen, direction marks) or as an ordinary space (no-break and other Unicode spaces).
@@ -289,8 +292,10 @@ _CONTINUATION = r"\x80-\xbf" + "".join(
 )
 _HEADER_NOISE = re.compile(rf"[\s_\-]+|{INVISIBLE}")
 MOJIBAKE = f"[ÂÃÄÅÎÏÐÑ][{_CONTINUATION}]|[âï][{_CONTINUATION}][{_CONTINUATION}]"
-_CONTROL_CHARS = r"[\x00-\x1f\x7f]"
-_CONTROL_CHARS_EXCEPT_LINE_BREAKS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+#: C0 and C1 control characters and DEL: never text in an export (C1, U+0080 to U+009F, is what
+#: Windows-1252 typography becomes when the file is read as ISO-8859-1).
+_CONTROL_CHARS = r"[\x00-\x1f\x7f-\x9f]"
+_CONTROL_CHARS_EXCEPT_LINE_BREAKS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 
 
 def _rules(f: FieldSpec) -> list[Rule]:
@@ -320,9 +325,10 @@ def _rules(f: FieldSpec) -> list[Rule]:
             "ExpectColumnValuesToNotMatchRegex",
             {"regex": _CONTROL_CHARS_EXCEPT_LINE_BREAKS if f.multiline else _CONTROL_CHARS},
             "control_character",
-            "{header} contains a control character"
-            + ("" if f.multiline else " or line break")
-            + ": remove it (it is often an invisible paste from another program).",
+            "{header} contains "
+            + ("a control character" if f.multiline else "a control character or line break")
+            + " ({found}): remove it (it is often an invisible paste from another program, or a file read"
+            " in the wrong encoding).",
         )
     )
     if f.identifying:

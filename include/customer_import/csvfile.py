@@ -26,7 +26,8 @@ from typing import Any, BinaryIO
 
 from customer_import import charsets
 from customer_import.charsets import RE_SAVE, SNIFF_BYTES
-from customer_import.contract import CLEAR_MARKER, INVISIBLE, Contract, FieldSpec, normalise_header
+from customer_import.cleaning import ValueChanges, translation
+from customer_import.contract import CLEAR_MARKER, INVISIBLE, TRIM, Contract, FieldSpec, normalise_header
 from customer_import.folders import NotRegularFile, open_regular
 from customer_import.issues import Issue
 from customer_import.sources import Source, UnreadableValue
@@ -43,6 +44,7 @@ MAX_FIELD_CHARS = 1 << 20
 _REPORT_NAMES = {normalise_header(c) for c in REPORT_COLUMNS}
 _SEPARATORS = {";": "semicolon (;)", "\t": "tab", "|": "pipe (|)"}
 _SPACED_QUOTED_HEADER = re.compile(r'^\s*"[^"]*"(?:\s*,\s+"[^"]*")+\s*$')
+_SPACED_HEADER = re.compile(r'^[^",]+(?:, +[^",]+)+$')  # `a, b, c`: a space after every comma
 _SPACED_QUOTE = re.compile(r'^\s+"((?:[^"]|"")*)"\s*$')
 _INVISIBLE = re.compile(INVISIBLE)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -119,10 +121,12 @@ class CsvFile:
         self.labels: dict[str, str] = {}
         self._defaults: dict[str, str] = {}
         self.is_report = False  # the file is one of our errors.csv, fixed and dropped again
+        #: What `columns()` changed in the values it read (invisible characters, Unicode spaces).
+        self.value_changes = ValueChanges()
         self._text: io.TextIOWrapper | None = None
         self._reader: Any = None  # a csv reader (its line_num counts the physical lines it read)
         self._raw: BinaryIO | None = None
-        self._spaced = False  # `"a", "b"`: a space after each comma, before the quote
+        self._spaced = False  # `"a", "b"` or `a, b`: a space after each comma, part of the separator
         self._head = ""  # the file's first bytes as text, to sniff the dialect
         self._pending: list[str] = []  # the physical lines of the record being read
 
@@ -242,7 +246,7 @@ class CsvFile:
             return Issue(None, None, "empty_file", "The file is empty: " + self._template_hint())
         self._head = text
         first = self._first_line()
-        self._spaced = bool(_SPACED_QUOTED_HEADER.match(first))
+        self._spaced = bool(_SPACED_QUOTED_HEADER.match(first) or _SPACED_HEADER.match(first))
         return None
 
     def _first_line(self) -> str:
@@ -421,7 +425,7 @@ class CsvFile:
                 if broken is None:
                     return
                 yield broken
-                if broken.issue and broken.issue.code == "unterminated_quote":  # again right after its first line
+                if broken.last_line == start and end > start:  # read again right after its first line
                     reader, end = self._reader_after(start), start
                 continue
             end = self._line_offset + reader.line_num
@@ -430,7 +434,10 @@ class CsvFile:
                 return
             if blank(cells):
                 continue  # blank lines and rows of empty cells (left by spreadsheets) are skipped
-            if len(cells) != width:
+            if len(cells) != width and end > start:  # a quote opened on `start` closed lines later
+                yield Record(start, _split(pending[:1]), _merged_lines_issue(start, end, len(cells), width))
+                reader, end = self._reader_after(start), start
+            elif len(cells) != width:
                 yield Record(start, cells, _width_issue(start, len(cells), width), end)
             elif header_again(cells):
                 yield Record(
@@ -544,20 +551,23 @@ class CsvFile:
                     ),
                 ),
             )
-        span = f"line {start}" if end == start else f"lines {start} to {end}"
+        if end == start:
+            message = f"Line {start} has a stray double quote (line {start} could not be read)"
+        else:  # the quote that opened on `start` closed on `end`, before something other than a comma
+            message = (
+                f"A double quote opened on line {start} closes only on line {end}, so line {start} could not be read"
+                f" (line {start + 1} and the lines after it were read again as rows of their own)"
+            )
         return Record(
             start,
-            _split(lines),
+            _split(lines[:1]),
             Issue(
                 start,
                 None,
                 "stray_quote",
-                (
-                    f"Line {start} has a stray double quote ({span} could not be read): a value wrapped in double"
-                    ' quotes must double every quote inside it, e.g. "The ""Best"" Shop".'
-                ),
+                message
+                + ': a value wrapped in double quotes must double every quote inside it, e.g. "The ""Best"" Shop".',
             ),
-            end,
         )
 
     def _swallowed_rows(self, start: int, end: int, lines: list[str]) -> Issue | None:
@@ -586,13 +596,14 @@ class CsvFile:
         assert index is not None, "the key is never a default"
         return index
 
-    def columns(self, rows: list[list[str]]) -> list[list[str]]:
-        """The values of each contract field (in `fields` order) across `rows` of full width.
+    def columns(self, rows: list[list[str]], lines: list[int]) -> list[list[str]]:
+        """The values of each contract field (in `fields` order) across `rows` of full width, which
+        start on `lines`.
 
         Column-wise, one pass per rule rather than a call per row: a blank or whitespace-only cell
         is ''; a value written `,  "quoted"` loses the spaces and quotes (as spreadsheets read it);
-        typed values lose surrounding spaces; outside the key and email fields, invisible characters
-        are removed and Unicode spaces become plain spaces; the report's escaping is undone.
+        typed values lose surrounding spaces; the report's escaping is undone; outside the key and
+        email fields, the few characters `cleaning` names are changed, and counted in `value_changes`.
         """
         by_column = list(zip(*rows, strict=True)) if rows else [()] * len(self.header)
         columns = []
@@ -602,12 +613,15 @@ class CsvFile:
                 continue
             cells: list[str] = list(by_column[index])
             if self.is_report:
-                cells = [v[1:] if v[:1] == "'" and v[1:2] and v[1] in ESCAPED_PREFIXES else v for v in cells]
+                cells = [unescaped(v) for v in cells]
             cells = [_spaced(v) if v[:1].isspace() else v for v in cells]
             if spec.trimmed:
-                cells = [v.strip() for v in cells]
-            if not spec.identifying and not "".join(cells).isascii():
-                cells = [v if v.isascii() else v.translate(_VISIBLE_BY_CODE) for v in cells]
+                cells = [v.strip(TRIM) for v in cells]
+            table = translation(spec)
+            if table and not "".join(cells).isascii():
+                cleaned = [v if v.isascii() else v.translate(table) for v in cells]
+                self.value_changes.record(spec, self.labels[spec.column], lines, cells, cleaned)
+                cells = cleaned
             columns.append(cells)
         return columns
 
@@ -633,9 +647,15 @@ class CsvFile:
         return issues
 
 
+def unescaped(cell: str) -> str:
+    """A cell of one of our reports as the person wrote it: the `'` the report put before a value
+    that starts like a formula (or with `'`) removed."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] and cell[1] in ESCAPED_PREFIXES else cell
+
+
 def _spaced(value: str) -> str:
     """A cell that starts with white space: blank, a quoted value after spaces, or itself."""
-    if not value.strip():
+    if not value.strip(TRIM):
         return ""
     return _unquote_spaced(value)
 
@@ -650,9 +670,19 @@ def _split(lines: list[str]) -> list[str]:
     return "".join(lines).rstrip("\r\n").split(",")
 
 
-#: Invisible characters removed, Unicode spaces made plain spaces (outside key and email fields).
-VISIBLE = {ch: (" " if ch.isspace() else None) for ch in map(chr, range(0x80, 0x10000)) if _INVISIBLE.match(ch)}
-_VISIBLE_BY_CODE = {ord(ch): to for ch, to in VISIBLE.items()}
+def _merged_lines_issue(start: int, end: int, found: int, expected: int) -> Issue:
+    """A record that a quote stretched over several lines, with the wrong number of values."""
+    return Issue(
+        start,
+        None,
+        "wrong_field_count",
+        (
+            f"A double quote opened on line {start} closes only on line {end}, so lines {start} to {end} read as"
+            f" one row of {found} values (the header has {expected} columns): the double quote on line {start} is"
+            " stray, or its closing one is missing. Remove it, or close it where the value ends. Line"
+            f" {start + 1} and the lines after it were read again as rows of their own."
+        ),
+    )
 
 
 def _width_issue(line: int, found: int, expected: int) -> Issue:

@@ -154,7 +154,7 @@ class RowValidator:
                         line,
                         self.labels[column],
                         config.meta["code"],
-                        _message(config.meta["message"], spec, value, self.labels[column]),
+                        _message(config.meta["message"], spec, value, self.labels[column], config.kwargs.get("regex")),
                     )
         return list(issues.values())
 
@@ -197,11 +197,13 @@ def _batch_definition() -> Any:
     return definition
 
 
-def _message(template: str, spec: FieldSpec, value: Any, label: str) -> str:
+def _message(template: str, spec: FieldSpec, value: Any, label: str, regex: str | None = None) -> str:
     text = "" if value is None or value != value else str(value)  # NaN != NaN: a blank cell
+    found = re.search(regex, text) if regex and "{found}" in template else None
     return template.format(
         header=label,
         value=shown(text),
+        found=shown(found.group()) if found else "",
         length=f"{len(text):,}",
         max_length=f"{spec.limit:,}" if spec.limit else None,
         example=spec.example,
@@ -211,7 +213,13 @@ def _message(template: str, spec: FieldSpec, value: Any, label: str) -> str:
 def shown(text: str, width: int = 60) -> str:
     """A value as a message quotes it: at most `width` characters, what cannot be seen by its code."""
     text = text if len(text) <= width else text[: width - 3] + "..."
-    return _UNSEEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return _UNSEEN.sub(_code, text)
+
+
+def _code(match: re.Match[str]) -> str:
+    """A control character as `\\x85`, any other unseen one as `\\u200b`."""
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x20 or 0x7F <= code <= 0x9F else f"\\u{code:04x}"
 
 
 def _quiet(gx_module: Any) -> None:

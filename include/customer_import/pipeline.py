@@ -22,6 +22,7 @@ from typing import Any, Literal
 import psycopg
 
 from customer_import import checks, db, merge, runs, staging
+from customer_import.cleaning import VALUE_CHANGES_FILE, ValueChanges
 from customer_import.contract import Contract, FieldSpec, load_contract
 from customer_import.csvfile import CsvFile
 from customer_import.expectations import read_suite
@@ -438,6 +439,7 @@ class Importer:
                 report_dir,
                 self.settings.issues_in_summary,
                 changes,
+                ValueChanges.read(work / VALUE_CHANGES_FILE),
             )
         kept = source if source.parent == target_dir else move(source, target_dir)
         if failed:

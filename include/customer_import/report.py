@@ -13,8 +13,9 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from customer_import import columnar
+from customer_import.cleaning import ValueChanges
 from customer_import.contract import Contract
-from customer_import.csvfile import ESCAPED_PREFIXES, REPORT_COLUMNS, CsvFile
+from customer_import.csvfile import ESCAPED_PREFIXES, REPORT_COLUMNS, CsvFile, unescaped
 from customer_import.issues import Issue
 from customer_import.merge import Change
 from customer_import.runs import ImportRun
@@ -40,8 +41,10 @@ def write_reports(
     report_dir: Path,
     issues_in_summary: int,
     changes: Iterable[Change] = (),
+    value_changes: ValueChanges | None = None,
 ) -> None:
-    """Write the reports of `run` into `report_dir`; `changes` as `merge.preview` yields them.
+    """Write the reports of `run` into `report_dir`; `changes` as `merge.preview` yields them;
+    `value_changes`, what reading changed in the values (it is said, never done silently).
 
     A dry run's changes are its preview: all go to changes.csv. A real run's complete record is
     the customer_history view; the first ones are shown on the HTML page.
@@ -61,8 +64,10 @@ def write_reports(
         per_code[issue.code] += 1
         if per_code[issue.code] <= issues_in_summary:
             listed.append(issue)
+    changed = (value_changes or ValueChanges()).to_list()
     summary = {
         "import_run": run.to_dict(),
+        "value_changes": changed,
         "issue_counts": dict(counts),
         "issues": [i.to_dict() for i in listed],
         "issues_listed": f"{len(listed)} of {len(everything)}"
@@ -82,6 +87,7 @@ def write_reports(
         errors_csv=ERRORS_CSV,
         changes=first_changes,
         changes_csv=CHANGES_CSV,
+        value_changes=[c["message"] for c in changed],
     )
     (report_dir / REPORT_HTML).write_text(html, encoding="utf-8")
 
@@ -120,6 +126,8 @@ def write_errors_csv(
                 cells = [record.cells[i] if i < len(record.cells) else "" for i in keep]
                 if len(record.cells) > len(rows.header):
                     cells += record.cells[len(rows.header) :]
+                if rows.is_report:  # escaped once already: the values as written, escaped once again
+                    cells = [unescaped(c) for c in cells]
                 writer.writerow([record.line, status, _joined(problems), *(_safe(c) for c in cells)])
 
 

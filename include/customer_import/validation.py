@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from customer_import import columnar
+from customer_import.cleaning import VALUE_CHANGES_FILE, ValueChanges
 from customer_import.contract import CLEAR_MARKER, FieldSpec
 from customer_import.csvfile import CsvFile, Record
 from customer_import.expectations import RowValidator
@@ -32,6 +33,7 @@ class ValidationResult:
     file_issues: list[Issue] = field(default_factory=list)
     rejected_lines: set[int] = field(default_factory=set)
     fields: list[FieldSpec] = field(default_factory=list)
+    value_changes: ValueChanges = field(default_factory=ValueChanges)
 
     @property
     def file_rejected(self) -> bool:
@@ -65,11 +67,16 @@ def check_file(
                 except columnar.NeedsPreciseReader as reason:
                     log.info("Reading the file the precise way (%s).", reason)
                     fast = False
+                    source.value_changes = ValueChanges()  # counted again, by the precise reader
             if not fast:
                 result.rows, issues = _check_records(source, work_dir, validator, chunk_rows, progress)
             result.rejected_lines = {issue.line for issue in issues if issue.line is not None}
         result.file_issues = list(source.file_issues)
+        result.value_changes = source.value_changes
     write_issues(work_dir / ISSUES_FILE, [*result.file_issues, *issues])
+    result.value_changes.write(work_dir / VALUE_CHANGES_FILE)
+    for sentence in result.value_changes.sentences():
+        log.info("Changed on reading: %s", sentence)
     return result
 
 
@@ -83,7 +90,7 @@ def _check_records(
             rows += len(chunk)
             readable = [r for r in chunk if r.issue is None]
             lines = [r.line for r in readable]
-            columns = source.columns([r.cells for r in readable])
+            columns = source.columns([r.cells for r in readable], lines)
             chunk_issues = [r.issue for r in chunk if r.issue is not None]
             unreadable = source.read_formats(lines, columns)
             told = {(issue.line, issue.column) for issue in unreadable}  # GX would say it again, less well

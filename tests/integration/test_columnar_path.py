@@ -32,7 +32,9 @@ CONTRACT = load_contract()
 def validated(path, work, chunk_rows=1000):
     work.mkdir()
     result = check_file(CsvFile(path, CONTRACT), work, SUITE, chunk_rows)
-    return result.rows, sorted(result.rejected_lines), list(read_issues(work / ISSUES_FILE)), _rows(work / STAGED_FILE)
+    staged = _rows(work / STAGED_FILE)
+    issues = list(read_issues(work / ISSUES_FILE))
+    return result.rows, sorted(result.rejected_lines), issues, staged, result.value_changes.to_list()
 
 
 def _rows(staged):

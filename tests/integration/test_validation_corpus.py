@@ -63,11 +63,33 @@ FILE_LEVEL = [
             "import it with encoding windows-1252, or save it as CSV UTF-8",
         ),
     ),
-    Case("latin1_undefined_in_cp1252.csv", "rejected", [(2, None, "not_utf8")], ("ISO-8859-1",)),
+    Case(
+        "latin1_undefined_in_cp1252.csv",
+        "rejected",
+        [(2, None, "not_utf8")],
+        (
+            "byte 0x81 is undefined in Windows-1252 and bytes 0x80 to 0x9F are control characters in ISO-8859-1",
+            "read as Mac Roman, line 2 is `K-1,CafÅ`",
+        ),
+        never_says=("it may be ISO-8859-1", "with encoding latin-1"),
+    ),
+    Case(
+        "windows1252_excel_typical.csv",
+        "rejected",
+        [(2, None, "not_utf8")],
+        ("looks like Windows-1252", "near `W-1,Café Lefèvre,“Smart” qu`", "import it with encoding windows-1252"),
+        never_says=("ISO-8859-1", "Mac Roman", "do not make clear"),
+    ),
     Case("utf16.csv", "rejected", [(None, None, "wrong_encoding")], ("UTF-16", "CSV UTF-8")),
     Case("utf32.csv", "rejected", [(None, None, "wrong_encoding")], ("UTF-32",)),
     Case("xlsx_saved_as_csv.csv", "rejected", [(None, None, "binary_file")], ("Excel workbook (.xlsx)",)),
-    Case("nul_bytes.csv", "rejected", [(None, None, "binary_file")], ("NUL byte at byte offset 30", "on line 2")),
+    Case("png_image_as_csv.csv", "rejected", [(None, None, "binary_file")], ("The file is a PNG image",)),
+    Case(
+        "binary_blob.csv",
+        "rejected",
+        [(None, None, "binary_file")],
+        ("NUL and other control bytes from byte offset 0, on line 1",),
+    ),
 ]
 
 ROW_LEVEL = [
@@ -81,6 +103,24 @@ ROW_LEVEL = [
     Case("stray_quote.csv", "rejected", [(2, None, "stray_quote")], ('"The ""Best"" Shop"',)),
     Case("quoted_newline_then_bad_row.csv", "rejected", [(5, "Seats", "invalid_integer")], ("`many`",)),
     Case("control_character.csv", "rejected", [(2, "Name", "control_character")]),
+    # a NUL byte in the first 64 KB is a row issue on its line, as it is further on (issue 29)
+    Case(
+        "nul_bytes.csv",
+        "rejected",
+        [(2, "Name", "control_character")],
+        ("Name contains a control character or line break (\\x00)",),
+    ),
+    Case(
+        "c1_control_characters.csv",
+        "rejected",
+        [
+            (2, "AccountReferenceID", "control_character"),
+            (3, "Name", "control_character"),
+            (4, "ContactEmail", "control_character"),
+            (5, "ContactEmail", "control_character"),
+        ],
+        ("(\\x85)", "(\\x80)", "(\\x9f)"),
+    ),
     Case("too_long_name.csv", "rejected", [(2, "Name", "too_long")], ("256 characters long; the limit is 255",)),
     Case(
         "every_type_rule_broken.csv",
@@ -278,6 +318,54 @@ REAL_WORLD = [
             "Q-1": {"description": "Key account"},
             "Q-2": {"name": "Comma, Inc.", "description": 'Says "hi" twice'},
         },
+    ),
+    Case(
+        "meaningful_invisible_characters.csv",
+        "succeeded",
+        stored={
+            "I-1": {
+                "name": "\U0001f469\u200d\U0001f4bb Dev Studio",
+                "description": "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 (Persian: a zero-width non-joiner)",
+            },
+            "I-2": {
+                "name": "\u05e9\u05dc\u05d5\u05dd Shalom\u200e Ltd",
+                "description": "\u202b\u0645\u0631\u062d\u0628\u0627\u202c and"
+                " \u2067\u05e9\u05dc\u05d5\u05dd\u2069 isolated",
+            },
+            "I-3": {"name": "Soft\u00adware Werke", "description": "line one\nline two\na paragraph"},
+            "I-4": {"name": "ZeroWidthJoined", "description": "No break thin"},
+        },
+    ),
+    Case(
+        "space_after_every_comma.csv",
+        "succeeded",
+        stored={
+            "S-1": {
+                "name": "Acme Ltd",
+                "contact_email": "s1@example.com",
+                "country": "DE",
+                "description": "Key account",
+            },
+            "S-2": {"name": "Comma, Inc.", "description": 'Says "hi"'},
+        },
+    ),
+    Case(
+        "stray_quote_runs_into_next_line.csv",
+        "partial",
+        [(3, None, "stray_quote")],
+        ("A double quote opened on line 3 closes only on line 4", "line 4 and the lines after it were read again"),
+        {"Q-1": {}, "Q-3": {"name": 'Beta "Best" Ltd'}, "Q-4": {}},
+        SKIP,
+        never_says=("lines 3 to 4 could not be read",),
+    ),
+    Case(
+        "quote_merges_two_lines.csv",
+        "partial",
+        [(3, None, "wrong_field_count")],
+        ("A double quote opened on line 3 closes only on line 4, so lines 3 to 4 read as one row of 4 values",),
+        {"M-1": {}, "M-3": {"name": 'Monitor 24"'}, "M-4": {}},
+        SKIP,
+        never_says=("must be wrapped in double quotes",),
     ),
     Case("mailto_email.csv", "rejected", [(2, "ContactEmail", "invalid_email")], ("is a mailto: link",)),
     Case("look_alike_country.csv", "rejected", [(2, "Country", "invalid_country"), (3, "Country", "invalid_country")]),
