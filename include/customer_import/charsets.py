@@ -10,6 +10,7 @@ encoding, or save it as UTF-8). A legacy encoding is named only when its bytes s
 from __future__ import annotations
 
 import codecs
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,17 +43,36 @@ def is_utf8(encoding: str) -> bool:
     return codecs.lookup(encoding).name == "utf-8"
 
 
+#: The encodings real exports come in, as the upload form offers them (any other character set of
+#: Python's may be named, and is checked by `check_encoding_name`).
+OFFERED = {
+    "utf-8": "UTF-8 (Excel's CSV UTF-8)",
+    "windows-1252": "Windows-1252 (Excel's plain CSV on Windows)",
+    "mac-roman": "Mac Roman (older Excel on a Mac)",
+    "latin-1": "ISO-8859-1 (Latin-1)",
+    "utf-16": "UTF-16 (Unicode text, with its byte-order mark)",
+}
+#: Codecs of text that are not character sets a file is saved in: they turn text into other text
+#: (domain names, escapes), or refuse everything.
+_NOT_FILE_ENCODINGS = {"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape", "unicode_escape"}
+
+
 def check_encoding_name(encoding: str) -> str:
     """The codec's canonical name; a ValueError that says what to write for an unknown one."""
+    offered = ", ".join(OFFERED)
     try:
         info = codecs.lookup(encoding)
-    except LookupError:
+    except (LookupError, ValueError):
         raise ValueError(
-            f"encoding {encoding!r} is not a known text encoding: use a name such as utf-8,"
-            " windows-1252, latin-1, mac-roman or utf-16"
+            f"encoding {encoding[:60]!r} is not a known text encoding: use a name such as {offered}"
         ) from None
     if not info._is_text_encoding:  # base64, zlib, rot13: codecs, but not of text files
-        raise ValueError(f"encoding {encoding!r} is not a text encoding")
+        raise ValueError(f"encoding {encoding[:60]!r} is not a text encoding")
+    if info.name in _NOT_FILE_ENCODINGS or info.name.replace("_", "-") in _NOT_FILE_ENCODINGS:
+        raise ValueError(
+            f"encoding {encoding[:60]!r} is not the character set of a file (it converts domain names or"
+            f" escapes): use one such as {offered}"
+        )
     return info.name
 
 
@@ -306,11 +326,19 @@ def _text_score(text: str) -> int:
 
 
 def _decodes(data: bytes, encoding: str) -> bool:
+    """Whether `data` reads as text in `encoding`: it decodes, and into no lone surrogate."""
     try:
-        data.decode(encoding)
-        return True
-    except UnicodeDecodeError:
+        return not has_surrogates(data.decode(encoding))
+    except UnicodeError:  # UnicodeDecodeError, and the codecs that refuse with a plain UnicodeError
         return False
+
+
+def has_surrogates(text: str) -> bool:
+    """A lone surrogate is no character: what some codecs (UTF-7, escapes) decode broken input to."""
+    return _SURROGATE.search(text) is not None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _near(line: bytes, err: UnicodeDecodeError, encoding: str | None) -> str:

@@ -144,7 +144,7 @@ class CsvFile:
         self._reader = self._reader_after(0)
         try:
             header = self._read_header()
-        except UnicodeDecodeError:
+        except UnicodeError:
             self.file_issues.extend(self._encoding_issues())
             return self
         except _LineTooLong:
@@ -190,9 +190,12 @@ class CsvFile:
         """The lines of `text`, each kept in `_pending` until the next record starts; a line longer
         than `max_line_chars` raises _LineTooLong after reading only that much of it."""
         pending, limit = self._pending, self.max_line_chars
+        surrogates = not charsets.is_utf8(self.encoding)  # strict UTF-8 never decodes to one
         while line := text.readline(limit):
             if len(line) == limit and line[-1] not in "\r\n":
                 raise _LineTooLong
+            if surrogates and charsets.has_surrogates(line):
+                raise UnicodeError("a lone surrogate: the file is not in the declared encoding")
             pending.append(line)
             yield line
 
@@ -241,7 +244,10 @@ class CsvFile:
         issue = charsets.binary_issue(self.path, head, self.encoding)
         if issue:
             return issue
-        text = head.decode("utf-8-sig" if charsets.is_utf8(self.encoding) else self.encoding, errors="replace")
+        try:
+            text = head.decode("utf-8-sig" if charsets.is_utf8(self.encoding) else self.encoding, errors="replace")
+        except UnicodeError:  # a codec that refuses even with errors="replace" (idna, undefined)
+            return charsets.undeclared_issue(self.path, self.encoding)
         if not text.strip("\x00\ufeff \t\r\n"):
             return Issue(None, None, "empty_file", "The file is empty: " + self._template_hint())
         self._head = text
@@ -413,7 +419,7 @@ class CsvFile:
                 cells = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError:
+            except UnicodeError:
                 self.file_issues.extend(self._encoding_issues())
                 return
             except _LineTooLong:

@@ -10,7 +10,11 @@
 
 Only regular files with one link are ever read: a symbolic link, named pipe, device, folder or
 hard-linked file in landing is moved aside to quarantine/ (the link itself, never what it points
-to), and every file is opened with O_NOFOLLOW and checked again once open. A name the page or
+to), and every file is opened with O_NOFOLLOW and checked again once open. Folders get the same
+care: every folder below the data root that is scanned or written (landing/ and a source's folder
+in it, processing/, archive/, rejected/, reports/, quarantine/ and their run folders) is checked
+with lstat, one that is a link or not a directory is moved aside and never followed, and landing
+is listed through a descriptor opened with O_DIRECTORY | O_NOFOLLOW. A name the page or
 Airflow cannot carry (not UTF-8, a backslash, a control character, too long) is renamed to its
 percent-escaped form (`M%FCller.csv`), which keeps the original bytes readable.
 """
@@ -105,47 +109,94 @@ class Folders:
         a file changed less than `settled_seconds` ago (its writer may not be done). Anything else
         that is not a regular file is moved to quarantine/ on the way, and a name that cannot be
         carried is renamed (see the module's docstring), so one odd entry never stops the others.
+        A landing folder that is a link is moved to quarantine/ itself, and nothing is listed.
         """
-        if not self.landing.is_dir():
+        if not self._real_or_set_aside(self.landing):
             return []
         now, ready = time.time(), []
-        for entry in os.scandir(self.landing):
-            if entry.name.startswith(".") or Path(entry.name).suffix in _IN_PROGRESS or entry.name in self.skipped:
+        for entry, info in _listed(self.landing):
+            if entry.startswith(".") or Path(entry).suffix in _IN_PROGRESS or entry in self.skipped:
                 continue
             try:
-                info = entry.stat(follow_symlinks=False)
                 if not _is_plain_file(info):
-                    self.set_aside(Path(entry.path), _what(info))
+                    self.set_aside(self.landing / entry, _what(info))
                     continue
-                name = entry.name if _carriable(entry.name) else self._rename_carriable(entry.name)
+                name = entry if _carriable(entry) else self._rename_carriable(entry)
             except OSError as error:  # gone meanwhile, or cannot be moved: leave it, tell why
-                log.warning("Landing entry %r is left where it is: %s", entry.name, error)
+                log.warning("Landing entry %r is left where it is: %s", entry, error)
                 continue
             ready.append((info.st_mtime, name))
         return [name for mtime, name in sorted(ready) if now - mtime >= settled_seconds]
 
     def set_aside(self, path: Path, what: str) -> Path:
-        """Move a landing entry that must not be read into quarantine/ (a rename of the entry itself)."""
-        self.quarantine.mkdir(parents=True, exist_ok=True)
-        target = self.quarantine / f"{time.strftime('%Y%m%dT%H%M%S')}__{escaped_name(path.name)}"
+        """Move an entry of the data folders that must not be read or followed into quarantine/ (a
+        rename of the entry itself, never of what a link points to)."""
+        quarantine = self._quarantine()
+        target = quarantine / f"{time.strftime('%Y%m%dT%H%M%S')}__{escaped_name(path.name)}"
+        n = 1
+        while os.path.lexists(target):
+            n += 1
+            target = quarantine / f"{time.strftime('%Y%m%dT%H%M%S')}-{n}__{escaped_name(path.name)}"
         os.rename(path, target)
+        where = path.relative_to(self.root) if path.is_relative_to(self.root) else path.name
         log.warning(
-            "Not imported: landing/%s is %s; moved to quarantine/%s, never read.",
-            escaped_name(path.name),
-            what,
-            target.name,
+            "Not used: %s is %s; moved to quarantine/%s, never read.", escaped_name(str(where)), what, target.name
         )
         return target
 
+    def _quarantine(self) -> Path:
+        """quarantine/ as a real folder: a link or file in its place is renamed beside it, never followed."""
+        info = _lstat(self.quarantine)
+        if info is not None and not stat.S_ISDIR(info.st_mode):
+            aside = self.root / f"quarantine.not-a-folder.{time.strftime('%Y%m%dT%H%M%S')}.{time.monotonic_ns()}"
+            os.rename(self.quarantine, aside)
+            log.warning("quarantine/ was %s: renamed to %s, never followed.", _what(info), aside.name)
+        self.quarantine.mkdir(parents=True, exist_ok=True)
+        return self.quarantine
+
     def set_aside_files(self) -> list[tuple[str, str, float]]:
-        """What quarantine/ holds: (name, what it is, since when), newest first."""
-        if not self.quarantine.is_dir():
+        """What quarantine/ holds: (name, what it is, since when), newest first (nothing through a link)."""
+        if not _is_real_dir(self.quarantine):
             return []
         found = []
-        for entry in os.scandir(self.quarantine):
-            info = entry.stat(follow_symlinks=False)
-            found.append((entry.name, _what(info), info.st_mtime))
+        for name, info in _listed(self.quarantine):
+            found.append((name, _what(info), info.st_mtime))
         return sorted(found, key=lambda item: item[2], reverse=True)
+
+    def real_dir(self, path: Path) -> Path:
+        """`path`, a folder under the data root, made with every folder between them as a real
+        directory: an entry in the way that is a link or not a directory is moved to quarantine/
+        first (the entry itself), so nothing is ever written through a link. Returns `path`."""
+        current = self.root
+        for part in path.relative_to(self.root).parts:
+            current = current / part
+            info = _lstat(current)
+            if info is not None and not stat.S_ISDIR(info.st_mode):
+                self.set_aside(current, _what(info))
+                info = None
+            if info is None:
+                try:
+                    os.mkdir(current)
+                except FileExistsError:  # made meanwhile, by another step: checked again
+                    return self.real_dir(path)
+        return path
+
+    def _real_or_set_aside(self, path: Path) -> bool:
+        """Whether `path` (under the root) and the folders above it are real directories; a link or
+        file among them is moved to quarantine/. False when it is missing or was set aside."""
+        current = self.root
+        for part in path.relative_to(self.root).parts:
+            current = current / part
+            info = _lstat(current)
+            if info is None:
+                return False
+            if not stat.S_ISDIR(info.st_mode):
+                try:
+                    self.set_aside(current, _what(info))
+                except OSError as error:
+                    log.warning("%s is %s and is not followed: %s", current.name, _what(info), error)
+                return False
+        return True
 
     def _rename_carriable(self, name: str) -> str:
         safe = escaped_name(name)
@@ -237,6 +288,7 @@ class Folders:
         os.replace(source, target)
 
     def create(self) -> Folders:
+        self.root.mkdir(parents=True, exist_ok=True)
         for path in (
             self.landing,
             self.root / "processing",
@@ -244,7 +296,7 @@ class Folders:
             self.root / "rejected",
             self.root / "reports",
         ):
-            path.mkdir(parents=True, exist_ok=True)
+            self.real_dir(path)
         return self
 
 
@@ -278,6 +330,35 @@ def escaped_name(name: str) -> str:
 
 def _carriable(name: str) -> bool:
     return not _UNCARRIABLE.search(name) and len(name.encode("utf-8", "surrogateescape")) <= _NAME_BYTES
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _is_real_dir(path: Path) -> bool:
+    info = _lstat(path)
+    return info is not None and stat.S_ISDIR(info.st_mode)
+
+
+def _listed(folder: Path) -> list[tuple[str, os.stat_result]]:
+    """The entries of `folder` with their own lstat, read through a descriptor that refuses a link
+    (O_NOFOLLOW) and anything but a directory (O_DIRECTORY): never the entries of what a link
+    points to. An entry gone before it was looked at is left out."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        found = []
+        for name in os.listdir(fd):
+            try:
+                found.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
+            except FileNotFoundError:
+                continue
+        return found
+    finally:
+        os.close(fd)
 
 
 def _is_plain_file(info: os.stat_result) -> bool:

@@ -32,6 +32,7 @@ import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.security.utils import get_authorization_scheme_param
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 from starlette.datastructures import UploadFile
@@ -492,7 +493,13 @@ class _CrossSiteGuard:
         return self._mac("form", cookie) if cookie else ""
 
     def _by_cookie(self, request: Request) -> bool:
-        return SESSION_COOKIE in request.cookies and "authorization" not in request.headers
+        """Whether Airflow takes the request's identity from the session cookie: it has one, and no
+        non-empty `Bearer` credential (Airflow's `get_user`). Any other Authorization header (`Basic`,
+        `Negotiate` or `NTLM` added by a proxy, an empty `Bearer`) leaves the cookie in charge."""
+        if SESSION_COOKIE not in request.cookies:
+            return False
+        scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
+        return not (scheme.lower() == "bearer" and credentials.strip())
 
     def check_origin(self, request: Request) -> None:
         if not self._by_cookie(request):

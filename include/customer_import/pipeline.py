@@ -41,6 +41,7 @@ from customer_import.validation import ISSUES_FILE, check_file
 log = logging.getLogger(__name__)
 DATABASE_ISSUES_FILE = "issues-database.jsonl"
 EMPTY_FILE = "The file has a header but no data rows (an empty export): there was nothing to import."
+REPORTS_FAILED = "The reports could not be written (see the log of the publish_report task); the file is kept."
 INFRASTRUCTURE_FAILURE = (
     "The import stopped on an error outside the file (database or infrastructure): see the log of"
     " the failed task. Nothing was merged and the file is kept; clear the run in Airflow to retry."
@@ -219,7 +220,7 @@ class Importer:
         if self.store.remote:
             return self._take_object(conn, run_id, source)
         self._refuse_unless_regular(source)
-        path = move(source, self._local.processing(run_id))
+        path = move(source, self._local.real_dir(self._local.processing(run_id)))
         self._refuse_unless_regular(path)  # swapped for a link between the check and the move
         sha256, size = sha256_of(path)
         runs.update_run(conn, run_id, file_path=self._relative(path), sha256=sha256, size_bytes=size)
@@ -250,7 +251,7 @@ class Importer:
         with self._mirrored(run):
             result = check_file(
                 self._file(run, self._path(run.claimed_file)),
-                self._local.processing(run_id),
+                self._local.real_dir(self._local.processing(run_id)),
                 read_suite(self.settings.expectations_dir),
                 self.settings.chunk_rows,
                 self._stage_started(conn, run, "validating"),
@@ -412,19 +413,32 @@ class Importer:
         if run.file_path is None:  # it never got a file (refused at the claim): nothing to report on or move
             return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
         self._stage_started(conn, run, "reporting")
-        with self._mirrored(run):
-            self._publish(conn, run)
+        try:
+            with self._mirrored(run):
+                self._publish(conn, run)
+        except Exception:
+            # whatever stopped the reports, the run is finished (never left "running" for good): a retry
+            # of this step finds it so, and the page says where to look
+            log.exception("Import run %s: the reports could not be written.", run_id)
+            unfinished = runs.get_run(conn, run_id)
+            runs.update_run(
+                conn,
+                run_id,
+                finished_at=datetime.now(UTC),
+                message=f"{unfinished.message or ''} {REPORTS_FAILED}".strip(),
+            )
+            raise
         self.store.forget(f"processing/{run_id}", f"archive/{run_id}", f"rejected/{run_id}", f"reports/{run_id}")
         return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
 
     def _publish(self, conn: psycopg.Connection, run: ImportRun) -> None:
         run_id, folders, work = run.id, self._local, self._local.processing(run.id)
         failed = run.status in FAILED_STATUSES
-        target_dir = folders.rejected(run_id) if failed else folders.archive(run_id)
+        target_dir = folders.real_dir(folders.rejected(run_id) if failed else folders.archive(run_id))
         source = self._path(run.claimed_file)
         if not source.exists():  # moved already, by a publish that stopped before it recorded that
             source = target_dir / source.name
-        report_dir = folders.reports(run_id)
+        report_dir = folders.real_dir(folders.reports(run_id))
         changes: Iterable[merge.Change] = ()
         if run.merged_at is not None:
             changes = merge.first_changes(conn, run_id, limit=HTML_CHANGES)
@@ -454,8 +468,7 @@ class Importer:
         """Undo an import run (see `rollback`); the result is also written to its rollback.json."""
         db.use_schema(conn, self.settings.schema)
         result = roll_back(conn, run_id, self.contract)
-        report_dir = self._local.reports(run_id)
-        report_dir.mkdir(parents=True, exist_ok=True)
+        report_dir = self._local.real_dir(self._local.reports(run_id))
         (report_dir / ROLLBACK_JSON).write_text(json.dumps({**vars(result), "message": result.message}, indent=2))
         self.store.push(f"reports/{run_id}/{ROLLBACK_JSON}")
         self.store.forget(f"reports/{run_id}")

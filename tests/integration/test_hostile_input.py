@@ -88,6 +88,88 @@ def test_fixing_a_rejected_file_in_place_cannot_write_or_read_through_a_link(imp
     assert SECRET.strip() not in everything_written(importer)
 
 
+DATA_FOLDERS = [
+    "landing",
+    "landing/salesforce",
+    "processing",
+    "archive",
+    "rejected",
+    "reports",
+    "quarantine",
+    "processing/1",
+    "archive/1",
+    "rejected/1",
+    "reports/1",
+]
+
+
+@pytest.mark.parametrize("folder", DATA_FOLDERS)
+def test_a_data_folder_that_is_a_link_is_set_aside_and_never_followed(folder, importer, land, conn, tmp_path):
+    outside = tmp_path / "airflow_home"  # what a link planted in the data folder could point to
+    outside.mkdir()
+    (outside / "airflow.cfg").write_text(SECRET)
+    (outside / "accounts.csv").write_text("AccountReferenceID,Name\nO-1,From outside\n")
+    root = importer.settings.data_dir
+    (root / folder).parent.mkdir(parents=True, exist_ok=True)
+    (root / folder).symlink_to(outside, target_is_directory=True)
+    if folder == "quarantine":  # something to set aside, into it
+        (root / "landing").mkdir()
+        (root / "landing" / "x.csv").symlink_to(outside / "airflow.cfg")
+
+    handed = importer.sources.handovers(importer.store.root, 0)  # what the watch sees
+    run = importer.import_file(
+        conn, land("one_bad_email.csv" if folder.startswith("rejected") else "valid_customers.csv")
+    )
+
+    assert handed == [] and run.status == ("rejected" if folder.startswith("rejected") else "succeeded"), run.outcome
+    assert sorted(p.name for p in outside.iterdir()) == ["accounts.csv", "airflow.cfg"]  # nothing moved out, or in
+    assert (outside / "airflow.cfg").read_text() == SECRET
+    assert not (root / folder).is_symlink() and "O-1" not in {
+        k for (k,) in conn.execute("SELECT account_reference_id FROM customers")
+    }
+    set_aside = importer.folders.set_aside_files()
+    if folder == "quarantine":
+        assert [what for _, what, _ in set_aside] == ["a symbolic link"]  # x.csv, in a real quarantine/
+        assert [p.name.startswith("quarantine.not-a-folder.") for p in root.iterdir() if p.is_symlink()] == [True]
+    else:
+        assert [(name.split("__")[1], what) for name, what, _ in set_aside] == [
+            (folder.split("/")[-1], "a symbolic link")
+        ]
+    assert SECRET.strip() not in everything_written(importer)
+
+
+CODECS_THAT_CRASHED = [  # (encoding, file): what the security probe sent, each took the import slot for minutes
+    ("utf_7", b"AccountReferenceID,Name\nK-1,+2AA-\n"),  # a lone surrogate
+    ("unicode_escape", b"AccountReferenceID,Name\nK-1,\\ud800\n"),  # a lone surrogate
+    ("undefined", b"AccountReferenceID,Name\nK-1,x\n"),  # refuses everything, with a plain UnicodeError
+    ("idna", b"AccountReferenceID,Name\nK-1,x\n"),  # no errors="replace"
+    ("punycode", b"AccountReferenceID,Name\nK-1,x\n"),
+    ("utf-16", b"AccountReferenceID,Name\nK-1,x\n"),  # no byte-order mark: "does not start with BOM"
+]
+
+
+@pytest.mark.parametrize(("encoding", "data"), CODECS_THAT_CRASHED, ids=[c for c, _ in CODECS_THAT_CRASHED])
+def test_a_codec_that_cannot_read_the_file_rejects_it_and_finishes_the_run(
+    encoding, data, importer, land, conn, tmp_path
+):
+    path = tmp_path / "codec.csv"
+    path.write_bytes(data)
+
+    # the options as they were taken before (the form and the params now refuse the codecs no file is saved in)
+    run = importer.import_file(conn, land(path), ImportOptions(encoding=encoding))
+
+    assert (run.status, run.file_rejected) == ("rejected", True) and run.finished_at is not None
+    issues = summary(importer, run)["issues"]
+    assert [i["code"] for i in issues] == ["wrong_encoding"] and f"cannot be read as {encoding}" in issues[0]["message"]
+    assert (importer.folders.rejected(run.id) / "codec.csv").read_bytes() == data
+
+
+@pytest.mark.parametrize("encoding", ["idna", "punycode", "undefined", "unicode_escape", "raw-unicode-escape"])
+def test_the_options_refuse_codecs_that_are_no_files_encoding(encoding):
+    with pytest.raises(ValueError, match="is not the character set of a file .* use one such as utf-8, windows-1252"):
+        ImportOptions.from_params({"encoding": encoding})
+
+
 def test_names_that_cannot_be_carried_are_renamed_and_stop_nothing(importer, land, conn, tmp_path):
     folders = importer.folders.create()
     data = tmp_path / "c.csv"

@@ -64,6 +64,35 @@ def test_a_cross_site_upload_with_the_session_cookie_is_refused(client, page_env
     assert landed(page_env) == ["x.csv"]
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    ["Basic YWRtaW46YWRtaW4=", "Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnag", "NTLM TlRMTVNTUAABAAAA", "Bearer", "Bearer  "],
+)
+def test_a_cross_site_post_with_the_cookie_and_a_proxys_authorization_header_is_refused(
+    authorization,
+    client,
+    page_env,
+    session_cookie,  # noqa: F811
+):
+    """A proxy adds `Authorization: Basic/Negotiate/NTLM` to every request, cross-site ones too; Airflow then
+    still takes the identity from the cookie (only a non-empty Bearer credential replaces it), so must the guard."""
+    evil = client.post(
+        "/customer-import/upload",
+        headers={"Origin": "http://evil.example", "Authorization": authorization},
+        files={"file": ("x.csv", CSV, "text/csv")},
+        follow_redirects=False,
+    )
+    assert evil.status_code == 403 and "sent from another site" in evil.text
+    no_token = client.post(
+        "/customer-import/upload",
+        headers={"Origin": "http://testserver", "Authorization": authorization},
+        files={"file": ("x.csv", CSV, "text/csv")},
+        follow_redirects=False,
+    )
+    assert no_token.status_code == 403 and "missing its token" in no_token.text
+    assert landed(page_env) == []
+
+
 def test_an_api_client_with_a_bearer_token_needs_no_form_token(client, admin, page_env):  # noqa: F811
     sent = client.post(
         "/customer-import/upload", headers=admin, files={"file": ("y.csv", CSV, "text/csv")}, follow_redirects=False
