@@ -102,9 +102,12 @@ def _start_import(handover: dict, request, dag_id: str | None = None) -> str | N
 
 
 def _login_url(request) -> str:
+    """Airflow's login page, then back to the page asked for: a path on this site, never built from the
+    request's Host header (which anyone can set: `next=http://evil.example/...`)."""
     from airflow.api_fastapi.app import get_auth_manager
 
-    return get_auth_manager().get_url_login(next_url=str(request.url))
+    query = request.url.query
+    return get_auth_manager().get_url_login(next_url=request.url.path + (f"?{query}" if query else ""))
 
 
 class RunNotes:
@@ -138,7 +141,7 @@ def _note(dag_run) -> None:
     base = (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
     _set_note(
         dag_run,
-        f"{run.outcome}\n\n{base}/customer-import/runs/{run.id}"
+        f"{run.public_outcome}\n\n{base}/customer-import/runs/{run.id}"
         if run
         else "No file was claimed: the log of wait_for_file or claim_file says why.",
     )

@@ -80,14 +80,14 @@ def run_alert(run: ImportRun) -> Alert:
     return Alert(
         event=run.status,
         subject=f"customer-import: {run.file_name} from source {run.source} was {run.status} (import run {run.id})",
-        lines=[run.outcome, f"The run's page, its report and errors.csv: {url}"],
+        lines=[run.public_outcome, f"The run's page, its report and errors.csv: {url}"],
         payload={
             "event": run.status,
             "source": run.source,
             "import_run_id": run.id,
             "status": run.status,
             "file": run.file_name,
-            "message": run.message,
+            "message": run.public_message,
             "counts": counts,
             "url": url,
             "airflow": {"dag_id": run.dag_id, "run_id": run.airflow_run_id},

@@ -200,8 +200,7 @@ class Folders:
 
     def _rename_carriable(self, name: str) -> str:
         safe = escaped_name(name)
-        if (self.landing / safe).exists():
-            raise FileExistsError(f"cannot rename {safe!r}: a file of that name is waiting")
+        self.claim_name(self.landing / safe)
         self.rename(self.landing / name, self.landing / safe)
         log.warning("Renamed landing file %s to %s: its name could not be carried as it was.", ascii(name), safe)
         return safe
@@ -220,7 +219,7 @@ class Folders:
     def arrival_id(self, name: str) -> str:
         """An id of this version of a landing file (name, size, mtime): the watch triggers one run per id."""
         size, mtime_ns = self.size_and_mtime_ns(name)
-        return f"{_RUN_ID_UNSAFE.sub('_', name)}__{size}__{mtime_ns}"
+        return f"{run_id_part(name)}__{size}__{mtime_ns}"
 
     def size_and_mtime_ns(self, name: str) -> tuple[int, int]:
         """A landing file's size and when it last changed (ns since the epoch)."""
@@ -283,6 +282,16 @@ class Folders:
         """Give `source` a second name, `target`; FileExistsError if that name is taken."""
         os.link(source, target)
 
+    def claim_name(self, target: Path) -> None:
+        """Take the name `target` before a rename gives it to a file: created empty and exclusively
+        (O_EXCL), so that a file written there in between is never replaced; FileExistsError if taken."""
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        except FileExistsError:
+            raise FileExistsError(
+                f"cannot give a file the name {target.name!r}: a file of that name is waiting"
+            ) from None
+
     def rename(self, source: Path, target: Path) -> None:
         """Give a file in the data folders its final name at once (a rename on one filesystem)."""
         os.replace(source, target)
@@ -298,6 +307,15 @@ class Folders:
         ):
             self.real_dir(path)
         return self
+
+
+def run_id_part(name: str) -> str:
+    """`name` as Airflow takes it in a run id: letters, digits and `_.~:+-`, never `..` (Airflow refuses
+    run ids with `..`, against path traversal: `x..y.csv` is `x._y.csv` there)."""
+    part = _RUN_ID_UNSAFE.sub("_", name)
+    while ".." in part:
+        part = part.replace("..", "._")
+    return part
 
 
 def safe_upload_name(file_name: str) -> str:
@@ -406,11 +424,16 @@ def drop_into_landing(source: Path, folders: Folders) -> str:
     renamed, so that it is never picked up half-written. Returns its name in landing."""
     folders.create()
     target = folders.landing_file(source.name)
-    if target.exists():
+    if os.path.lexists(target):
         raise FileExistsError(f"{target.name} is already waiting in the landing folder {folders.landing}")
     partial = folders.landing / f".{source.name}.part"
     with source.open("rb") as data, partial.open("wb") as out:
         shutil.copyfileobj(data, out, 1 << 20)
+    try:
+        folders.claim_name(target)  # a file that arrived meanwhile under the same name is not replaced
+    except FileExistsError:
+        partial.unlink()
+        raise FileExistsError(f"{target.name} is already waiting in the landing folder {folders.landing}") from None
     folders.rename(partial, target)
     return target.name
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,10 @@ STAGES = {
 FAILED_STATUSES = frozenset({"rejected", "failed"})
 #: Outcomes whose content counts as imported, for the duplicate check.
 IMPORTED_STATUSES = ("succeeded", "partial")
+
+
+#: What notes and alerts say of a whole-file rejection instead of its reason, which may quote the file.
+WHOLE_FILE_REJECTED = "The whole file was rejected: the reason is on the run's page (it may quote the file)."
 
 
 @dataclass
@@ -101,6 +105,19 @@ class ImportRun:
                 counts += f", {self.rows_rejected} rejected"
         text = f"{self.status}{counts} (import run {self.id}, {self.file_name})"
         return f"{text}. {self.message}" if self.message else text
+
+    @property
+    def public_message(self) -> str | None:
+        """`message` for what travels beyond the page (DAG run notes, alerts): no text of the file.
+        The reason a whole file was rejected may quote a line of it, so it stays on the run's page."""
+        if self.file_rejected and self.status in FAILED_STATUSES:
+            return WHOLE_FILE_REJECTED
+        return self.message
+
+    @property
+    def public_outcome(self) -> str:
+        """`outcome` with `public_message`."""
+        return replace(self, message=self.public_message).outcome
 
     @property
     def progress(self) -> str | None:

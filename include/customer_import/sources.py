@@ -257,7 +257,9 @@ class Sources:
     def __getitem__(self, name: str | None) -> Source:
         found = self.by_name.get(name or DEFAULT)
         if found is None:
-            raise KeyError(f"There is no source `{name}` in sources.yaml: the sources are {', '.join(self.by_name)}.")
+            raise KeyError(
+                f"There is no source `{_shown(name or '')}` in sources.yaml: the sources are {', '.join(self.by_name)}."
+            )
         return found
 
     def __iter__(self) -> Iterator[Source]:
@@ -339,10 +341,15 @@ def _load(path: Path, stamp: int, contract: Contract) -> Sources:
     return Sources(by_name)
 
 
+def _shown(name: str) -> str:
+    """A source name as a message quotes it: it may come from a form, so never more than 60 characters."""
+    return name if len(name) <= 60 else f"{name[:57]}..."
+
+
 def _check(name: str, source: Source, contract: Contract) -> tuple[tuple[Any, ...], str] | None:
     """What is wrong with a source against the contract, and where: None when nothing is."""
     if not _NAME.match(name):
-        return (), f"`{name}` is not a source name: use lower-case letters, digits, - and _ (it names a run)."
+        return (), f"`{_shown(name)}` is not a source name: use lower-case letters, digits, - and _ (it names a run)."
     headers = contract.headers
 
     def unknown(header: str) -> str:

@@ -92,6 +92,12 @@ class ObjectFolders(Folders):
         source.copy(target)
         source.unlink()
 
+    def claim_name(self, target: Any) -> None:
+        # no exclusive create on an object store: a file written between this look and the copy is replaced
+        self.root.fs.invalidate_cache(target.parent.path)
+        if target.exists():
+            raise FileExistsError(f"cannot give a file the name {target.name!r}: a file of that name is waiting")
+
     def create(self) -> ObjectFolders:
         return self  # an object store has no folders to make
 

@@ -86,6 +86,20 @@ def test_a_file_rejected_as_a_whole_is_red_with_its_reason(run_dag, tmp_path):
     assert "Windows-1252" in summary["issues"][0]["message"]
 
 
+def test_the_run_note_of_a_file_rejected_as_a_whole_quotes_nothing_of_it(run_dag):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    state, run = run_dag("no_header_row.csv")  # its reason quotes the first line: `C-1,Acme Ltd,,acme@example.com`
+
+    assert (state, run["status"]) == ("failed", "rejected") and "acme@example.com" in run["message"]
+    with create_session() as session:
+        note = session.scalars(select(DagRun).where(DagRun.run_id == run["airflow_run_id"])).one().note
+    assert note.startswith("rejected") and "The whole file was rejected: the reason is on the run's page" in note
+    assert not any(cell in note for cell in ("C-1", "Acme", "acme@example.com"))
+
+
 def asset_events(airflow_run_id: str) -> list[dict]:
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session

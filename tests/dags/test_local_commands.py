@@ -117,6 +117,12 @@ def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_han
         killed[moment] = big.name
     assert "running" in dag_runs(env).values()  # what wedged the queue before
 
+    # names the hostile-input tests use, and `..` (which Airflow refuses in a run id): the watch imports each
+    hostile = {"x..y.csv": "x..y.csv", "a_2f.._2fb.csv": "a_2f.._2fb.csv", "back\\slash.csv": "back%5Cslash.csv"}
+    hostile |= {"new\nline.csv": "new%0Aline.csv", os.fsdecode(b"M\xfcller.csv"): "M%FCller.csv"}
+    for n, name in enumerate(hostile):
+        (data / "landing" / name).write_text(f"AccountReferenceID,Name\nH-{n},Hostile name {n}\n")
+
     with running_airflow(env, tmp_path) as server:  # cleans up after the killed commands first
         assert "running" not in dag_runs(env).values()
         upload = urllib.request.Request(
@@ -143,6 +149,13 @@ def test_killed_imports_never_wedge_the_queue_and_imports_beside_airflow_are_han
                     seconds=150,
                 )
         assert runs[killed["merge_customers"]][0] == "failed"  # the merge rolled back with its process
+        wait_for(
+            lambda: (
+                {(name, "succeeded") for name in hostile.values()} <= {r[:2] for r in import_runs(database_url, schema)}
+            ),
+            "every file with a hostile name imported by the watch",
+            seconds=150,
+        )
         with metadata(env) as conn:
             notes = [n for (n,) in conn.execute("SELECT content FROM dag_run_note")]
         assert any("stopped before the run finished, so it was failed" in n for n in notes)

@@ -12,6 +12,7 @@ import os
 import pytest
 
 from customer_import.runs import ImportOptions
+from tests.conftest import DATA
 
 pytestmark = pytest.mark.integration
 
@@ -166,8 +167,22 @@ def test_a_codec_that_cannot_read_the_file_rejects_it_and_finishes_the_run(
 
 @pytest.mark.parametrize("encoding", ["idna", "punycode", "undefined", "unicode_escape", "raw-unicode-escape"])
 def test_the_options_refuse_codecs_that_are_no_files_encoding(encoding):
-    with pytest.raises(ValueError, match="is not the character set of a file .* use one such as utf-8, windows-1252"):
+    with pytest.raises(ValueError, match=r"is not the character set of a file .* use one such as utf-8, windows-1252"):
         ImportOptions.from_params({"encoding": encoding})
+
+
+@pytest.mark.parametrize("name", ["no_header_row.csv", "windows1252.csv", "one_bad_email.csv"])
+def test_an_alert_quotes_nothing_of_the_file(name, importer, land, conn, airflow_ready):
+    from customer_import.alerts import run_alert  # reads Airflow's configuration: its database set up first
+
+    run = importer.import_file(conn, land(name))
+    alert = run_alert(run)
+
+    assert run.status == "rejected"
+    sent = json.dumps(alert.payload, ensure_ascii=False) + alert.subject + "".join(alert.lines)
+    written = (DATA / name).read_bytes().decode("utf-8", "replace").splitlines()  # every cell, the header's too
+    for cell in {c for line in written for c in line.split(",") if len(c) > 2}:
+        assert cell not in sent, f"{cell!r} travels in the alert"
 
 
 def test_names_that_cannot_be_carried_are_renamed_and_stop_nothing(importer, land, conn, tmp_path):

@@ -68,12 +68,8 @@ def test_a_cross_site_upload_with_the_session_cookie_is_refused(client, page_env
     "authorization",
     ["Basic YWRtaW46YWRtaW4=", "Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnag", "NTLM TlRMTVNTUAABAAAA", "Bearer", "Bearer  "],
 )
-def test_a_cross_site_post_with_the_cookie_and_a_proxys_authorization_header_is_refused(
-    authorization,
-    client,
-    page_env,
-    session_cookie,  # noqa: F811
-):
+@pytest.mark.usefixtures("session_cookie")
+def test_a_proxys_authorization_header_leaves_the_guard_on(authorization, client, page_env):  # noqa: F811
     """A proxy adds `Authorization: Basic/Negotiate/NTLM` to every request, cross-site ones too; Airflow then
     still takes the identity from the cookie (only a non-empty Bearer credential replaces it), so must the guard."""
     evil = client.post(
@@ -213,3 +209,30 @@ def test_odd_landing_entries_neither_break_the_page_nor_are_read(client, admin, 
     assert page.status_code == 200
     assert "<code>back%5Cslash.csv</code>" in page.text and "<code>M%FCller.csv</code>" in page.text
     assert re.search(r"<code>\d+T\d+__x.csv</code> · not imported: a symbolic link", page.text)
+
+
+def test_the_login_redirect_never_takes_its_host_from_the_request(client, page_env):  # noqa: F811
+    sent = client.get(
+        "/customer-import/runs/1?x=1",
+        headers={"Accept": "text/html", "Host": "evil.example"},
+        follow_redirects=False,
+    )
+
+    assert sent.status_code == 303
+    location = sent.headers["location"]
+    assert location.startswith("/auth/login?next=") and "evil.example" not in location
+    assert "%2Fcustomer-import%2Fruns%2F1%3Fx%3D1" in location or "/customer-import/runs/1?x=1" in location
+
+
+def test_a_huge_source_name_is_not_echoed_whole(client, admin, page_env):  # noqa: F811
+    sent = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        data={"source": "s" * 100_000},
+        files={"file": ("z.csv", CSV, "text/csv")},
+        follow_redirects=False,
+    )
+
+    assert sent.status_code == 400 and "There is no source `sssss" in sent.text
+    assert "s" * 100 not in sent.text and len(sent.text) < 50_000
+    assert landed(page_env) == []

@@ -1,12 +1,13 @@
 """The landing protocol: what counts as a file ready to import, and names that cannot escape."""
 
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
 
-from customer_import.folders import Folders, UploadRefused, UploadTooLarge, safe_upload_name
+from customer_import.folders import Folders, UploadRefused, UploadTooLarge, drop_into_landing, safe_upload_name
 
 pytestmark = pytest.mark.unit
 
@@ -121,3 +122,41 @@ def test_the_data_url_names_the_store_or_the_data_folder(monkeypatch, tmp_path, 
     assert settings.store.location("reports/1/errors.csv") == (
         f"{data_url}/reports/1/errors.csv" if data_url else str(settings.data_dir / "reports/1/errors.csv")
     )
+
+
+HOSTILE_NAMES = [
+    "x..y.csv",
+    "a_2f.._2fb.csv",
+    "x...csv",
+    "M%FCller.csv",
+    "back%5Cslash.csv",
+    "new%0Aline.csv",
+    "é (1).csv",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_run_id_made_from_any_file_name_is_one_airflow_takes(name, tmp_path):
+    folders = Folders(tmp_path).create()
+    (folders.landing / name).write_text("AccountReferenceID\nK-1\n")
+
+    [handover] = folders.handovers([name])
+
+    run_id = handover["trigger_run_id"]
+    assert re.fullmatch(r"[A-Za-z0-9_.~:+-]+", run_id) and ".." not in run_id  # Airflow's default rule
+    assert handover["conf"]["file"] == name
+
+
+def test_a_name_taken_meanwhile_is_never_replaced(tmp_path):
+    folders = Folders(tmp_path).create()
+    (folders.landing / "taken.csv").write_text("written meanwhile")
+    source = tmp_path / "taken.csv"
+    source.write_text("ours")
+
+    with pytest.raises(FileExistsError):
+        folders.claim_name(folders.landing / "taken.csv")
+    with pytest.raises(FileExistsError, match="already waiting"):
+        drop_into_landing(source, folders)
+
+    assert (folders.landing / "taken.csv").read_text() == "written meanwhile"
+    assert sorted(p.name for p in folders.landing.iterdir()) == ["taken.csv"]  # no partial left behind
