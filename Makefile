@@ -4,7 +4,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
-CLI    := $(PY) -m customer_import.cli
+CLI    := $(PY) -m customer_import.local.cli
 UV_VERSION := 0.13.9
 
 export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
@@ -72,7 +72,7 @@ rollback: install  ## roll back one import run: make rollback RUN_ID=<import run
 	@$(CLI) rollback "$(RUN_ID)"
 
 bench: install  ## the benchmark against the psql \copy + MERGE floor [ROWS=1000000] [FLAT_ROWS=5000000] [REPEAT=2] [SERVERS="url1 url2"]
-	@$(PY) -m customer_import.bench --rows $(ROWS) --flat-rows $(FLAT_ROWS) --repeat $(REPEAT) $(foreach url,$(SERVERS),--server "$(url)")
+	@$(PY) -m customer_import.local.bench --rows $(ROWS) --flat-rows $(FLAT_ROWS) --repeat $(REPEAT) $(foreach url,$(SERVERS),--server "$(url)")
 
 test: install  ## the whole test suite (what CI runs): two workers, a test file each; then the Celery clusters; then the serial tests
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial and not celery"
@@ -82,10 +82,11 @@ test: install  ## the whole test suite (what CI runs): two workers, a test file 
 test-fast: install  ## the unit tests only (seconds: no database, no Airflow run, no browser)
 	$(PY) -m pytest -m unit -q
 
-lint: install  ## ruff check, ruff format --check, mypy (strict on the core package)
+lint: install  ## ruff check, ruff format --check, mypy (strict on the core package), import-linter (the core's layers)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 clean:  ## stop the embedded PostgreSQL and remove .state/ (keeps .venv)
 	-@test -x $(PY) && $(CLI) stop-db

@@ -33,10 +33,10 @@ import pendulum
 from airflow.sdk import Asset, Param, PokeReturnValue, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from customer_import.contract import load_contract
-from customer_import.options import MODES, ON_ERROR_CHOICES
+from customer_import.contract.fields import load_contract
+from customer_import.contract.options import MODES, ON_ERROR_CHOICES
 from customer_import.settings import CUSTOMERS_ASSET_NAME, CUSTOMERS_ASSET_URI, Settings
-from customer_import.sources import DEFAULT, load_sources
+from customer_import.sources.profiles import DEFAULT, load_sources
 
 CUSTOMERS = Asset(name=CUSTOMERS_ASSET_NAME, uri=CUSTOMERS_ASSET_URI)
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def _importer():
 
 def _connect():
     """A connection to the target; unreachable, it fails the try in plain words (Airflow retries)."""
-    from customer_import.connection import connect_target
+    from customer_import.database.connection import connect_target
 
     return connect_target(Settings.from_env())
 
@@ -142,7 +142,7 @@ def import_customer_file():
 
     @task
     def claim_file(file_name: str, params=None, dag_run=None) -> int:
-        from customer_import.options import ImportOptions
+        from customer_import.contract.options import ImportOptions
 
         try:
             options = ImportOptions.from_params(params)
@@ -200,7 +200,7 @@ def import_customer_file():
     def check_outcome(outcome: dict) -> None:
         """The run's last word: red when the file was rejected or the import failed (and then the
         source's alerts go out, from the failure callback)."""
-        from customer_import.runs import FAILED_STATUSES
+        from customer_import.database.runs import FAILED_STATUSES
 
         if outcome["status"] in FAILED_STATUSES:
             raise AirflowFailException(
@@ -233,14 +233,15 @@ def _fail_if_rejected(importer, run, shown: int = 20) -> None:
 
 def _page_url(import_run_id: int) -> str:
     """The run's page on the Imports page, absolute."""
-    from customer_import.alerts import page_url
+    from customer_import.sources.alerts import page_url
 
     return page_url(f"runs/{import_run_id}")
 
 
 def _send_alerts(context) -> None:
     """The failure callback of check_outcome: the run's source's alerts on `rejected` or `failed`."""
-    from customer_import import alerts, db, runs
+    from customer_import.database import db, runs
+    from customer_import.sources import alerts
 
     with _connect() as conn:
         db.use_schema(conn, Settings.from_env().schema)

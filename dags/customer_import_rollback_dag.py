@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 def roll_back_import_run():
     @task(retries=2, outlets=[CUSTOMERS])
     def roll_back_run(params=None, outlet_events=None) -> dict:
-        from customer_import.connection import connect_target
+        from customer_import.database.connection import connect_target
+        from customer_import.database.rollback import RollbackRefused
         from customer_import.pipeline import Importer
-        from customer_import.rollback import RollbackRefused
 
         try:
             with connect_target() as conn:

@@ -27,9 +27,9 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from customer_import.contract import load_contract
+from customer_import.contract.fields import load_contract
 from customer_import.settings import Settings
-from customer_import.sources import load_sources
+from customer_import.sources.profiles import load_sources
 
 
 def _sources():
@@ -57,8 +57,9 @@ def watch_landing_folder():
     def check_freshness(dag_run=None, data_interval_end=None, **context) -> None:
         """Note the sources whose file is overdue as of this run (the end of its interval: about now, for
         a scheduled run), and send their alerts."""
-        from customer_import import alerts, db, freshness
-        from customer_import.connection import connect_target
+        from customer_import.database import db
+        from customer_import.database.connection import connect_target
+        from customer_import.sources import alerts, freshness
 
         settings, sources = Settings.from_env(), _sources()
         if not any(source.expected_every for source in sources):

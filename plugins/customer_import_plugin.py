@@ -1,6 +1,6 @@
 """The Imports page in the Airflow UI: "Customer imports" in the navigation, served at /customer-import/.
 
-The page itself is `customer_import.imports_page`; this plugin gives it Airflow's side:
+The page itself is `customer_import.page.app`; this plugin gives it Airflow's side:
 - who may do what, through Airflow's auth manager: reading needs read access to the runs of the
   `customer_import` DAG, uploading needs the right to trigger them;
 - the target database, through the Airflow connection `customer_db`;
@@ -33,7 +33,7 @@ class ImportsPage:
         from airflow.configuration import conf
         from fastapi import Depends, Request
 
-        from customer_import.imports_page import IMPORT_DAG_ID, create_app
+        from customer_import.page.app import IMPORT_DAG_ID, create_app
 
         def remember_user(request: Request, user: GetUserDep) -> None:  # who reads, and who triggers the import
             request.state.airflow_user = user.get_name()
@@ -70,7 +70,7 @@ class ImportsPage:
 
 
 def _connect():
-    from customer_import.connection import connect_target
+    from customer_import.database.connection import connect_target
 
     return connect_target()
 
@@ -82,7 +82,7 @@ def _start_import(handover: dict, request, dag_id: str | None = None) -> str | N
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.utils.types import DagRunTriggeredByType
 
-    from customer_import.imports_page import IMPORT_DAG_ID
+    from customer_import.page.app import IMPORT_DAG_ID
 
     try:
         dag_run = trigger_dag(
@@ -125,9 +125,9 @@ class RunNotes:
 def _note(dag_run) -> None:
     from airflow.configuration import conf
 
-    from customer_import import db
-    from customer_import.imports_page import IMPORT_DAG_ID
-    from customer_import.runs import find_claimed
+    from customer_import.database import db
+    from customer_import.database.runs import find_claimed
+    from customer_import.page.app import IMPORT_DAG_ID
     from customer_import.settings import Settings
 
     if dag_run.dag_id != IMPORT_DAG_ID:

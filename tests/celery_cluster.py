@@ -151,7 +151,7 @@ class Cluster:
 def celery_airflow(customer_db: str, broker_url: str, tmp_path: Path, name: str, **extra: str) -> Iterator[Cluster]:
     """`make celery` (its command) on a free port, with a fresh metadata database `name`, a schema
     and a data folder of its own; `extra` variables on top."""
-    from customer_import import localdb
+    from customer_import.local import embedded_db as localdb
 
     schema = f"test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(localdb.database_url("postgres"), autocommit=True) as conn:  # a fresh Airflow: no earlier

@@ -59,7 +59,7 @@ def _servers() -> list:
 
 @pytest.fixture(scope="session")
 def embedded_url() -> str:
-    from customer_import import localdb
+    from customer_import.local import embedded_db as localdb
 
     return localdb.database_url("test_customers")
 
@@ -67,7 +67,8 @@ def embedded_url() -> str:
 @pytest.fixture(scope="session")
 def airflow_ready(embedded_url):
     """Airflow's metadata in a database of the embedded server; the target is `embedded_url`."""
-    from customer_import import cli, localdb
+    from customer_import.local import cli
+    from customer_import.local import embedded_db as localdb
 
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = localdb.database_url("test_airflow", "postgresql+psycopg2")
     os.environ["AIRFLOW_CONN_CUSTOMER_DB"] = embedded_url
@@ -90,7 +91,7 @@ def schema(database_url) -> str:
 
 @pytest.fixture
 def conn(database_url, schema):
-    from customer_import import db
+    from customer_import.database import db
 
     with db.connect(database_url) as connection:
         db.use_schema(connection, schema)
@@ -109,7 +110,7 @@ def importer(tmp_path, schema):
 @pytest.fixture
 def land(importer):
     """Put a file from tests/data (or any path) into the landing folder; returns its name."""
-    from customer_import.folders import drop_into_landing
+    from customer_import.storage.folders import drop_into_landing
 
     def _land(name_or_path: str | Path, as_name: str | None = None) -> str:
         source = Path(name_or_path) if Path(name_or_path).is_absolute() else DATA / name_or_path

@@ -32,7 +32,7 @@ class Server:
 def airflow_env(customer_db: str, schema: str, tmp_path: Path, metadata_db: str) -> dict[str, str]:
     """What the local commands of one test share: Airflow's home and metadata database, the target
     database and schema, the data folder, a free port and an admin password."""
-    from customer_import import localdb
+    from customer_import.local import embedded_db as localdb
 
     env = {
         **os.environ,
@@ -51,11 +51,11 @@ def airflow_env(customer_db: str, schema: str, tmp_path: Path, metadata_db: str)
 
 @contextmanager
 def running_airflow(env: dict[str, str], tmp_path: Path, command: str = "airflow") -> Iterator[Server]:
-    """`python -m customer_import.cli airflow` (or `celery`) until the DAGs are parsed; stopped with all it started."""
+    """`python -m customer_import.local.cli airflow` (or `celery`) until the DAGs are parsed; then stopped whole."""
     base, password = f"http://localhost:{env['AIRFLOW_PORT']}", env["AIRFLOW_ADMIN_PASSWORD"]
     log = (tmp_path / "airflow.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "customer_import.cli", command],
+        [sys.executable, "-m", "customer_import.local.cli", command],
         env=env,
         cwd=REPO,
         stdout=log,

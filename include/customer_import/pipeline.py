@@ -21,22 +21,22 @@ from typing import Any, Literal
 
 import psycopg
 
-from customer_import import checks, db, merge, runs, staging
-from customer_import.cleaning import VALUE_CHANGES_FILE, ValueChanges
-from customer_import.contract import Contract, FieldSpec, load_contract
-from customer_import.csvfile import CsvFile
-from customer_import.expectations import read_suite
-from customer_import.folders import Folders, NotRegularFile, check_regular, move, sha256_of
-from customer_import.issues import Issue, read_issues, write_issues
-from customer_import.options import ImportOptions
+from customer_import.contract.fields import Contract, FieldSpec, load_contract
+from customer_import.contract.issues import Issue, read_issues, write_issues
+from customer_import.contract.options import ImportOptions
+from customer_import.database import checks, db, merge, runs, staging
+from customer_import.database.rollback import RollbackResult, roll_back
+from customer_import.database.runs import FAILED_STATUSES, ImportRun
+from customer_import.database.staging import STAGED_FILE
+from customer_import.reading.cleaning import VALUE_CHANGES_FILE, ValueChanges
+from customer_import.reading.csvfile import CsvFile
+from customer_import.reading.expectations import read_suite
+from customer_import.reading.validation import ISSUES_FILE, check_file
 from customer_import.report import ERRORS_CSV, HTML_CHANGES, ROLLBACK_JSON, write_reports
-from customer_import.rollback import RollbackResult, roll_back
-from customer_import.runs import FAILED_STATUSES, ImportRun
 from customer_import.settings import Settings
-from customer_import.sources import DEFAULT, Sources, load_sources
-from customer_import.staging import STAGED_FILE
-from customer_import.store import DataStore
-from customer_import.validation import ISSUES_FILE, check_file
+from customer_import.sources.profiles import DEFAULT, Sources, load_sources
+from customer_import.storage.folders import Folders, NotRegularFile, check_regular, move, sha256_of
+from customer_import.storage.store import DataStore
 
 log = logging.getLogger(__name__)
 DATABASE_ISSUES_FILE = "issues-database.jsonl"

@@ -12,13 +12,13 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from customer_import import columnar
-from customer_import.cleaning import ValueChanges
-from customer_import.contract import Contract
-from customer_import.csvfile import ESCAPED_PREFIXES, REPORT_COLUMNS, CsvFile, unescaped
-from customer_import.issues import Issue
-from customer_import.merge import Change
-from customer_import.runs import ImportRun
+from customer_import.contract.fields import Contract
+from customer_import.contract.issues import Issue
+from customer_import.database.merge import Change
+from customer_import.database.runs import ImportRun
+from customer_import.reading import columnar
+from customer_import.reading.cleaning import ValueChanges
+from customer_import.reading.csvfile import ESCAPED_PREFIXES, REPORT_COLUMNS, CsvFile, unescaped
 
 ERRORS_CSV = "errors.csv"
 CHANGES_CSV = "changes.csv"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from customer_import.store import DataStore
+from customer_import.storage.store import DataStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The Airflow asset that stands for the customers table: an event is emitted when customers change.

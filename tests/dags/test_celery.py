@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from customer_import.store import object_root
+from customer_import.storage.store import object_root
 from tests.celery_cluster import PASSWORDS, broker, celery_airflow, check_ten_imports, drop_ten_files, status_of
 from tests.conftest import S3_CONNECTION, new_bucket, s3_connection, wait_for
 from tests.local_airflow import _token

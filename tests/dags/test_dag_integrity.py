@@ -44,7 +44,7 @@ def test_customer_import_has_the_run_params_of_the_spec():
 def test_parsing_imports_neither_great_expectations_nor_pandas():
     probe = (
         "import runpy, sys; runpy.run_path(sys.argv[1]);"
-        " print(sorted(m for m in ('great_expectations', 'pandas', 'customer_import.expectations')"
+        " print(sorted(m for m in ('great_expectations', 'pandas', 'customer_import.reading.expectations')"
         " if m in sys.modules))"
     )
     for dag_file in (REPO / "dags").glob("*.py"):

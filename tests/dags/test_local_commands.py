@@ -16,7 +16,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from customer_import.generate import write_customers
+from customer_import.contract.generate import write_customers
 from tests.conftest import DATA, REPO, wait_for
 from tests.local_airflow import airflow_env, running_airflow, token
 
@@ -43,7 +43,7 @@ def env(embedded_url, schema, tmp_path):
 def make_import(env: dict, path, *args: str) -> subprocess.Popen:
     """`make import FILE=path` (the command it runs), in a process group of its own."""
     return subprocess.Popen(
-        [sys.executable, "-m", "customer_import.cli", "import", str(path), *args],
+        [sys.executable, "-m", "customer_import.local.cli", "import", str(path), *args],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,

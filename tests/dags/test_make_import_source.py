@@ -63,7 +63,7 @@ def test_make_import_with_an_unknown_source_names_the_sources(embedded_url, sche
         [
             sys.executable,
             "-m",
-            "customer_import.cli",
+            "customer_import.local.cli",
             "import",
             "include/customer_import/sample/customers_sample.csv",
             "--source",

@@ -96,8 +96,8 @@ def environment(airflow_ready, tmp_path, monkeypatch, schema):
 def test_a_rejected_import_sends_one_webhook_with_the_run_and_its_counts(
     environment, webhook, tmp_path, schema, embedded_url
 ):
-    from customer_import.cli import run_dag
-    from customer_import.folders import Folders
+    from customer_import.local.cli import run_dag
+    from customer_import.storage.folders import Folders
 
     url, received = webhook
     bundled = (REPO_ROOT / "include" / "customer_import" / "sources.yaml").read_text()
@@ -140,8 +140,8 @@ def test_a_rejected_import_sends_one_webhook_with_the_run_and_its_counts(
 
 
 def test_a_succeeded_import_sends_nothing(environment, webhook, tmp_path):
-    from customer_import.cli import run_dag
-    from customer_import.folders import Folders
+    from customer_import.local.cli import run_dag
+    from customer_import.storage.folders import Folders
 
     url, received = webhook
     environment(f"sources:\n  nightly:\n    alerts: {{webhook: {url}}}\n")
@@ -157,8 +157,9 @@ def test_a_succeeded_import_sends_nothing(environment, webhook, tmp_path):
 def test_an_overdue_source_gets_one_missing_entry_and_one_email(
     environment, smtp_server, tmp_path, schema, embedded_url
 ):
-    from customer_import import db, freshness
-    from customer_import.cli import run_dag
+    from customer_import.database import db
+    from customer_import.local.cli import run_dag
+    from customer_import.sources import freshness
 
     environment(
         "sources:\n  nightly:\n    expected_every: 1m\n"

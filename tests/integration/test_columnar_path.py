@@ -13,15 +13,15 @@ import random
 
 import pytest
 
-from customer_import import columnar
-from customer_import.contract import load_contract
-from customer_import.csvfile import CsvFile
-from customer_import.expectations import read_suite
-from customer_import.generate import write_customers
-from customer_import.issues import read_issues
+from customer_import.contract.fields import load_contract
+from customer_import.contract.generate import write_customers
+from customer_import.contract.issues import read_issues
+from customer_import.database.staging import STAGED_FILE
+from customer_import.reading import columnar
+from customer_import.reading.csvfile import CsvFile
+from customer_import.reading.expectations import read_suite
+from customer_import.reading.validation import ISSUES_FILE, check_file
 from customer_import.settings import Settings
-from customer_import.staging import STAGED_FILE
-from customer_import.validation import ISSUES_FILE, check_file
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def _rows(staged):
 
 
 def both_ways(path, tmp_path, monkeypatch, caplog, chunk_rows=1000):
-    with caplog.at_level(logging.INFO, logger="customer_import.validation"):
+    with caplog.at_level(logging.INFO, logger="customer_import.reading.validation"):
         fast = validated(path, tmp_path / "fast", chunk_rows)
     fell_back = "precise way" in caplog.text
     monkeypatch.setattr(columnar, "eligible", lambda source: False)

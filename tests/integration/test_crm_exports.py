@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from customer_import.folders import drop_into_landing
 from customer_import.settings import REPO_ROOT
+from customer_import.storage.folders import drop_into_landing
 
 pytestmark = pytest.mark.integration
 SAMPLES = REPO_ROOT / "include" / "customer_import" / "sample"
@@ -27,7 +27,7 @@ FIELDS = (
 
 
 def import_export(importer, conn, source: str, path: Path, **options):
-    from customer_import.options import ImportOptions
+    from customer_import.contract.options import ImportOptions
 
     name = drop_into_landing(path, importer.sources.folders(importer.settings.data_dir, source))
     given = ImportOptions(**options) if options else None

@@ -16,8 +16,8 @@ import sys
 import psycopg
 import pytest
 
-from customer_import.generate import write_customers
-from customer_import.runs import ImportOptions
+from customer_import.contract.generate import write_customers
+from customer_import.database.runs import ImportOptions
 from tests.conftest import PG15_URL, REPO, _reachable, wait_for
 
 pytestmark = pytest.mark.integration
@@ -27,9 +27,9 @@ CHILD = """
 import sys
 from dataclasses import replace
 from pathlib import Path
-from customer_import import db
+from customer_import.database import db
 from customer_import.pipeline import Importer
-from customer_import.runs import ImportOptions
+from customer_import.database.runs import ImportOptions
 from customer_import.settings import Settings
 
 url, schema, data, name = sys.argv[1:5]
@@ -162,7 +162,7 @@ needs_restartable_pg15 = pytest.mark.skipif(
 @pytest.mark.serial  # the PostgreSQL 15 that other tests use goes down: this test runs alone, after the rest
 @pytest.mark.parametrize("database_url", [PG15_URL])
 def test_a_server_crash_between_staging_and_merge_is_survived_by_the_retry(database_url, schema, importer, big_file):
-    from customer_import import db
+    from customer_import.database import db
 
     conn = db.use_schema(db.connect(database_url), schema)
     run_id = importer.claim_file(conn, big_file, ImportOptions(), "customer_import", "manual__crash")

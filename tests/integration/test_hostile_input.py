@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from customer_import.runs import ImportOptions
+from customer_import.database.runs import ImportOptions
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.integration
@@ -173,7 +173,7 @@ def test_the_options_refuse_codecs_that_are_no_files_encoding(encoding):
 
 @pytest.mark.parametrize("name", ["no_header_row.csv", "windows1252.csv", "one_bad_email.csv"])
 def test_an_alert_quotes_nothing_of_the_file(name, importer, land, conn, airflow_ready):
-    from customer_import.alerts import run_alert  # reads Airflow's configuration: its database set up first
+    from customer_import.sources.alerts import run_alert  # reads Airflow's configuration: its database set up first
 
     run = importer.import_file(conn, land(name))
     alert = run_alert(run)

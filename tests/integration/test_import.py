@@ -12,7 +12,7 @@ from datetime import date
 
 import pytest
 
-from customer_import.runs import ImportOptions
+from customer_import.database.runs import ImportOptions
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.integration
@@ -258,7 +258,7 @@ def test_a_fixed_error_report_imports_as_it_is(conn, importer, land, tmp_path):
 
 
 def test_migrations_are_idempotent(conn, importer, land):
-    from customer_import import db
+    from customer_import.database import db
 
     db.migrate(conn, importer.contract, importer.settings.schema)
     db.migrate(conn, importer.contract, importer.settings.schema)
@@ -266,7 +266,7 @@ def test_migrations_are_idempotent(conn, importer, land):
 
 
 def test_a_run_with_more_changes_than_the_page_shows_is_published_completely(conn, importer, land, tmp_path):
-    from customer_import.generate import write_customers
+    from customer_import.contract.generate import write_customers
     from customer_import.report import HTML_CHANGES
 
     importer.import_file(conn, land(write_customers(tmp_path / "first.csv", HTML_CHANGES + 50, seed=1)))
@@ -292,8 +292,8 @@ def test_arrow_rules_out_only_the_duplicates_the_database_would_not_find(conn, s
     """The staged columns Arrow proves free of duplicates are not searched by the database: the proof
     must hold as PostgreSQL compares them (keys exactly, emails by lower()), and the issues stay the
     same with it as without it."""
-    from customer_import import checks, db, staging
-    from customer_import.contract import load_contract
+    from customer_import.contract.fields import load_contract
+    from customer_import.database import checks, db, staging
 
     contract = load_contract()
     db.migrate(conn, contract, schema)

@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from customer_import import db
-from customer_import.rollback import RollbackRefused
-from customer_import.runs import ImportOptions
+from customer_import.database import db
+from customer_import.database.rollback import RollbackRefused
+from customer_import.database.runs import ImportOptions
 from customer_import.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,11 @@ from dataclasses import replace
 import psycopg
 import pytest
 
-from customer_import import db, runs
-from customer_import.folders import drop_into_landing
-from customer_import.options import ImportOptions
+from customer_import.contract.options import ImportOptions
+from customer_import.database import db, runs
 from customer_import.pipeline import Importer
-from customer_import.store import object_root
+from customer_import.storage.folders import drop_into_landing
+from customer_import.storage.store import object_root
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.integration

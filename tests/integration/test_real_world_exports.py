@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from customer_import.contract import load_contract
-from customer_import.csvfile import CsvFile
-from customer_import.runs import ImportOptions
+from customer_import.contract.fields import load_contract
+from customer_import.database.runs import ImportOptions
+from customer_import.reading.csvfile import CsvFile
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.integration

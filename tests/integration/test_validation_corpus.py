@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from customer_import.runs import ImportOptions
+from customer_import.database.runs import ImportOptions
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.integration

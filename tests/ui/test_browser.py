@@ -45,7 +45,7 @@ def database_url(embedded_url):
 
 @pytest.fixture
 def airflow(embedded_url, schema, tmp_path):
-    """`make airflow` (python -m customer_import.cli airflow) on a free port, until the DAGs are parsed."""
+    """`make airflow` (python -m customer_import.local.cli airflow) on a free port, until the DAGs are parsed."""
     with running_airflow(airflow_env(embedded_url, schema, tmp_path, "test_e2e_airflow"), tmp_path) as server:
         yield server.base, server.password
 
@@ -212,7 +212,7 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
 
     from playwright.sync_api import expect, sync_playwright
 
-    from customer_import.generate import write_customers
+    from customer_import.contract.generate import write_customers
     from tests.local_airflow import token
 
     server = airflow_small_chunks

@@ -61,7 +61,7 @@ def page_env(monkeypatch, importer, database_url):
 @pytest.fixture
 def two_imports(page_env, importer, land, conn):
     """A succeeded import (run 1) and a rejected one (run 2), as the Airflow runs `one` and `two` left them."""
-    from customer_import.runs import update_run
+    from customer_import.database.runs import update_run
 
     good = importer.import_file(conn, land("valid_customers.csv"))
     bad = importer.import_file(conn, land("one_bad_email.csv"))
@@ -135,9 +135,9 @@ def test_the_page_lists_imports_newest_first_with_status_counts_and_links(client
 
 
 def test_the_list_is_paginated(client, admin, page_env, conn):
-    from customer_import import db
-    from customer_import.contract import load_contract
-    from customer_import.runs import ImportOptions, create_run
+    from customer_import.contract.fields import load_contract
+    from customer_import.database import db
+    from customer_import.database.runs import ImportOptions, create_run
 
     db.migrate(conn, load_contract(), page_env.schema)
     for n in range(30):
@@ -174,7 +174,7 @@ def test_a_run_page_lists_its_issues_and_serves_its_reports(client, admin, two_i
 
 
 def test_files_cannot_be_reached_outside_their_folders(client, admin, two_imports, conn):
-    from customer_import.runs import update_run
+    from customer_import.database.runs import update_run
 
     good, _ = two_imports
     for path in [
@@ -192,7 +192,7 @@ def test_files_cannot_be_reached_outside_their_folders(client, admin, two_import
 
 
 def test_the_template_comes_from_the_contract(client, admin):
-    from customer_import.contract import load_contract
+    from customer_import.contract.fields import load_contract
 
     template = client.get("/customer-import/template.csv", headers=admin)
 
@@ -291,7 +291,7 @@ def test_a_viewer_sees_the_page_but_cannot_upload(client, two_imports, page_env)
 
 
 def test_a_run_shows_as_running_until_its_reports_are_published(client, admin, two_imports, conn):
-    from customer_import.runs import update_run
+    from customer_import.database.runs import update_run
 
     good, bad = two_imports
     assert 'data-busy="false"' in client.get("/customer-import/", headers=admin).text  # idle: a slow look
@@ -306,8 +306,8 @@ def test_a_run_shows_as_running_until_its_reports_are_published(client, admin, t
 
 
 def test_files_queued_behind_a_long_running_import_say_so(client, admin, two_imports, conn, page_env):
-    from customer_import.folders import Folders
-    from customer_import.runs import update_run
+    from customer_import.database.runs import update_run
+    from customer_import.storage.folders import Folders
 
     _, bad = two_imports
     Folders(page_env.data_dir).create()
@@ -324,8 +324,8 @@ def test_files_queued_behind_a_long_running_import_say_so(client, admin, two_imp
 
 
 def test_runs_show_their_source_and_the_list_filters_by_it(client, admin, two_imports, importer, conn, page_env):
-    from customer_import import freshness
-    from customer_import.folders import drop_into_landing
+    from customer_import.sources import freshness
+    from customer_import.storage.folders import drop_into_landing
 
     sample = REPO / "include" / "customer_import" / "sample" / "hubspot_companies.csv"
     export = page_env.data_dir.parent / "companies.csv"
@@ -407,9 +407,9 @@ def test_with_the_data_on_s3_the_page_serves_reports_and_takes_uploads_there(
     from airflow.utils.session import create_session
     from sqlalchemy import delete
 
-    from customer_import.folders import drop_into_landing
     from customer_import.pipeline import Importer
-    from customer_import.store import object_root
+    from customer_import.storage.folders import drop_into_landing
+    from customer_import.storage.store import object_root
 
     importer = Importer(settings=replace(page_env, data_url=s3_url))
     bad = importer.import_file(conn, drop_into_landing(DATA / "one_bad_email.csv", importer.folders))

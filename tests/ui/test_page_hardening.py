@@ -103,7 +103,7 @@ def test_a_chunked_upload_over_the_limit_is_refused_while_it_streams(page_env, m
 
     import psycopg
 
-    from customer_import.imports_page import create_app
+    from customer_import.page.app import create_app
 
     monkeypatch.setenv("CUSTOMER_IMPORT_UPLOAD_MAX_MB", "1")
     app = create_app(

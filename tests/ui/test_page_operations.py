@@ -66,7 +66,7 @@ def test_the_upload_form_carries_the_runs_options(client, admin, page_env):  # n
 
 
 def test_a_running_import_shows_its_progress_and_updates_in_place(client, admin, two_imports, conn):  # noqa: F811
-    from customer_import.runs import update_run
+    from customer_import.database.runs import update_run
 
     _, bad = two_imports
     conn.execute(

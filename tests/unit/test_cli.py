@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from customer_import.localairflow import kept_secret
+from customer_import.local.airflow_server import kept_secret
 
 pytestmark = pytest.mark.unit
 
@@ -19,7 +19,7 @@ def test_the_generated_admin_password_is_kept_and_only_its_owner_may_read_it(tmp
 
 
 def test_make_celery_says_what_to_do_when_no_broker_answers():
-    from customer_import.localcelery import BrokerUnreachable, check_broker
+    from customer_import.local.celery_cluster import BrokerUnreachable, check_broker
 
     with pytest.raises(BrokerUnreachable) as raised:
         check_broker("redis://127.0.0.1:9/0")  # the discard port: nothing listens

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from customer_import.contract import ContractError, load_contract, normalise_header
-from customer_import.db import customers_ddl
+from customer_import.contract.fields import ContractError, load_contract, normalise_header
+from customer_import.database.db import customers_ddl
 
 pytestmark = pytest.mark.unit
 
@@ -84,7 +84,7 @@ def test_the_calendar_date_rule_agrees_with_the_calendar():
     import datetime
     import re
 
-    from customer_import.contract import CALENDAR_DATE
+    from customer_import.contract.fields import CALENDAR_DATE
 
     rule = re.compile(CALENDAR_DATE)
     for year in [1, 4, 100, 400, 1900, 9999, *range(1996, 2030)]:
@@ -138,8 +138,8 @@ def test_look_alike_values_break_a_rule(header, value):
 
 
 def test_the_generator_writes_by_column_so_a_new_field_gets_its_example(tmp_path: Path):
-    from customer_import.contract import CONTRACT_PATH
-    from customer_import.generate import write_customers
+    from customer_import.contract.fields import CONTRACT_PATH
+    from customer_import.contract.generate import write_customers
 
     extended = tmp_path / "contract.yaml"
     extended.write_text(

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from customer_import import columnar
-from customer_import.contract import load_contract
-from customer_import.csvfile import CsvFile
+from customer_import.contract.fields import load_contract
+from customer_import.reading import columnar
+from customer_import.reading.csvfile import CsvFile
 
 pytestmark = pytest.mark.unit
 

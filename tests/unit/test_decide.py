@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from customer_import.database.runs import ImportOptions, ImportRun
 from customer_import.pipeline import decide
-from customer_import.runs import ImportOptions, ImportRun
 
 pytestmark = pytest.mark.unit
 

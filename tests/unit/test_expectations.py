@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from customer_import.contract import load_contract
-from customer_import.expectations import LINE, RowValidator, build_suite, read_suite
+from customer_import.contract.fields import load_contract
+from customer_import.reading.expectations import LINE, RowValidator, build_suite, read_suite
 from customer_import.settings import Settings
 
 pytestmark = pytest.mark.unit

@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from customer_import.contract import load_contract
-from customer_import.db import SQL_DIR
-from customer_import.generated import rendered
-from customer_import.options import MODES, ON_ERROR_CHOICES, STATUSES
+from customer_import.contract.fields import load_contract
+from customer_import.contract.options import MODES, ON_ERROR_CHOICES, STATUSES
+from customer_import.database.db import SQL_DIR
+from customer_import.local.generated import rendered
 from customer_import.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.unit

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from customer_import.contract import load_contract
-from customer_import.sources import SOURCES_PATH, Format, SourcesError, UnreadableValue, load_sources
+from customer_import.contract.fields import load_contract
+from customer_import.sources.profiles import SOURCES_PATH, Format, SourcesError, UnreadableValue, load_sources
 
 pytestmark = pytest.mark.unit
 BUNDLED = SOURCES_PATH.read_text(encoding="utf-8")
@@ -173,7 +173,7 @@ def test_formats_say_what_they_cannot_read(fmt, value, message):
 
 
 def test_settled_files_of_every_source_are_handed_over_in_arrival_order_with_their_source(tmp_path):
-    from customer_import.folders import Folders
+    from customer_import.storage.folders import Folders
 
     sources = load(tmp_path, "sources:\n  crm:\n    options: {on_error: skip_invalid_rows, max_error_rate: 0.1}\n")
     root = tmp_path / "data"

@@ -1,0 +1,548 @@
+"""The local commands behind the Makefile: `python -m customer_import.local.cli <command>`.
+
+Every command resolves the databases the same way: the target database is the Airflow
+connection `customer_db` (AIRFLOW_CONN_CUSTOMER_DB) when it is set, else a database on the
+embedded PostgreSQL; Airflow's own metadata goes to AIRFLOW__DATABASE__SQL_ALCHEMY_CONN when
+set, else to another database of the embedded server. This module is the one place of the
+package that starts Airflow (lazily, for the commands that run the DAG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from customer_import.contract.fields import load_contract
+from customer_import.contract.options import MODES, ON_ERROR_CHOICES
+from customer_import.report import ROLLBACK_JSON
+from customer_import.settings import REPO_ROOT, Settings
+from customer_import.sources.profiles import DEFAULT, load_sources
+from customer_import.storage.folders import Folders
+
+SAMPLE_FILE = Path(__file__).parents[1] / "sample" / "customers_sample.csv"
+DAGS = REPO_ROOT / "dags"
+
+
+# --- environment ---------------------------------------------------------------------
+
+
+def configure_databases() -> None:
+    """Point the target and Airflow's metadata at the embedded server unless configured.
+
+    Also: the project's DAGs start unpaused locally, whichever command registers them first
+    (`make demo` does, through `dag.test`), so `make airflow` watches the landing folder at once.
+    """
+    from customer_import.local import embedded_db as localdb
+
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
+    if not os.environ.get("AIRFLOW_CONN_CUSTOMER_DB"):
+        os.environ["AIRFLOW_CONN_CUSTOMER_DB"] = localdb.database_url("customers")
+    if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = localdb.database_url("airflow", "postgresql+psycopg2")
+
+
+def configured_or_embedded_url() -> str:
+    """The libpq URI of the target database: the Airflow connection `customer_db` (URI or JSON form) when
+    configured, else the embedded PostgreSQL's database `customers`, which this starts when it is not running."""
+    configure_databases()
+    value = os.environ["AIRFLOW_CONN_CUSTOMER_DB"]
+    if value.lstrip().startswith("{"):
+        from airflow.sdk import Connection
+
+        value = Connection.from_json(value, conn_id="customer_db").get_uri()
+    scheme, rest = value.split("://", 1)
+    return "postgresql://" + rest if scheme.startswith(("postgres", "postgresql")) else value
+
+
+def migrate_airflow() -> None:
+    """`airflow db migrate`, once per metadata database and Airflow version."""
+    import airflow
+
+    home = Path(os.environ.get("AIRFLOW_HOME", REPO_ROOT / ".state" / "airflow"))
+    home.mkdir(parents=True, exist_ok=True)
+    stamp = home / ".migrated"
+    wanted = f"{airflow.__version__} {os.environ['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}"
+    with (home / ".migrate.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # commands (or test workers) started together migrate once
+        if stamp.exists() and stamp.read_text() == wanted:
+            return
+        print("Preparing Airflow's metadata database (first run only)...", flush=True)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+        stamp.write_text(wanted)
+
+
+# --- running the DAG -----------------------------------------------------------------
+
+
+def run_dag(dag_id: str, conf: dict[str, Any], log_file: Path, logical_date: datetime | None = None) -> Any:
+    """Run DAG `dag_id` (the file of that name in dags/) once through Airflow (`dag.test`), in this process,
+    as of `logical_date` (default: now).
+
+    Returns the DagRun; Airflow's own output (every task's log) goes to `log_file`. The run is
+    recorded as this process's while it runs (see `localairflow`): stopped by SIGINT or SIGTERM,
+    the process fails it before exiting; killed outright, the next local command does.
+    """
+    import importlib.util
+
+    from airflow.sdk import DAG
+
+    from customer_import.local import airflow_server as localairflow
+
+    migrate_airflow()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    logical_date = logical_date or datetime.now(UTC)
+    settings = Settings.from_env()
+    try:
+        with _output_to(log_file), localairflow.owned(settings, dag_id, logical_date), _stopped_by_signals():
+            spec = importlib.util.spec_from_file_location(f"{dag_id}_dag", DAGS / f"{dag_id}_dag.py")
+            assert spec is not None and spec.loader is not None, f"no DAG file for {dag_id}"
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == dag_id)
+            dag_run = dag.test(run_conf=conf, logical_date=logical_date)
+        _file_task_logs(dag_run, log_file)
+        return dag_run
+    except KeyboardInterrupt:
+        owner = {"dag_id": dag_id, "logical_date": logical_date.isoformat(), "pid": os.getpid()}
+        for line in localairflow.fail_run(owner, _finish_import_run):
+            print(line, file=sys.stderr)
+        raise
+
+
+def _file_task_logs(dag_run: Any, log_file: Path) -> None:
+    """Give each task of an in-process run its log where Airflow's UI reads task logs, as the
+    scheduler's workers do: the part of `log_file` between `dag.test`'s start and end of the task."""
+    from airflow.configuration import conf
+
+    folder = Path(conf.get("logging", "base_log_folder"))
+    tries = {ti.task_id: ti.try_number or 1 for ti in dag_run.get_task_instances()}
+    task: str | None = None
+    lines: list[str] = []
+    for line in log_file.read_text(errors="replace").splitlines(keepends=True):
+        started = re.search(r"\[DAG TEST\] starting task_id=(\S+)", line)
+        if started:
+            task, lines = started.group(1), []
+        elif task and "[DAG TEST] end task" in line:
+            target = (
+                folder
+                / f"dag_id={dag_run.dag_id}"
+                / f"run_id={dag_run.run_id}"
+                / f"task_id={task}"
+                / f"attempt={tries.get(task, 1)}.log"
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("".join(lines))
+            task = None
+        elif task:
+            lines.append(line)
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the command fails its run before it exits."""
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _finish_import_run(dag_id: str, airflow_run_id: str, pid: int) -> str:
+    """End the import run of an Airflow run that is being failed: what became of its file."""
+    from customer_import.database import db
+    from customer_import.database.runs import find_claimed
+    from customer_import.pipeline import Importer
+
+    if dag_id != "customer_import":
+        return "Its changes were rolled back with its transaction."
+    importer = Importer()
+    with db.use_schema(db.connect(configured_or_embedded_url()), importer.settings.schema) as conn:
+        run = find_claimed(conn, dag_id, airflow_run_id)
+        if run is None:
+            return "It had not claimed its file: the file stays in landing/ and will be imported; delete it to abandon."
+        if not run.is_finished:
+            run = importer.publish_report(
+                conn,
+                run.id,
+                failure=(
+                    f"The local command that ran this import (pid {pid}) stopped before it finished: nothing was merged"
+                    " and the file is kept. Clear the Airflow run to import it again, or drop the file again."
+                ),
+            )
+    kept = f"; its file is kept in {run.file_path}" if run.file_path else ""
+    return f"Import run {run.id} ended {run.status}{kept}."
+
+
+def reap_abandoned_runs() -> None:
+    """Fail the runs of local commands that were killed (see `localairflow`), saying so."""
+    from customer_import.local import airflow_server as localairflow
+
+    for line in localairflow.reap_abandoned(Settings.from_env(), _finish_import_run):
+        print(f"Cleaned up after a stopped command: {line}", flush=True)
+
+
+def _log_file(settings: Settings, what: str) -> Path:
+    return settings.data_dir.parent / "logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{what}.log"
+
+
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to `path`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def import_through_dag(path: Path, options: dict[str, Any], source: str = DEFAULT) -> int:
+    """Drop `path` into the landing folder of `source`, import it through the DAG, print the
+    outcome; the exit code. `options` are the run's options beside the source's."""
+    settings = Settings.from_env()
+    sources = load_sources(settings.sources_file, load_contract())
+    try:
+        chosen = sources[source]
+    except KeyError as unknown:
+        print(unknown.args[0])
+        return 2
+    configure_databases()  # before the data folders: on object storage, they import Airflow
+    return _import_through_dag(
+        path, {**chosen.run_conf, **options}, chosen.run_name, sources.folders(settings.store.root, source)
+    )
+
+
+def _import_through_dag(path: Path, options: dict[str, Any], source: str, folders: Folders) -> int:
+    """Drop `path` into landing, import it through the DAG, print the outcome; the exit code.
+
+    With a scheduler running (`make airflow`), the run is handed to it and followed; else it runs
+    in this process.
+    """
+    from customer_import.database import db
+    from customer_import.database.runs import FAILED_STATUSES, find_claimed
+    from customer_import.local import airflow_server as localairflow
+    from customer_import.storage.folders import drop_into_landing
+
+    migrate_airflow()
+    reap_abandoned_runs()
+    settings = Settings.from_env()
+    name = drop_into_landing(path, folders)
+    print(
+        f"{name} is in {'/'.join(filter(None, ['landing', folders.landing_folder]))}/: if this command is stopped"
+        " before it is claimed, it stays there and will be imported (delete it to abandon).",
+        flush=True,
+    )
+    started = time.monotonic()
+    log_file = _log_file(settings, name)
+    if localairflow.scheduler_alive():
+        handover = folders.handovers([name], source, options)[0]
+        airflow_run_id = localairflow.hand_over("customer_import", handover)
+        print(f"Handed to the running Airflow scheduler as run {airflow_run_id}:", flush=True)
+        localairflow.follow("customer_import", airflow_run_id, lambda line: print(line, flush=True))
+        log_file = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "dag_id=customer_import" / f"run_id={airflow_run_id}"
+    else:
+        airflow_run_id = run_dag(
+            "customer_import", {"file": name, **({"source": source} if source else {}), **options}, log_file
+        ).run_id
+    with db.use_schema(db.connect(configured_or_embedded_url()), settings.schema) as conn:
+        run = find_claimed(conn, "customer_import", airflow_run_id)
+    if run is None:
+        print(f"failed: the DAG run {airflow_run_id} did not register {name}; see {log_file}")
+        return 1
+    print()
+    print(run.outcome)
+    if run.report_dir:
+        where = settings.store.location
+        print(f"  report:     {where(f'{run.report_dir}/report.html')}")
+        print(f"  errors.csv: {where(f'{run.report_dir}/errors.csv')}")
+        print(f"  summary:    {where(f'{run.report_dir}/summary.json')}")
+        print(f"  file kept:  {where(run.claimed_file)}")
+    print(f"  Airflow:    DAG run {airflow_run_id}, log {log_file}")
+    print(f"  took {time.monotonic() - started:.1f} s")
+    return 1 if run.status in FAILED_STATUSES else 0
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"{path} is not a file")
+        return 2
+    given = {
+        "mode": args.mode,
+        "on_error": args.on_error,
+        "max_error_rate": args.max_error_rate,
+        "dry_run": args.dry_run or None,
+        "force": args.force or None,
+        "encoding": args.encoding,
+    }
+    return import_through_dag(path, {k: v for k, v in given.items() if v is not None}, args.source)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    print(f"Importing the bundled sample {SAMPLE_FILE.relative_to(REPO_ROOT)} through the customer_import DAG...")
+    code = import_through_dag(SAMPLE_FILE, {})
+    print(
+        '\nThe customers are in the database `make db-url` prints (e.g. `psql "$(make -s db-url)"`).'
+        "\nRun `make demo` again: the same content is recognised as a duplicate and not applied twice."
+    )
+    return code
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from customer_import.database import db
+    from customer_import.database.runs import get_run
+    from customer_import.local import airflow_server as localairflow
+
+    configure_databases()
+    migrate_airflow()
+    reap_abandoned_runs()
+    settings = Settings.from_env()
+    log_file = _log_file(settings, f"rollback-{args.run_id}")
+    conf = {"import_run_id": args.run_id}
+    if localairflow.scheduler_alive():
+        now = datetime.now(UTC).isoformat()
+        handover = {
+            "trigger_run_id": f"rollback__{args.run_id}__{now}",
+            "conf": conf,
+            "logical_date": now,
+            "run_after": now,
+        }
+        airflow_run_id = localairflow.hand_over("customer_import_rollback", handover)
+        print(f"Handed to the running Airflow scheduler as run {airflow_run_id}:", flush=True)
+        state = localairflow.follow("customer_import_rollback", airflow_run_id, lambda line: print(line, flush=True))
+    else:
+        state = str(run_dag("customer_import_rollback", conf, log_file).state)
+    with db.use_schema(db.connect(configured_or_embedded_url()), settings.schema) as conn:
+        try:
+            run = get_run(conn, args.run_id)
+        except LookupError:
+            run = None
+    if state != "success" or run is None:
+        reason = f"the run is {run.status} ({run.message})" if run else "there is no such import run"
+        print(f"rollback of import run {args.run_id} failed: {reason}. Airflow log: {log_file}")
+        return 1
+    print(f"rolled_back (import run {run.id}, {run.file_name}). {run.message}")
+    print(f"  report:     {settings.store.location(f'reports/{run.id}/{ROLLBACK_JSON}')}")
+    return 0
+
+
+def cmd_template(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    path.write_bytes(load_contract().template_csv())
+    print(f"Wrote {path}: the header row of the customer CSV file; fill in one row per customer.")
+    return 0
+
+
+def cmd_expectations(args: argparse.Namespace) -> int:
+    from customer_import.local.generated import write_all
+
+    written = write_all(load_contract(), Settings.from_env().expectations_dir)
+    for path in written:
+        print(f"Wrote {path.relative_to(REPO_ROOT)} from the contract and the settings.")
+    if not written:
+        print("The generated files (the GX suite, the SQL, README's settings table) are up to date.")
+    return 0
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    print(configured_or_embedded_url())
+    return 0
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """Airflow standalone (API server with the UI, scheduler, DAG processor, triggerer).
+
+    It listens on 127.0.0.1 unless AIRFLOW_HOST says otherwise; the admin password is
+    AIRFLOW_ADMIN_PASSWORD, or one generated once and kept (mode 0600) under AIRFLOW_HOME. The
+    URL is printed once the UI answers.
+    """
+    from customer_import.local import airflow_server as localairflow
+
+    configure_databases()
+    migrate_airflow()
+    reap_abandoned_runs()
+    home = Path(os.environ["AIRFLOW_HOME"])
+    password = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or localairflow.kept_secret(home / "admin-password")
+    passwords = home / "simple_auth_manager_passwords.json"
+    passwords.touch(mode=0o600)
+    users = {"admin": password}
+    if os.environ.get("AIRFLOW_VIEWER_PASSWORD"):  # a second user, to see what a read-only role sees
+        users["viewer"] = os.environ["AIRFLOW_VIEWER_PASSWORD"]
+    passwords.write_text(json.dumps(users))
+    host, port = os.environ.get("AIRFLOW_HOST", "127.0.0.1"), os.environ.get("AIRFLOW_PORT", "8080")
+    shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    os.environ.update(
+        {
+            # standalone starts its components as `airflow ...`: the venv's one must come first
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{u}" for u in users),  # user name: its role
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__API__HOST": host,
+            "AIRFLOW__API__PORT": port,
+            "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://{shown_host}:{port}"),
+        }
+    )
+    print("Starting Airflow (API server, scheduler, DAG processor, triggerer)...", flush=True)
+    standalone = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"])
+    _announce("Airflow", f"http://{shown_host}:{port}", host, port, standalone, password)
+    try:
+        return standalone.wait()
+    except KeyboardInterrupt:
+        return standalone.wait()
+
+
+def cmd_celery(args: argparse.Namespace) -> int:
+    """Airflow on the CeleryExecutor with two workers and the FAB auth manager (see `localcelery`)."""
+    from customer_import.local import airflow_server as localairflow
+    from customer_import.local import celery_cluster as localcelery
+
+    broker = os.environ.get("CELERY_BROKER_URL") or localcelery.DEFAULT_BROKER
+    try:
+        localcelery.check_broker(broker)
+    except localcelery.BrokerUnreachable as unreachable:
+        print(unreachable, file=sys.stderr)
+        return 2
+    configure_databases()
+    migrate_airflow()
+    reap_abandoned_runs()
+    home = Path(os.environ["AIRFLOW_HOME"])
+    password = os.environ.get("AIRFLOW_ADMIN_PASSWORD") or localairflow.kept_secret(home / "admin-password")
+    host, port = os.environ.get("AIRFLOW_HOST", "127.0.0.1"), os.environ.get("AIRFLOW_PORT", "8080")
+    env = localcelery.environment(host, port, broker, password)
+    print("Signing in through the FAB auth manager:", ", ".join(localcelery.create_users(env)), flush=True)
+    logs = localcelery.state_dir()
+    logs.mkdir(parents=True, exist_ok=True)
+    parts = localcelery.components(port)
+    started = datetime.now(UTC)
+    for part in parts:
+        part.start(env, logs)
+    print(f"Started {', '.join(p.name for p in parts)} (logs: {_shown(logs)}/<name>.log); broker {broker}.", flush=True)
+    api = parts[0].process
+    assert api is not None
+    _announce("Airflow (CeleryExecutor)", env["AIRFLOW__API__BASE_URL"], host, port, api, password)
+    seen: set[str] = set()
+    try:
+        with _stopped_by_signals():
+            while (stopped := localcelery.stopped(parts)) is None:
+                for line in localcelery.workers_of_finished_runs(
+                    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], started, seen
+                ):
+                    print(line, flush=True)
+                time.sleep(3)
+        print(f"{stopped.name} stopped (see {_shown(logs)}/{stopped.name}.log); stopping the rest.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        localcelery.stop_all(parts)
+
+
+def _shown(path: Path) -> str:
+    """A path as a command prints it: from the repository's root when it is inside it."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def _announce(what: str, url: str, host: str, port: str, server: subprocess.Popen[bytes], password: str) -> None:
+    """Once the API server answers, say where it is and how to sign in."""
+    if _answers(f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/api/v2/monitor/health", server):
+        shown = "(AIRFLOW_ADMIN_PASSWORD)" if "AIRFLOW_ADMIN_PASSWORD" in os.environ else password
+        print(
+            f"\n{what} is up: {url}  user: admin  password: {shown}\n"
+            f'The Imports page: {url}/customer-import/ ("Imports" in Airflow\'s navigation)\n',
+            flush=True,
+        )
+
+
+def _answers(url: str, process: subprocess.Popen[bytes], seconds: float = 300) -> bool:
+    """Wait until `url` answers (or the process ends)."""
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(1)
+    return False
+
+
+def cmd_stop_db(args: argparse.Namespace) -> int:
+    from customer_import.local import embedded_db as localdb
+
+    localdb.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("Stopped. The run was failed and its file kept (see the lines above).", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="customer_import", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("import", help="import one file through the customer_import DAG")
+    one.add_argument("file")
+    one.add_argument("--source", default=DEFAULT, help="its source in sources.yaml (default: the template)")
+    one.add_argument("--mode", choices=MODES, help="default: the source's, else upsert")
+    one.add_argument("--on-error", choices=ON_ERROR_CHOICES, help="default: the source's, else reject_file")
+    one.add_argument("--max-error-rate", type=float, help="default: the source's, else 0")
+    one.add_argument("--dry-run", action="store_true")
+    one.add_argument("--force", action="store_true")
+    one.add_argument(
+        "--encoding", help="the file's text encoding, e.g. windows-1252 (default: the source's, else utf-8)"
+    )
+    one.set_defaults(run=cmd_import)
+    commands.add_parser("demo", help="import the bundled sample").set_defaults(run=cmd_demo)
+    rollback = commands.add_parser("rollback", help="roll back one import run through its DAG")
+    rollback.add_argument("run_id", type=int)
+    rollback.set_defaults(run=cmd_rollback)
+    template = commands.add_parser("template", help="write the CSV template")
+    template.add_argument("path", nargs="?", default="customers_template.csv")
+    template.set_defaults(run=cmd_template)
+    commands.add_parser("expectations", help="regenerate the GX suite").set_defaults(run=cmd_expectations)
+    commands.add_parser("db-url", help="print the target database URI").set_defaults(run=cmd_db_url)
+    commands.add_parser("airflow", help="run Airflow locally").set_defaults(run=cmd_airflow)
+    commands.add_parser("celery", help="run Airflow locally on the CeleryExecutor").set_defaults(run=cmd_celery)
+    commands.add_parser("stop-db", help="stop the embedded PostgreSQL").set_defaults(run=cmd_stop_db)
+    args = parser.parse_args(argv)
+    exit_code: int = args.run(args)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
