@@ -35,7 +35,8 @@ from customer_import.reading.validation import ISSUES_FILE, check_file
 from customer_import.report import ERRORS_CSV, HTML_CHANGES, ROLLBACK_JSON, write_reports
 from customer_import.settings import Settings
 from customer_import.sources.profiles import DEFAULT, Sources, load_sources
-from customer_import.storage.folders import Folders, NotRegularFile, check_regular, move, sha256_of
+from customer_import.storage.folders import Folders, move
+from customer_import.storage.regular import NotRegularFile, check_regular, sha256_of
 from customer_import.storage.store import DataStore
 
 log = logging.getLogger(__name__)

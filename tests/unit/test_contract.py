@@ -84,7 +84,7 @@ def test_the_calendar_date_rule_agrees_with_the_calendar():
     import datetime
     import re
 
-    from customer_import.contract.fields import CALENDAR_DATE
+    from customer_import.contract.rules import CALENDAR_DATE
 
     rule = re.compile(CALENDAR_DATE)
     for year in [1, 4, 100, 400, 1900, 9999, *range(1996, 2030)]:

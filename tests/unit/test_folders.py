@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from customer_import.storage.folders import Folders, UploadRefused, UploadTooLarge, drop_into_landing, safe_upload_name
+from customer_import.storage.folders import Folders, UploadTooLarge, drop_into_landing
+from customer_import.storage.names import UploadRefused, safe_upload_name
 
 pytestmark = pytest.mark.unit
 

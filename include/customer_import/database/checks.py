@@ -11,9 +11,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from customer_import.contract.fields import CLEAR_MARKER, Contract, FieldSpec
+from customer_import.contract.fields import Contract, FieldSpec
 from customer_import.contract.issues import Issue
 from customer_import.contract.options import Mode
+from customer_import.contract.rules import CLEAR_MARKER
 from customer_import.database.staging import ACCEPTED, staged_fields, staging_table
 
 #: A staged file longer than this is searched for duplicates by PostgreSQL alone (`distinct_columns`

@@ -18,8 +18,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from customer_import.contract.fields import CLEAR_MARKER, Contract, FieldSpec
+from customer_import.contract.fields import Contract, FieldSpec
 from customer_import.contract.options import Mode
+from customer_import.contract.rules import CLEAR_MARKER
 from customer_import.database import history
 from customer_import.database.history import RESTORED_AUDIT_COLUMNS
 from customer_import.database.staging import accepted_rows, count_accepted

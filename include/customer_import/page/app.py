@@ -47,7 +47,8 @@ from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBAC
 from customer_import.settings import Settings
 from customer_import.sources import freshness
 from customer_import.sources.profiles import DEFAULT, Source, Sources, load_sources
-from customer_import.storage.folders import Folders, UploadRefused, UploadTooLarge
+from customer_import.storage.folders import Folders, UploadTooLarge
+from customer_import.storage.names import UploadRefused
 from customer_import.storage.store import DataStore
 
 PAGE_SIZE = 25

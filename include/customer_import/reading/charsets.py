@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from customer_import.contract.issues import Issue
-from customer_import.storage.folders import open_regular
+from customer_import.storage.regular import open_regular
 
 #: A line that is not UTF-8: its number, its byte offset, its bytes, the decoding error.
 _BadLine = tuple[int, int, bytes, UnicodeDecodeError]

@@ -26,8 +26,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from customer_import.contract.fields import CLEAR_MARKER, SPACES, TRIM, Contract, FieldSpec, load_contract
+from customer_import.contract.fields import Contract, FieldSpec, load_contract
 from customer_import.contract.issues import Issue
+from customer_import.contract.rules import CLEAR_MARKER, SPACES, TRIM
 from customer_import.database.staging import ACCEPTED, LINE, StagedWriter
 from customer_import.reading import charsets
 from customer_import.reading.cleaning import CHANGED, REPLACEMENT, changes_in

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from customer_import.contract.fields import CLEAR_MARKER, INVISIBLE, TRIM, Contract, FieldSpec, normalise_header
+from customer_import.contract.fields import Contract, FieldSpec, normalise_header
 from customer_import.contract.issues import Issue
+from customer_import.contract.rules import CLEAR_MARKER, INVISIBLE, TRIM
 from customer_import.reading import charsets
 from customer_import.reading.charsets import RE_SAVE, SNIFF_BYTES
 from customer_import.reading.cleaning import ValueChanges, translation
-from customer_import.sources.profiles import Source, UnreadableValue
-from customer_import.storage.folders import NotRegularFile, open_regular
+from customer_import.sources.formats import UnreadableValue
+from customer_import.sources.profiles import Source
+from customer_import.storage.regular import NotRegularFile, open_regular
 
 #: Columns the error report adds; a fixed report can be imported as it is, they are ignored.
 REPORT_COLUMNS = ("ImportLine", "ImportStatus", "ImportIssues")

@@ -20,8 +20,9 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-from customer_import.contract.fields import INVISIBLE, Contract, FieldSpec
+from customer_import.contract.fields import Contract, FieldSpec
 from customer_import.contract.issues import Issue
+from customer_import.contract.rules import INVISIBLE
 from customer_import.database.staging import LINE
 
 # GX logs at INFO while it is imported (hundreds of "Skipping registering function" lines in every

@@ -14,8 +14,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from customer_import.contract.fields import CLEAR_MARKER, FieldSpec
+from customer_import.contract.fields import FieldSpec
 from customer_import.contract.issues import Issue, write_issues
+from customer_import.contract.rules import CLEAR_MARKER
 from customer_import.database.staging import LINE, STAGED_FILE, StagedWriter
 from customer_import.reading import columnar
 from customer_import.reading.cleaning import VALUE_CHANGES_FILE, ValueChanges

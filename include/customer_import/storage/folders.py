@@ -21,40 +21,24 @@ percent-escaped form (`M%FCller.csv`), which keeps the original bytes readable.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 import shutil
 import stat
 import time
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
+
+from customer_import.storage.names import UploadRefused, carriable, escaped_name, run_id_part, safe_upload_name
+from customer_import.storage.regular import is_plain_file, is_real_dir, kind_of, listed, lstat_or_none
 
 log = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
 _IN_PROGRESS = {".part", ".tmp", ".crdownload"}
-_RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.~:+-]")
-_UPLOAD_UNSAFE = re.compile(r"[^\w.-]+")
-_UPLOAD_NAME_BYTES = 120
-_NAME_BYTES = 200  # of a landing name; file systems allow 255, the run id adds a little
-_UNCARRIABLE = re.compile(r"[\\\x00-\x1f\x7f\ud800-\udfff]")  # backslash, controls, undecodable bytes
-
-
-class NotRegularFile(ValueError):
-    """A landing entry that is not a regular file of one link: it is never read."""
-
-    def __init__(self, path: Path, what: str) -> None:
-        self.what = what
-        super().__init__(f"{escaped_name(Path(path).name)} is {what}, not a regular file: it is not read")
-
-
-class UploadRefused(ValueError):
-    """An upload that is not taken; the message says why and what to do."""
 
 
 class UploadTooLarge(UploadRefused):
@@ -114,14 +98,14 @@ class Folders:
         if not self._real_or_set_aside(self.landing):
             return []
         now, ready = time.time(), []
-        for entry, info in _listed(self.landing):
+        for entry, info in listed(self.landing):
             if entry.startswith(".") or Path(entry).suffix in _IN_PROGRESS or entry in self.skipped:
                 continue
             try:
-                if not _is_plain_file(info):
-                    self.set_aside(self.landing / entry, _what(info))
+                if not is_plain_file(info):
+                    self.set_aside(self.landing / entry, kind_of(info))
                     continue
-                name = entry if _carriable(entry) else self._rename_carriable(entry)
+                name = entry if carriable(entry) else self._rename_carriable(entry)
             except OSError as error:  # gone meanwhile, or cannot be moved: leave it, tell why
                 log.warning("Landing entry %r is left where it is: %s", entry, error)
                 continue
@@ -146,21 +130,21 @@ class Folders:
 
     def _quarantine(self) -> Path:
         """quarantine/ as a real folder: a link or file in its place is renamed beside it, never followed."""
-        info = _lstat(self.quarantine)
+        info = lstat_or_none(self.quarantine)
         if info is not None and not stat.S_ISDIR(info.st_mode):
             aside = self.root / f"quarantine.not-a-folder.{time.strftime('%Y%m%dT%H%M%S')}.{time.monotonic_ns()}"
             os.rename(self.quarantine, aside)
-            log.warning("quarantine/ was %s: renamed to %s, never followed.", _what(info), aside.name)
+            log.warning("quarantine/ was %s: renamed to %s, never followed.", kind_of(info), aside.name)
         self.quarantine.mkdir(parents=True, exist_ok=True)
         return self.quarantine
 
     def set_aside_files(self) -> list[tuple[str, str, float]]:
         """What quarantine/ holds: (name, what it is, since when), newest first (nothing through a link)."""
-        if not _is_real_dir(self.quarantine):
+        if not is_real_dir(self.quarantine):
             return []
         found = []
-        for name, info in _listed(self.quarantine):
-            found.append((name, _what(info), info.st_mtime))
+        for name, info in listed(self.quarantine):
+            found.append((name, kind_of(info), info.st_mtime))
         return sorted(found, key=lambda item: item[2], reverse=True)
 
     def real_dir(self, path: Path) -> Path:
@@ -170,9 +154,9 @@ class Folders:
         current = self.root
         for part in path.relative_to(self.root).parts:
             current = current / part
-            info = _lstat(current)
+            info = lstat_or_none(current)
             if info is not None and not stat.S_ISDIR(info.st_mode):
-                self.set_aside(current, _what(info))
+                self.set_aside(current, kind_of(info))
                 info = None
             if info is None:
                 try:
@@ -187,14 +171,14 @@ class Folders:
         current = self.root
         for part in path.relative_to(self.root).parts:
             current = current / part
-            info = _lstat(current)
+            info = lstat_or_none(current)
             if info is None:
                 return False
             if not stat.S_ISDIR(info.st_mode):
                 try:
-                    self.set_aside(current, _what(info))
+                    self.set_aside(current, kind_of(info))
                 except OSError as error:
-                    log.warning("%s is %s and is not followed: %s", current.name, _what(info), error)
+                    log.warning("%s is %s and is not followed: %s", current.name, kind_of(info), error)
                 return False
         return True
 
@@ -309,116 +293,6 @@ class Folders:
         return self
 
 
-def run_id_part(name: str) -> str:
-    """`name` as Airflow takes it in a run id: letters, digits and `_.~:+-`, never `..` (Airflow refuses
-    run ids with `..`, against path traversal: `x..y.csv` is `x._y.csv` there)."""
-    part = _RUN_ID_UNSAFE.sub("_", name)
-    while ".." in part:
-        part = part.replace("..", "._")
-    return part
-
-
-def safe_upload_name(file_name: str) -> str:
-    """A landing name for a file a browser sent: its base name only (no folders, no dotfile),
-    letters, digits, `.`, `-` and `_`, at most 120 bytes in UTF-8, ending `.csv`."""
-    base = re.split(r"[/\\]", unicodedata.normalize("NFKC", file_name or ""))[-1]
-    if not base.lower().endswith(".csv"):
-        raise UploadRefused(
-            f"{escaped_name(base)[:120] or 'The file'} is not a .csv file: in Excel use File > Save As >"
-            " 'CSV UTF-8 (Comma delimited)' and upload that file."
-        )
-    stem = _UPLOAD_UNSAFE.sub("_", base[:-4]).strip("._-")
-    stem = stem.encode("utf-8")[: _UPLOAD_NAME_BYTES - 4].decode("utf-8", "ignore") or "upload"
-    return f"{stem}.csv"
-
-
-def escaped_name(name: str) -> str:
-    """`name` with what a page, a log or a run id cannot carry percent-escaped by its bytes
-    (`M\\xfcller.csv` -> `M%FCller.csv`), at most 200 bytes; carriable names are left alone."""
-    if _carriable(name):
-        return name
-    escaped = _UNCARRIABLE.sub(lambda m: "".join(f"%{b:02X}" for b in os.fsencode(m.group())), name)
-    if len(escaped.encode("utf-8")) > _NAME_BYTES:
-        stem, suffix = os.path.splitext(escaped)
-        digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]  # keeps shortened names apart
-        room = _NAME_BYTES - len(suffix.encode("utf-8")) - 9
-        escaped = f"{stem.encode('utf-8')[:room].decode('utf-8', 'ignore')}-{digest}{suffix}"
-    return escaped
-
-
-def _carriable(name: str) -> bool:
-    return not _UNCARRIABLE.search(name) and len(name.encode("utf-8", "surrogateescape")) <= _NAME_BYTES
-
-
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
-
-
-def _is_real_dir(path: Path) -> bool:
-    info = _lstat(path)
-    return info is not None and stat.S_ISDIR(info.st_mode)
-
-
-def _listed(folder: Path) -> list[tuple[str, os.stat_result]]:
-    """The entries of `folder` with their own lstat, read through a descriptor that refuses a link
-    (O_NOFOLLOW) and anything but a directory (O_DIRECTORY): never the entries of what a link
-    points to. An entry gone before it was looked at is left out."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        found = []
-        for name in os.listdir(fd):
-            try:
-                found.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
-            except FileNotFoundError:
-                continue
-        return found
-    finally:
-        os.close(fd)
-
-
-def _is_plain_file(info: os.stat_result) -> bool:
-    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
-
-
-def _what(info: os.stat_result) -> str:
-    """What a landing entry is, in plain words."""
-    mode = info.st_mode
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISREG(mode) and info.st_nlink > 1:
-        return f"a file with {info.st_nlink} hard links (another name for a file elsewhere)"
-    return "a regular file"
-
-
-def open_regular(path: Path) -> BinaryIO:
-    """Open `path` for reading only if it is a regular file of one link: never through a symbolic
-    link (O_NOFOLLOW), never a pipe or device (checked on the open file, so nothing can swap it)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    info = os.fstat(fd)
-    if not _is_plain_file(info):
-        os.close(fd)
-        raise NotRegularFile(path, _what(info))
-    return os.fdopen(fd, "rb")
-
-
-def check_regular(path: Path) -> None:
-    """Raise NotRegularFile unless `path` itself (not what it may point to) is a regular file of one link."""
-    info = os.lstat(path)
-    if not _is_plain_file(info):
-        raise NotRegularFile(path, _what(info))
-
-
 def drop_into_landing(source: Path, folders: Folders) -> str:
     """Copy a file into landing the way an export job should: under a temporary name, then
     renamed, so that it is never picked up half-written. Returns its name in landing."""
@@ -444,13 +318,3 @@ def move(source: Path, target_dir: Path) -> Path:
     target = target_dir / source.name
     os.replace(source, target)
     return target
-
-
-def sha256_of(path: Path) -> tuple[str, int]:
-    """The file's SHA-256 (hex) and size, read in blocks (a local file, or an object in the data store)."""
-    digest, size = hashlib.sha256(), 0
-    with open_regular(path) if isinstance(path, Path) else path.open("rb") as data:
-        while block := data.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size

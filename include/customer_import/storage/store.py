@@ -25,7 +25,9 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from customer_import.storage.folders import _IN_PROGRESS, Folders, _carriable, open_regular
+from customer_import.storage.folders import _IN_PROGRESS, Folders
+from customer_import.storage.names import carriable
+from customer_import.storage.regular import open_regular
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -57,7 +59,7 @@ class ObjectFolders(Folders):
         for name, _, mtime in self.listing():
             if name.startswith(".") or PurePosixPath(name).suffix in _IN_PROGRESS:
                 continue
-            if not _carriable(name):
+            if not carriable(name):
                 name = self._rename_carriable(name)
             ready.append((mtime, name))
         return [name for mtime, name in sorted(ready) if now - mtime >= settled_seconds]
