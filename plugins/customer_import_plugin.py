@@ -33,7 +33,8 @@ class ImportsPage:
         from airflow.configuration import conf
         from fastapi import Depends, Request
 
-        from customer_import.page.app import IMPORT_DAG_ID, create_app
+        from customer_import.page.app import create_app
+        from customer_import.page.rendering import IMPORT_DAG_ID
 
         def remember_user(request: Request, user: GetUserDep) -> None:  # who reads, and who triggers the import
             request.state.airflow_user = user.get_name()
@@ -82,7 +83,7 @@ def _start_import(handover: dict, request, dag_id: str | None = None) -> str | N
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.utils.types import DagRunTriggeredByType
 
-    from customer_import.page.app import IMPORT_DAG_ID
+    from customer_import.page.rendering import IMPORT_DAG_ID
 
     try:
         dag_run = trigger_dag(
@@ -127,7 +128,7 @@ def _note(dag_run) -> None:
 
     from customer_import.database import db
     from customer_import.database.runs import find_claimed
-    from customer_import.page.app import IMPORT_DAG_ID
+    from customer_import.page.rendering import IMPORT_DAG_ID
     from customer_import.settings import Settings
 
     if dag_run.dag_id != IMPORT_DAG_ID:

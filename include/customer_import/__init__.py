@@ -5,6 +5,7 @@ that with import-linter, see pyproject.toml):
 
     page | local      the Imports page inside Airflow | the developer commands behind `make`
     pipeline         the steps of one import (claim, validate, stage, merge, publish)
+    run_files        where a run's files are, the copy a step works on, the claim of a file
     report           errors.csv, summary.json, report.html of a run
     reading          bytes, encodings, the precise and columnar readers, the GX run
     sources          the CRM sources: profiles, freshness, alerts

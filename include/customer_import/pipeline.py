@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, closing, nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import psycopg
 
@@ -26,17 +24,15 @@ from customer_import.contract.issues import Issue, read_issues, write_issues
 from customer_import.contract.options import ImportOptions
 from customer_import.database import checks, db, merge, runs, staging
 from customer_import.database.rollback import RollbackResult, roll_back
-from customer_import.database.runs import FAILED_STATUSES, ImportRun
-from customer_import.database.staging import STAGED_FILE
+from customer_import.database.runs import ImportRun
 from customer_import.reading.cleaning import VALUE_CHANGES_FILE, ValueChanges
-from customer_import.reading.csvfile import CsvFile
 from customer_import.reading.expectations import read_suite
 from customer_import.reading.validation import ISSUES_FILE, check_file
-from customer_import.report import ERRORS_CSV, HTML_CHANGES, ROLLBACK_JSON, write_reports
+from customer_import.report import HTML_CHANGES, ROLLBACK_JSON, write_reports
+from customer_import.run_files import RunFiles
 from customer_import.settings import Settings
-from customer_import.sources.profiles import DEFAULT, Sources, load_sources
-from customer_import.storage.folders import Folders, move
-from customer_import.storage.regular import NotRegularFile, check_regular, sha256_of
+from customer_import.sources.profiles import DEFAULT, Sources
+from customer_import.storage.folders import Folders
 from customer_import.storage.store import DataStore
 
 log = logging.getLogger(__name__)
@@ -76,12 +72,19 @@ def decide(run: ImportRun) -> tuple[Literal["rejected", "dry_run", "merge"], str
 
 @dataclass
 class Importer:
+    """The steps of one import, each what one task of the DAG runs (see the module's docstring)."""
+
     settings: Settings = field(default_factory=Settings.from_env)
     contract: Contract = field(default_factory=load_contract)
 
     @property
+    def files(self) -> RunFiles:
+        """Where the runs' files are, and the claim of a file (made afresh: the settings may change)."""
+        return RunFiles(self.settings, self.contract)
+
+    @property
     def sources(self) -> Sources:
-        return load_sources(self.settings.sources_file, self.contract)
+        return self.files.sources
 
     @property
     def store(self) -> DataStore:
@@ -89,48 +92,8 @@ class Importer:
 
     @property
     def folders(self) -> Folders:
-        """The data folders where files land (the local folder or the object store; landing/ is the
-        default source's)."""
-        return self.sources.folders(self.store.root)
-
-    @property
-    def _local(self) -> Folders:
-        """This machine's data folders, where the steps work (on object storage: a copy, see `store`)."""
-        return Folders(self.settings.data_dir)
-
-    def _landing(self, source: str) -> Folders:
-        try:
-            return self.sources.folders(self.store.root, source)
-        except KeyError as unknown:
-            raise ValueError(unknown.args[0]) from None
-
-    def _mirrored(self, run: ImportRun) -> AbstractContextManager[None]:
-        """The block works on this machine's copy of the run's files (see `store`)."""
-        return self.store.mirrored(f"processing/{run.id}", *([run.file_path] if run.file_path else []))
-
-    def _path(self, relative: str) -> Path:
-        return self.settings.data_dir / relative
-
-    def _relative(self, path: Path) -> str:
-        return str(path.relative_to(self.settings.data_dir))
-
-    def _file(self, run: ImportRun, path: Path) -> CsvFile:
-        """The run's file, read as the run declared (its encoding) within the configured limits."""
-        try:
-            source = self.sources[run.source]
-        except KeyError as unknown:
-            raise ValueError(f"Import run {run.id}: {unknown.args[0]}") from None
-        return CsvFile(path, self.contract, run.encoding, self.settings.max_field_chars, source)
-
-    def _staged_file(self, run_id: int) -> Path:
-        return self._local.processing(run_id) / STAGED_FILE
-
-    def _open(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
-        db.use_schema(conn, self.settings.schema)
-        db.set_session(conn, "work_mem", self.settings.work_mem)
-        return runs.get_run(conn, run_id)
-
-    # --- the steps -----------------------------------------------------------------
+        """The data folders where files land (landing/ is the default source's)."""
+        return self.files.folders
 
     def claim_file(
         self,
@@ -141,107 +104,21 @@ class Importer:
         airflow_run_id: str | None = None,
         source_name: str = DEFAULT,
     ) -> int:
-        """Move `file_name` out of the landing folder of its source into the run's processing folder;
-        return the run id.
-
-        Run again for the same Airflow run, it finds the run's file where it is; a rejected or
-        failed run is reopened, so fixing the kept file and clearing the run imports it.
-        """
-        db.migrate(conn, self.contract, self.settings.schema)
-        folders = self._landing(source_name).create()
-        source = folders.landing_file(file_name)
-        if airflow_run_id is None and not source.exists():
-            raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
-        if isinstance(source, Path) and os.path.lexists(source):
-            self._refuse_unless_regular(source)
-        run = runs.create_run(conn, file_name, options, dag_id, airflow_run_id, source_name)
-        if run.file_path is None:
-            if isinstance(source, Path) and not source.exists():  # (on object storage: `_take_object`)
-                raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
-            self._take(conn, run.id, source)
-        elif run.status in FAILED_STATUSES:
-            self._take(conn, run.id, self.store.root / run.claimed_file)
-            runs.update_run(
-                conn,
-                run.id,
-                status="running",
-                message=None,
-                file_rejected=False,
-                rows_total=None,
-                rows_valid=None,
-                rows_rejected=None,
-                finished_at=None,
-                report_dir=None,
-            )
-        run = runs.get_run(conn, run.id)
-        if run.is_open and not options.force:
-            earlier = runs.find_imported(conn, run.sha256 or "", run.id)
-            if earlier is not None:
-                runs.update_run(
-                    conn,
-                    run.id,
-                    status="duplicate",
-                    message=(
-                        f"The same content was imported by import run {earlier.id} ({earlier.file_name}), so"
-                        " nothing was applied. Import it again with force to apply it anyway."
-                    ),
-                )
-        return run.id
+        """The first step: `RunFiles.claim`."""
+        return self.files.claim(conn, file_name, options, dag_id, airflow_run_id, source_name)
 
     def file_to_claim(
         self, conn: psycopg.Connection, wanted: str, dag_id: str, airflow_run_id: str, source: str = DEFAULT
     ) -> str | None:
-        """The file an Airflow run imports: `wanted` when it waits in landing or this run claimed it
-        before (it was cleared to retry), else the oldest file waiting; None while none waits.
+        """The file an Airflow run imports: `RunFiles.file_to_claim`."""
+        return self.files.file_to_claim(conn, wanted, dag_id, airflow_run_id, source)
 
-        A named file that is neither waiting nor claimed will not come: FileNotFoundError says so at
-        once, rather than the run holding the queue while it waits for it.
-        """
-        waiting = self._landing(source).waiting_files()
-        if not wanted:
-            return next(iter(waiting), None)
-        if wanted in waiting:
-            return wanted
+    def _open(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         db.use_schema(conn, self.settings.schema)
-        if runs.find_claimed(conn, dag_id, airflow_run_id) is not None:
-            return wanted
-        raise FileNotFoundError(
-            f"{wanted} is not in landing/: upload it, or trigger with an empty file to import the oldest one waiting."
-        )
+        db.set_session(conn, "work_mem", self.settings.work_mem)
+        return runs.get_run(conn, run_id)
 
-    def _refuse_unless_regular(self, path: Path) -> None:
-        """A link, pipe, device, folder or hard-linked file is moved to quarantine/, never read."""
-        try:
-            check_regular(path)
-        except NotRegularFile as not_regular:
-            target = self._local.set_aside(path, not_regular.what)
-            raise ValueError(f"{not_regular}; it was moved to quarantine/{target.name}.") from None
-
-    def _take(self, conn: psycopg.Connection, run_id: int, source: Path) -> None:
-        if self.store.remote:
-            return self._take_object(conn, run_id, source)
-        self._refuse_unless_regular(source)
-        path = move(source, self._local.real_dir(self._local.processing(run_id)))
-        self._refuse_unless_regular(path)  # swapped for a link between the check and the move
-        sha256, size = sha256_of(path)
-        runs.update_run(conn, run_id, file_path=self._relative(path), sha256=sha256, size_bytes=size)
-
-    def _take_object(self, conn: psycopg.Connection, run_id: int, source: Any) -> None:
-        """`_take` on object storage: copy, record, delete, under a lock per file, so that of two runs
-        after one file only one gets it; after a crash between the copy and the delete, the run
-        finds its copy (and a leftover landing copy is taken again by the same run only)."""
-        relative = f"processing/{run_id}/{source.name}"
-        target = self.store.root / relative
-        with db.locked(conn, f"customer_import:claim:{source.path}"):
-            source.fs.invalidate_cache()  # what another process did before it let go of the lock
-            if source.exists():
-                source.copy(target)
-            elif not target.exists():
-                raise FileNotFoundError(f"{source.name} is not in {source.parent}")
-            sha256, size = sha256_of(target)
-            runs.update_run(conn, run_id, file_path=relative, sha256=sha256, size_bytes=size)
-            if source.exists():
-                source.unlink()
+    # --- the steps -----------------------------------------------------------------
 
     def validate_file(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         """Check the file (bytes, header, then GX rules per chunk) and stage its rows on disk. When
@@ -249,13 +126,13 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open:
             return run
-        with self._mirrored(run):
+        with self.files.mirrored(run):
             result = check_file(
-                self._file(run, self._path(run.claimed_file)),
-                self._local.real_dir(self._local.processing(run_id)),
+                self.files.csv_file(run, self.files.path(run.claimed_file)),
+                self.files.local.real_dir(self.files.local.processing(run_id)),
                 read_suite(self.settings.expectations_dir),
                 self.settings.chunk_rows,
-                self._stage_started(conn, run, "validating"),
+                stage_started(conn, run, "validating"),
             )
         run = runs.update_run(
             conn,
@@ -266,7 +143,7 @@ class Importer:
             rows_rejected=len(result.rejected_lines),
             rows_valid=None if result.file_rejected else result.rows - len(result.rejected_lines),
         )
-        return self._reject_if_decided(conn, run)
+        return reject_if_decided(conn, run)
 
     def load_staging(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         """COPY the staged rows into the run's staging table and run the database-level checks; the
@@ -274,40 +151,26 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open or run.file_rejected:
             return run
-        with self._mirrored(run):
+        with self.files.mirrored(run):
             return self._stage(conn, run)
 
     def _stage(self, conn: psycopg.Connection, run: ImportRun) -> ImportRun:
-        self._stage_started(conn, run, "staging")
-        staged_csv = self._staged_file(run.id)
+        stage_started(conn, run, "staging")
+        staged_csv = self.files.staged_file(run.id)
         with ThreadPoolExecutor(1, "duplicates") as arrow:  # Arrow reads the file while PostgreSQL loads it
             distinct = arrow.submit(checks.distinct_columns, staged_csv, self.contract, run.rows_total or 0)
             fields, staged = staging.copy_into_staging(conn, run.id, staged_csv, self.contract)
         run = runs.update_run(conn, run.id, rows_staged=staged)
-        self._stage_started(conn, run, "checking")
+        stage_started(conn, run, "checking")
         issues = checks.check_staging(conn, run.id, self.contract, fields, run.mode, distinct.result())
-        return self._reject_if_decided(conn, self._reject_rows(conn, run, issues, keep_earlier=False))
-
-    def _stage_started(self, conn: psycopg.Connection, run: ImportRun, stage: str) -> Callable[[int, float], None]:
-        """Record that the run entered `stage`; a function that records (and logs) how far it got."""
-        runs.update_run(
-            conn, run.id, stage=stage, stage_started_at=datetime.now(UTC), rows_done=None, rows_expected=None
+        return reject_if_decided(
+            conn, reject_rows(conn, self.files.local.processing(run.id), run, issues, keep_earlier=False)
         )
-
-        def progress(rows: int, share: float) -> None:
-            expected = max(rows, round(rows / share)) if share else None
-            log.info("%s", runs.update_run(conn, run.id, rows_done=rows, rows_expected=expected).progress)
-
-        return progress
-
-    def _reject_if_decided(self, conn: psycopg.Connection, run: ImportRun) -> ImportRun:
-        verdict, message = decide(run)
-        return runs.update_run(conn, run.id, status="rejected", message=message) if verdict == "rejected" else run
 
     def issues(self, run_id: int) -> Iterator[Issue]:
         """The issues a run found so far (file, rows, database), in the order they were found (on
         object storage, read from a passing copy of the run's issue files)."""
-        work = self._local.processing(run_id)
+        work = self.files.local.processing(run_id)
         with self.store.mirrored(*(f"processing/{run_id}/{name}" for name in (ISSUES_FILE, DATABASE_ISSUES_FILE))):
             yield from read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)
 
@@ -316,11 +179,11 @@ class Importer:
         run = self._open(conn, run_id)
         if not run.is_open:
             return run
-        with self._mirrored(run):
+        with self.files.mirrored(run):
             return self._merge(conn, run)
 
     def _merge(self, conn: psycopg.Connection, run: ImportRun) -> ImportRun:
-        run_id = run.id
+        run_id, work = run.id, self.files.local.processing(run.id)
         if not run.file_rejected and staging.staged_count(conn, run_id) != run.rows_staged:
             run = self._stage(conn, run)  # the server lost the unlogged staging table (a crash)
             if not run.is_open:
@@ -328,7 +191,7 @@ class Importer:
         verdict, message = decide(run)
         if verdict == "rejected":
             return runs.update_run(conn, run_id, status="rejected", message=message)
-        fields = staging.staged_fields(self._staged_file(run_id), self.contract)
+        fields = staging.staged_fields(self.files.staged_file(run_id), self.contract)
         if verdict == "dry_run":
             counts = merge.preview_counts(conn, run_id, self.contract, fields)
             message += (
@@ -336,12 +199,12 @@ class Importer:
                 " unchanged: changes.csv lists every field it would change, before and after."
             )
             return runs.update_run(conn, run_id, status="dry_run", message=message, **vars(counts))
-        self._stage_started(conn, run, "merging")
+        stage_started(conn, run, "merging")
         with db.locked(conn, db.MERGE_LOCK):
             run = runs.get_run(conn, run_id, for_update=True)
             if run.merged_at is not None:
                 return run
-            run = self._recheck(conn, run, fields, unique_values=False)
+            run = recheck(conn, work, run, self.contract, fields, unique_values=False)
             if run.status == "rejected":
                 return run
             try:
@@ -352,7 +215,7 @@ class Importer:
                 # or another writer: those rows are rejected like any other, and the rest is merged.
                 why = refused.diag.message_primary or str(refused)
                 log.info("The merge was refused (%s): checking the rows against the customers again.", why)
-                run = self._recheck(conn, run, fields, unique_values=True)
+                run = recheck(conn, work, run, self.contract, fields, unique_values=True)
                 if run.status == "rejected":
                     return run
                 counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode)
@@ -371,36 +234,6 @@ class Importer:
                 **vars(counts),
             )
 
-    def _recheck(
-        self, conn: psycopg.Connection, run: ImportRun, fields: list[FieldSpec], *, unique_values: bool
-    ) -> ImportRun:
-        """Check the accepted rows against the stored customers again, inside the merge transaction:
-        another import may have added a key or taken an email since staging. Rows that now break a
-        rule are rejected in this transaction and reported like any other; the run is rejected when
-        the error policy says so.
-
-        The values that must be unique (emails) are checked again only when the merge was refused
-        for one (`unique_values`): their unique index refuses a taken one anyway, and checking a
-        million emails costs more than a second, on every import, for what is rare.
-        """
-        late = checks.check_against_customers(
-            conn, run.id, self.contract, fields, run.mode, accepted_only=True, unique_values=unique_values
-        )
-        return self._reject_if_decided(conn, self._reject_rows(conn, run, late, keep_earlier=True) if late else run)
-
-    def _reject_rows(
-        self, conn: psycopg.Connection, run: ImportRun, issues: list[Issue], *, keep_earlier: bool
-    ) -> ImportRun:
-        """Record database-level issues for the report, take their rows out of the merge, recount."""
-        work = self._local.processing(run.id)
-        earlier = list(read_issues(work / DATABASE_ISSUES_FILE)) if keep_earlier else []
-        write_issues(work / DATABASE_ISSUES_FILE, [*earlier, *(i for i in issues if i not in earlier)])
-        staging.reject_lines(conn, run.id, {i.line for i in issues if i.line is not None})
-        rejected = {i.line for i in read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)}
-        return runs.update_run(
-            conn, run.id, rows_rejected=len(rejected), rows_valid=(run.rows_total or 0) - len(rejected)
-        )
-
     def publish_report(self, conn: psycopg.Connection, run_id: int, failure: str | None = None) -> ImportRun:
         """Write the reports, move the file to archive/ or rejected/, and close the run.
 
@@ -413,9 +246,9 @@ class Importer:
             run = runs.update_run(conn, run_id, status="failed", message=failure or INFRASTRUCTURE_FAILURE)
         if run.file_path is None:  # it never got a file (refused at the claim): nothing to report on or move
             return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
-        self._stage_started(conn, run, "reporting")
+        stage_started(conn, run, "reporting")
         try:
-            with self._mirrored(run):
+            with self.files.mirrored(run):
                 self._publish(conn, run)
         except Exception:
             # whatever stopped the reports, the run is finished (never left "running" for good): a retry
@@ -433,46 +266,34 @@ class Importer:
         return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
 
     def _publish(self, conn: psycopg.Connection, run: ImportRun) -> None:
-        run_id, folders, work = run.id, self._local, self._local.processing(run.id)
-        failed = run.status in FAILED_STATUSES
-        target_dir = folders.real_dir(folders.rejected(run_id) if failed else folders.archive(run_id))
-        source = self._path(run.claimed_file)
-        if not source.exists():  # moved already, by a publish that stopped before it recorded that
-            source = target_dir / source.name
-        report_dir = folders.real_dir(folders.reports(run_id))
+        work = self.files.local.processing(run.id)
+        source, target_dir, report_dir = self.files.publication(run)
         changes: Iterable[merge.Change] = ()
         if run.merged_at is not None:
-            changes = merge.first_changes(conn, run_id, limit=HTML_CHANGES)
+            changes = merge.first_changes(conn, run.id, limit=HTML_CHANGES)
         elif run.status == "dry_run":
-            fields = staging.staged_fields(self._staged_file(run_id), self.contract)
-            changes = merge.preview(conn, run_id, self.contract, fields)
+            fields = staging.staged_fields(self.files.staged_file(run.id), self.contract)
+            changes = merge.preview(conn, run.id, self.contract, fields)
         with closing(changes) if isinstance(changes, Generator) else nullcontext():
             write_reports(
                 run,
-                self._file(run, source),
+                self.files.csv_file(run, source),
                 read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE),
                 report_dir,
                 self.settings.issues_in_summary,
                 changes,
                 ValueChanges.read(work / VALUE_CHANGES_FILE),
             )
-        kept = source if source.parent == target_dir else move(source, target_dir)
-        if failed:
-            shutil.copyfile(report_dir / ERRORS_CSV, target_dir / f"{kept.stem}.errors.csv")
-        self.store.push(self._relative(report_dir), self._relative(target_dir))  # before the move is recorded
-        runs.update_run(conn, run_id, file_path=self._relative(kept), report_dir=self._relative(report_dir))
-        staging.drop_staging(conn, run_id)
-        shutil.rmtree(work, ignore_errors=True)  # staged rows and issues: derived, now in the reports
-        self.store.delete(f"processing/{run_id}")
+        self.files.keep(conn, run, source, target_dir, report_dir)
+        staging.drop_staging(conn, run.id)
 
     def roll_back(self, conn: psycopg.Connection, run_id: int) -> RollbackResult:
         """Undo an import run (see `rollback`); the result is also written to its rollback.json."""
         db.use_schema(conn, self.settings.schema)
         result = roll_back(conn, run_id, self.contract)
-        report_dir = self._local.real_dir(self._local.reports(run_id))
-        (report_dir / ROLLBACK_JSON).write_text(json.dumps({**vars(result), "message": result.message}, indent=2))
-        self.store.push(f"reports/{run_id}/{ROLLBACK_JSON}")
-        self.store.forget(f"reports/{run_id}")
+        self.files.write_report(
+            run_id, ROLLBACK_JSON, json.dumps({**vars(result), "message": result.message}, indent=2)
+        )
         return result
 
     # --- all at once -----------------------------------------------------------------
@@ -483,7 +304,7 @@ class Importer:
         """Every step in this process, for a file in the landing folder of `source` (tests, notebooks, bench);
         without options, the source's."""
         if options is None:
-            options = self.sources[source].import_options
+            options = self.files.sources[source].import_options
         run_id = self.claim_file(conn, file_name, options, source_name=source)
         try:
             self.validate_file(conn, run_id)
@@ -492,3 +313,55 @@ class Importer:
         except psycopg.OperationalError as error:
             return self.publish_report(conn, run_id, failure=f"{INFRASTRUCTURE_FAILURE} ({error})")
         return self.publish_report(conn, run_id)
+
+
+def stage_started(conn: psycopg.Connection, run: ImportRun, stage: str) -> Callable[[int, float], None]:
+    """Record that the run entered `stage`; a function that records (and logs) how far it got."""
+    runs.update_run(conn, run.id, stage=stage, stage_started_at=datetime.now(UTC), rows_done=None, rows_expected=None)
+
+    def progress(rows: int, share: float) -> None:
+        expected = max(rows, round(rows / share)) if share else None
+        log.info("%s", runs.update_run(conn, run.id, rows_done=rows, rows_expected=expected).progress)
+
+    return progress
+
+
+def reject_if_decided(conn: psycopg.Connection, run: ImportRun) -> ImportRun:
+    """The run rejected when `decide` says so; else as it is."""
+    verdict, message = decide(run)
+    return runs.update_run(conn, run.id, status="rejected", message=message) if verdict == "rejected" else run
+
+
+def reject_rows(
+    conn: psycopg.Connection, work: Path, run: ImportRun, issues: list[Issue], *, keep_earlier: bool
+) -> ImportRun:
+    """Record database-level issues for the report, take their rows out of the merge, recount."""
+    earlier = list(read_issues(work / DATABASE_ISSUES_FILE)) if keep_earlier else []
+    write_issues(work / DATABASE_ISSUES_FILE, [*earlier, *(i for i in issues if i not in earlier)])
+    staging.reject_lines(conn, run.id, {i.line for i in issues if i.line is not None})
+    rejected = {i.line for i in read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)}
+    return runs.update_run(conn, run.id, rows_rejected=len(rejected), rows_valid=(run.rows_total or 0) - len(rejected))
+
+
+def recheck(
+    conn: psycopg.Connection,
+    work: Path,
+    run: ImportRun,
+    contract: Contract,
+    fields: list[FieldSpec],
+    *,
+    unique_values: bool,
+) -> ImportRun:
+    """Check the accepted rows against the stored customers again, inside the merge transaction:
+    another import may have added a key or taken an email since staging. Rows that now break a
+    rule are rejected in this transaction and reported like any other; the run is rejected when
+    the error policy says so.
+
+    The values that must be unique (emails) are checked again only when the merge was refused
+    for one (`unique_values`): their unique index refuses a taken one anyway, and checking a
+    million emails costs more than a second, on every import, for what is rare.
+    """
+    late = checks.check_against_customers(
+        conn, run.id, contract, fields, run.mode, accepted_only=True, unique_values=unique_values
+    )
+    return reject_if_decided(conn, reject_rows(conn, work, run, late, keep_earlier=True) if late else run)

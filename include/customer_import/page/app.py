@@ -15,53 +15,45 @@ page load only its own resources and be framed only by Airflow; report.html is s
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import math
-import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
-from fastapi.security.utils import get_authorization_scheme_param
-from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup, escape
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Message
 
 from customer_import.contract.fields import load_contract
-from customer_import.contract.options import MODES, ON_ERROR_CHOICES, ImportOptions
-from customer_import.database import db
-from customer_import.database.runs import ImportRun, get_run, last_change, list_runs, oldest_unfinished, runs_by_id
+from customer_import.database.runs import last_change, list_runs, runs_by_id
+from customer_import.page.forms import (
+    again,
+    changed,
+    chunks,
+    counted,
+    form_options,
+    form_source,
+    now_handover,
+    progress_of,
+    upload_notice,
+)
+from customer_import.page.guard import CrossSiteGuard
+from customer_import.page.host import PAGE_SIZE, Host, StartImport
+from customer_import.page.rendering import IMPORT_DAG_ID, ROLLBACK_DAG_ID, Notice, render
 from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
 from customer_import.settings import Settings
-from customer_import.sources import freshness
-from customer_import.sources.profiles import DEFAULT, Source, Sources, load_sources
-from customer_import.storage.folders import Folders, UploadTooLarge
+from customer_import.storage.folders import UploadTooLarge
 from customer_import.storage.names import UploadRefused
 from customer_import.storage.store import DataStore
 
-PAGE_SIZE = 25
 ISSUES_SHOWN = 200
-IMPORT_DAG_ID = "customer_import"
-ROLLBACK_DAG_ID = "customer_import_rollback"
 ICON = Path(__file__).with_name("templates") / "icon.svg"
 STYLESHEET = Path(__file__).with_name("templates") / "page.css"
 SCRIPT = Path(__file__).with_name("templates") / "page.js"
 MAX_PAGE = 1_000_000
-#: Files waiting behind an import in progress longer than this are shown as waiting behind it.
-QUEUE_NOTICE_AFTER = timedelta(minutes=5)
-SESSION_COOKIE = "_token"  # Airflow's UI session (a JWT); API clients send `Authorization: Bearer` instead
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';"
@@ -79,124 +71,6 @@ REPORT_FILES = {
     CHANGES_CSV: ("text/csv; charset=utf-8", "attachment"),
     ROLLBACK_JSON: ("application/json", "inline"),
 }
-#: The status box's look: (colour class, icon, what it means).
-STATUS_LOOK = {
-    "succeeded": ("ok", "✔", "imported"),
-    "partial": ("warn", "!", "imported without its invalid rows"),
-    "rejected": ("bad", "⚠", "rejected: nothing was imported; download errors.csv, fix it and upload it again"),
-    "failed": ("bad", "⚠", "failed on an infrastructure error; clear the Airflow run to retry"),
-    "dry_run": ("muted", "○", "dry run: nothing was written"),
-    "duplicate": ("muted", "=", "already imported: nothing was written"),
-    "rolled_back": ("muted", "↶", "rolled back"),
-    "running": ("busy", "…", "being imported"),
-}
-
-StartImport = Callable[..., str | None]  # (handover, request[, dag_id]) -> the Airflow run id, or None
-_templates = Environment(loader=PackageLoader("customer_import.page"), autoescape=select_autoescape())
-# `code` in a message renders as code: the text is escaped first, then only the backquotes become tags
-_templates.filters["codes"] = lambda text: Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
-
-
-@dataclass(frozen=True)
-class Notice:
-    kind: str  # "ok" or "bad"
-    text: str
-    dag_run: tuple[str, str] | None = None  # (dag id, run id) of the Airflow run it started: linked
-
-
-@dataclass(frozen=True)
-class Host:
-    """What the page gets from the Airflow it runs in, held by its app (`create_app`): a connection
-    to the target, how to start a DAG run, the form guard, where to log in, who may upload, and
-    the settings. Routes receive it as a FastAPI dependency (`HostDep`)."""
-
-    connect: Callable[[], psycopg.Connection]
-    start_import: StartImport
-    guard: _CrossSiteGuard
-    login_url: Callable[[Request], str] | None
-    may_upload: Callable[[Request], bool]
-    settings: Callable[[], Settings]
-
-    @property
-    def sources(self) -> Sources:
-        return load_sources(self.settings().sources_file, load_contract())
-
-    def folders(self, source: str | None = None) -> Folders:
-        return self.sources.folders(self.settings().store.root, source)
-
-    @contextmanager
-    def customer_db(self) -> Iterator[psycopg.Connection]:
-        with self.connect() as conn:
-            yield db.use_schema(conn, self.settings().schema)
-
-    def find_run(self, run_id: int) -> ImportRun:
-        with self.customer_db() as conn:
-            try:
-                return get_run(conn, run_id)
-            except LookupError as missing:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
-
-    def data_path(self, relative: str | None) -> Any:
-        """A path from import_runs, only if it is a file inside the data folders (local or in the store)."""
-        return self.settings().store.find(relative)
-
-    def report_path(self, run: ImportRun, report: str) -> Any:
-        return self.data_path(f"{run.report_dir}/{report}") if run.report_dir else None
-
-    def summary(self, run: ImportRun) -> dict[str, Any]:
-        path = self.report_path(run, SUMMARY_JSON)
-        return json.loads(path.read_text(encoding="utf-8")) if path else {}
-
-    def upload_context(
-        self, request: Request, defaults: ImportOptions | None = None, source: str | None = None
-    ) -> dict[str, Any]:
-        """What the upload form shows: its options' defaults, and the source it names (the filter's, a run's)."""
-        return {
-            "source": source,
-            "can_upload": self.may_upload(request),
-            "csrf": self.guard.token(request),
-            "defaults": defaults or ImportOptions(),
-            "modes": MODES,
-            "on_errors": ON_ERROR_CHOICES,
-            "upload_limit_mb": self.settings().upload_max_bytes / 2**20,
-            "sources": self.sources.names,
-        }
-
-    def imports_page(
-        self, request: Request, page: int, notice: Notice | None, status_code: int = 200, source: str | None = None
-    ) -> HTMLResponse:
-        with self.customer_db() as conn:
-            runs, total = list_runs(conn, PAGE_SIZE, (page - 1) * PAGE_SIZE, source)
-            blocker = oldest_unfinished(conn)
-            changed = last_change(conn)
-            missing = freshness.open_gaps(conn)
-        if blocker is not None and datetime.now(UTC) - blocker.received_at < QUEUE_NOTICE_AFTER:
-            blocker = None  # an import in progress, not yet one to point out
-        waiting = []
-        for each in self.sources:
-            landing = self.folders(each.name)
-            shown = f"{landing.landing_folder}/" if landing.landing_folder else ""
-            waiting += [(shown + name, landing.landing_file(name).stat()) for name in landing.waiting_files()]
-        folders = self.folders()
-        busy = bool(waiting) or not all(r.is_finished for r in runs)
-        return _page(
-            "imports.html",
-            request,
-            status_code=status_code,
-            runs=runs,
-            total=total,
-            page=page,
-            pages=max(1, -(-total // PAGE_SIZE)),
-            waiting=waiting,
-            notice=notice,
-            refresh=busy,
-            newest=runs[0].id if runs else 0,
-            changed=changed,
-            set_aside=folders.set_aside_files(),
-            blocker=blocker,
-            missing=missing,
-            **self.upload_context(request, source=source),
-        )
 
 
 def _host(request: Request) -> Host:
@@ -234,7 +108,7 @@ def create_app(
     the Host a request names.
     """
     app = FastAPI(title="Customer imports", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.host = Host(connect, start_import, _CrossSiteGuard(secret, origins), login_url, may_upload, settings)
+    app.state.host = Host(connect, start_import, CrossSiteGuard(secret, origins), login_url, may_upload, settings)
     app.middleware("http")(_security_headers)
     app.exception_handler(StarletteHTTPException)(_send_browsers_to_login)
     app.include_router(reading, dependencies=list(read))
@@ -256,7 +130,7 @@ async def _send_browsers_to_login(request: Request, error: Exception) -> Respons
     if error.status_code == status.HTTP_401_UNAUTHORIZED and wants_page and login_url is not None:
         return RedirectResponse(login_url(request), status_code=status.HTTP_303_SEE_OTHER)
     if wants_page:
-        return _page("error.html", request, status_code=error.status_code, error=error)
+        return render("error.html", request, status_code=error.status_code, error=error)
     return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
 
 
@@ -273,7 +147,7 @@ def imports(
 ) -> HTMLResponse:
     notice = None  # only what this server itself said: the notice is signed
     if uploaded and host.guard.signed(uploaded, run, sig):
-        notice = _upload_notice(uploaded, run)
+        notice = upload_notice(uploaded, run)
     elif done and host.guard.signed(done, run, sig):
         dag_id = ROLLBACK_DAG_ID if run and run.startswith("rollback__") else IMPORT_DAG_ID
         notice = Notice(
@@ -299,7 +173,7 @@ def progress(
         changed = last_change(conn)
     return JSONResponse(
         {
-            "runs": {str(r.id): _progress_of(r) for r in found},
+            "runs": {str(r.id): progress_of(r) for r in found},
             "newer": bool(latest) and latest[0].id > newest,
             "changed": changed,
         }
@@ -312,7 +186,7 @@ def import_run(request: Request, host: HostDep, run_id: int) -> HTMLResponse:
     summary = host.summary(run)
     issues = summary.get("issues", [])
     reports = [name for name in REPORT_FILES if host.report_path(run, name) is not None]
-    return _page(
+    return render(
         "import_run.html",
         request,
         run=run,
@@ -413,22 +287,22 @@ async def upload_file(request: Request, host: HostDep) -> Response:
     limit = host.settings().upload_max_bytes
     host.guard.check_origin(request)
     try:
-        request = _counted(request, limit)
+        request = counted(request, limit)
         async with request.form(max_files=1, max_fields=10) as form:
             host.guard.check_token(request, form.get("csrf_token"))
             sent = form.get("file")
             if not isinstance(sent, UploadFile) or not sent.filename:
                 raise UploadRefused("Choose a CSV file to upload.")
-            options = _form_options(form)
-            source = _form_source(host.sources, form)
+            options = form_options(form)
+            source = form_source(host.sources, form)
             folders = host.folders(source.name)
-            name, size = await run_in_threadpool(folders.receive_upload, _chunks(sent), sent.filename, limit)
+            name, size = await run_in_threadpool(folders.receive_upload, chunks(sent), sent.filename, limit)
     except UploadRefused as refused:
         code = 413 if isinstance(refused, UploadTooLarge) else 400
         notice = Notice("bad", f"Not uploaded. {refused}")
         return await run_in_threadpool(host.imports_page, request, 1, notice, code)
     # the source's options, and those the form changed from the Params' defaults
-    handover = folders.handovers([name], source.run_name, {**source.run_conf, **_changed(options)})[0]
+    handover = folders.handovers([name], source.run_name, {**source.run_conf, **changed(options)})[0]
     airflow_run = await run_in_threadpool(host.start_import, handover, request)
     uploaded = f"{name} ({size:,} bytes)"
     target = request.url_for("imports").include_query_params(
@@ -445,11 +319,11 @@ async def run_action(request: Request, host: HostDep, run_id: int, action: str) 
         host.guard.check_token(request, form.get("csrf_token"))
     run = await run_in_threadpool(host.find_run, run_id)
     if action == "roll_back" and run.status in ("succeeded", "partial"):
-        handover = _now_handover(f"rollback__{run.id}", {"import_run_id": run.id})
+        handover = now_handover(f"rollback__{run.id}", {"import_run_id": run.id})
         airflow_run = await run_in_threadpool(host.start_import, handover, request, ROLLBACK_DAG_ID)
         said = f"Rolling back import run {run.id}"
     elif action in ("force", "valid_rows") and (kept := host.data_path(run.file_path)) is not None:
-        options = _again(run, action)
+        options = again(run, action)
         if options is None:
             raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) has no {action}")
         try:
@@ -463,7 +337,7 @@ async def run_action(request: Request, host: HostDep, run_id: int, action: str) 
                 run.file_name,
                 host.settings().upload_max_bytes,
             )
-        handover = folders.handovers([name], host.sources[run.source].run_name, _changed(options))[0]
+        handover = folders.handovers([name], host.sources[run.source].run_name, changed(options))[0]
         airflow_run = await run_in_threadpool(host.start_import, handover, request)
         said = f"Importing {run.file_name} again ({'with force' if action == 'force' else 'its valid rows only'})"
     else:
@@ -472,181 +346,3 @@ async def run_action(request: Request, host: HostDep, run_id: int, action: str) 
         done=said, **({"run": airflow_run} if airflow_run else {}), sig=host.guard.sign(said, airflow_run)
     )
     return RedirectResponse(str(target), status_code=status.HTTP_303_SEE_OTHER)
-
-
-class _CrossSiteGuard:
-    """Refuses state-changing requests a browser was made to send from another site (CSRF).
-
-    Airflow's session cookie rides along with any request a browser sends to this site, whichever
-    page made it; so a request that carries it must name this site as its Origin (or Referer) and
-    echo the session's form token, which only a page of this site can read. A request with a
-    bearer token carries no ambient credentials, so API clients need neither.
-    """
-
-    def __init__(self, secret: bytes, origins: Sequence[str]) -> None:
-        self._secret = secret
-        self._hosts = {urlsplit(o).netloc for o in origins if o}
-
-    def _mac(self, *parts: str) -> str:
-        return hmac.new(self._secret, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()[:32]
-
-    def token(self, request: Request) -> str:
-        cookie = request.cookies.get(SESSION_COOKIE)
-        return self._mac("form", cookie) if cookie else ""
-
-    def _by_cookie(self, request: Request) -> bool:
-        """Whether Airflow takes the request's identity from the session cookie: it has one, and no
-        non-empty `Bearer` credential (Airflow's `get_user`). Any other Authorization header (`Basic`,
-        `Negotiate` or `NTLM` added by a proxy, an empty `Bearer`) leaves the cookie in charge."""
-        if SESSION_COOKIE not in request.cookies:
-            return False
-        scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
-        return not (scheme.lower() == "bearer" and credentials.strip())
-
-    def check_origin(self, request: Request) -> None:
-        if not self._by_cookie(request):
-            return
-        sent_from = request.headers.get("origin") or request.headers.get("referer") or ""
-        if urlsplit(sent_from).netloc not in {request.headers.get("host", ""), *self._hosts}:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                "Refused: this request was sent from another site"
-                f" ({sent_from or 'no Origin'}). Use the Imports page itself.",
-            )
-
-    def check_token(self, request: Request, sent: object) -> None:
-        if self._by_cookie(request) and not hmac.compare_digest(str(sent or ""), self.token(request)):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                "Refused: the form is missing its token or is from an"
-                " earlier session. Reload the Imports page and send it again.",
-            )
-
-    def sign(self, uploaded: str, airflow_run: str | None) -> str:
-        return self._mac("notice", uploaded, airflow_run or "")
-
-    def signed(self, uploaded: str | None, airflow_run: str | None, sig: str | None) -> bool:
-        if not uploaded or not sig:
-            return False
-        return hmac.compare_digest(sig, self.sign(uploaded, airflow_run))
-
-
-def _counted(request: Request, limit: int) -> Request:
-    """`request` with its body counted as it streams in: a body that cannot hold a file of `limit`
-    bytes or less (the form's other fields and boundaries take well under 64 KiB) raises
-    UploadTooLarge as soon as it is read that far, whatever Content-Length said, chunked or not."""
-    most = limit + 65536
-    if int(request.headers.get("content-length") or 0) > most:
-        raise UploadTooLarge("The file", limit)
-    received = 0
-
-    async def receive() -> Message:
-        nonlocal received
-        message = await request.receive()
-        received += len(message.get("body", b""))
-        if received > most:
-            raise UploadTooLarge("The file", limit)
-        return message
-
-    return Request(request.scope, receive)
-
-
-def _again(run: ImportRun, action: str) -> ImportOptions | None:
-    """The options of importing a run's file again: with force (it was a duplicate or a dry run), or
-    with its invalid rows skipped (a rejected file whose rows could be), at a rate that admits them."""
-    if action == "force" and run.status in ("duplicate", "dry_run"):
-        return replace(run.options, force=True, dry_run=False)
-    if action == "valid_rows" and run.status == "rejected" and not run.file_rejected and run.rows_valid:
-        rate = math.ceil(1000 * (run.rows_rejected or 0) / (run.rows_total or 1)) / 1000
-        return replace(run.options, on_error="skip_invalid_rows", max_error_rate=min(1.0, rate))
-    return None
-
-
-def _changed(options: ImportOptions) -> dict[str, Any]:
-    """The options that differ from the DAG's defaults: what a run's conf carries."""
-    return {k: v for k, v in asdict(options).items() if v != getattr(ImportOptions(), k)}
-
-
-def _now_handover(prefix: str, conf: dict[str, Any]) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat()
-    return {"trigger_run_id": f"{prefix}__{now}", "conf": conf, "logical_date": now, "run_after": now}
-
-
-def _form_options(form: Any) -> ImportOptions:
-    """The upload form's options, checked as the run's Params are (the same defaults and meanings)."""
-    fields = ("mode", "on_error", "max_error_rate", "dry_run", "force", "encoding")
-    try:
-        return ImportOptions.from_params({name: form.get(name) for name in fields})
-    except ValueError as unknown:
-        raise UploadRefused(f"{str(unknown)[0].upper()}{str(unknown)[1:]}.") from None
-
-
-def _form_source(sources: Sources, form: Any) -> Source:
-    """The upload form's source: the default one unless it names another."""
-    try:
-        return sources[str(form.get("source") or DEFAULT)]
-    except KeyError as unknown:
-        raise UploadRefused(unknown.args[0]) from None
-
-
-def _progress_of(run: ImportRun) -> dict[str, Any]:
-    """What progress.json says of a run: enough to update its row and page in place."""
-    counts = {
-        "rows": run.rows_total,
-        "inserted": run.inserted,
-        "updated": run.updated,
-        "unchanged": run.unchanged,
-        "rejected": run.rows_rejected,
-    }
-    return {
-        "status": run.shown_status,
-        "progress": run.progress,
-        "percent": run.percent,
-        **{name: f"{n:,}" if n is not None else None for name, n in counts.items()},
-    }
-
-
-def _reason(run: ImportRun) -> str:
-    """A rejected or failed run's reason in a few words: the first sentence of its message."""
-    text = (run.message or "").removeprefix("The whole file was rejected: ")
-    first = text.split(". ", 1)[0].split(": ", 1)[0]
-    return first if len(first) <= 90 else first[:87] + "..."
-
-
-def _chunks(upload: UploadFile, size: int = 1 << 20) -> Iterator[bytes]:
-    upload.file.seek(0)
-    while chunk := upload.file.read(size):
-        yield chunk
-
-
-def _upload_notice(uploaded: str | None, airflow_run: str | None) -> Notice | None:
-    if not uploaded:
-        return None
-    then = (
-        f"Its import started as Airflow run {airflow_run}: the list below shows its status."
-        if airflow_run
-        else "It waits in the landing folder: the landing watch hands it to the import within a minute."
-    )
-    return Notice("ok", f"Uploaded {uploaded}. {then}", (IMPORT_DAG_ID, airflow_run) if airflow_run else None)
-
-
-def _page(template: str, request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = _templates.get_template(template).render(
-        request=request,
-        url=request.url_for,
-        airflow_root=request.scope.get("app_root_path", ""),
-        dag_id=IMPORT_DAG_ID,
-        look=STATUS_LOOK,
-        when=_when,
-        reason=_reason,
-        **context,
-    )
-    return HTMLResponse(html, status_code=status_code)
-
-
-def _when(moment: datetime | float | None) -> str:
-    if moment is None:
-        return ""
-    if not isinstance(moment, datetime):
-        moment = datetime.fromtimestamp(moment, UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -298,7 +298,7 @@ def drop_into_landing(source: Path, folders: Folders) -> str:
     renamed, so that it is never picked up half-written. Returns its name in landing."""
     folders.create()
     target = folders.landing_file(source.name)
-    if os.path.lexists(target):
+    if target.exists() or (isinstance(target, Path) and target.is_symlink()):  # (on object storage: no links)
         raise FileExistsError(f"{target.name} is already waiting in the landing folder {folders.landing}")
     partial = folders.landing / f".{source.name}.part"
     with source.open("rb") as data, partial.open("wb") as out:

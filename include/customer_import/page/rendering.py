@@ -1,0 +1,72 @@
+"""The page's HTML: its templates, how each status looks, a notice, and times as a person reads them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
+
+from customer_import.database.runs import ImportRun
+
+#: The DAGs the page starts and links to.
+IMPORT_DAG_ID = "customer_import"
+ROLLBACK_DAG_ID = "customer_import_rollback"
+
+templates = Environment(loader=PackageLoader("customer_import.page"), autoescape=select_autoescape())
+# `code` in a message renders as code: the text is escaped first, then only the backquotes become tags
+templates.filters["codes"] = lambda text: Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+#: The status box's look: (colour class, icon, what it means).
+STATUS_LOOK = {
+    "succeeded": ("ok", "✔", "imported"),
+    "partial": ("warn", "!", "imported without its invalid rows"),
+    "rejected": ("bad", "⚠", "rejected: nothing was imported; download errors.csv, fix it and upload it again"),
+    "failed": ("bad", "⚠", "failed on an infrastructure error; clear the Airflow run to retry"),
+    "dry_run": ("muted", "○", "dry run: nothing was written"),
+    "duplicate": ("muted", "=", "already imported: nothing was written"),
+    "rolled_back": ("muted", "↶", "rolled back"),
+    "running": ("busy", "…", "being imported"),
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # "ok" or "bad"
+    text: str
+    dag_run: tuple[str, str] | None = None  # (dag id, run id) of the Airflow run it started: linked
+
+
+def render(template: str, request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = templates.get_template(template).render(
+        request=request,
+        url=request.url_for,
+        airflow_root=request.scope.get("app_root_path", ""),
+        dag_id=IMPORT_DAG_ID,
+        look=STATUS_LOOK,
+        when=when,
+        reason=reason,
+        **context,
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+def when(moment: datetime | float | None) -> str:
+    if moment is None:
+        return ""
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def reason(run: ImportRun) -> str:
+    """A rejected or failed run's reason in a few words: the first sentence of its message."""
+    text = (run.message or "").removeprefix("The whole file was rejected: ")
+    first = text.split(". ", 1)[0].split(": ", 1)[0]
+    return first if len(first) <= 90 else first[:87] + "..."
