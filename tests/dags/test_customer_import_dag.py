@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.dag, pytest.mark.integration]
 @pytest.fixture
 def run_dag(airflow_ready, embedded_url, tmp_path, monkeypatch, schema):
     """Import a tests/data file through the DAG; returns (DagRun state, import_runs row, connection)."""
-    from customer_import.local.cli import run_dag
+    from customer_import.local.dag_runs import run_dag
     from customer_import.storage.folders import Folders, drop_into_landing
 
     monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(tmp_path / "data"))
@@ -119,7 +119,7 @@ def test_changed_customers_emit_an_asset_event_with_the_counts(run_dag):
 
 
 def test_the_rollback_dag_undoes_an_import(run_dag, schema, embedded_url, tmp_path):
-    from customer_import.local.cli import run_dag as run_any_dag
+    from customer_import.local.dag_runs import run_dag as run_any_dag
 
     _, run = run_dag("valid_customers.csv")
     rollback = run_any_dag("customer_import_rollback", {"import_run_id": run["id"]}, tmp_path / "rollback.log")
@@ -142,7 +142,7 @@ def test_the_watch_hands_each_settled_file_to_one_import_run(airflow_ready, tmp_
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
-    from customer_import.local.cli import run_dag
+    from customer_import.local.dag_runs import run_dag
     from customer_import.storage.folders import Folders
 
     monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(tmp_path / "data"))
@@ -171,7 +171,7 @@ def test_the_watch_hands_each_settled_file_to_one_import_run(airflow_ready, tmp_
 def test_an_unreachable_database_fails_the_run_in_plain_words_and_keeps_the_file(
     airflow_ready, tmp_path, monkeypatch, capsys
 ):
-    from customer_import.local.cli import run_dag
+    from customer_import.local.dag_runs import run_dag
     from customer_import.storage.folders import Folders, drop_into_landing
 
     monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(tmp_path / "data"))
@@ -196,7 +196,7 @@ def test_the_encoding_param_declares_the_files_codec(run_dag, schema, embedded_u
 
 def test_a_named_file_that_is_not_waiting_fails_the_run_at_once(airflow_ready, tmp_path, monkeypatch, schema):
     """Before: the sensor waited 15 minutes for it while every other import queued behind the run."""
-    from customer_import.local.cli import run_dag
+    from customer_import.local.dag_runs import run_dag
 
     monkeypatch.setenv("CUSTOMER_IMPORT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CUSTOMER_IMPORT_SCHEMA", schema)

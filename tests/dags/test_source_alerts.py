@@ -96,7 +96,7 @@ def environment(airflow_ready, tmp_path, monkeypatch, schema):
 def test_a_rejected_import_sends_one_webhook_with_the_run_and_its_counts(
     environment, webhook, tmp_path, schema, embedded_url
 ):
-    from customer_import.local.cli import run_dag
+    from customer_import.local.dag_runs import run_dag
     from customer_import.storage.folders import Folders
 
     url, received = webhook
@@ -140,7 +140,7 @@ def test_a_rejected_import_sends_one_webhook_with_the_run_and_its_counts(
 
 
 def test_a_succeeded_import_sends_nothing(environment, webhook, tmp_path):
-    from customer_import.local.cli import run_dag
+    from customer_import.local.dag_runs import run_dag
     from customer_import.storage.folders import Folders
 
     url, received = webhook
@@ -158,7 +158,7 @@ def test_an_overdue_source_gets_one_missing_entry_and_one_email(
     environment, smtp_server, tmp_path, schema, embedded_url
 ):
     from customer_import.database import db
-    from customer_import.local.cli import run_dag
+    from customer_import.local.dag_runs import run_dag
     from customer_import.sources import freshness
 
     environment(

@@ -169,7 +169,7 @@ def _importer(schema: str) -> Importer:
 
 
 def dag(url: str, path: Path) -> Measured:
-    from customer_import.local import cli
+    from customer_import.local import dag_runs
     from customer_import.storage.folders import Folders, drop_into_landing
 
     os.environ["AIRFLOW_CONN_CUSTOMER_DB"] = url
@@ -177,14 +177,14 @@ def dag(url: str, path: Path) -> Measured:
     data = BENCH_DIR / "data-bench_dag"
     shutil.rmtree(data, ignore_errors=True)
     os.environ["CUSTOMER_IMPORT_DATA_DIR"] = str(data)
-    cli.configure_databases()
-    cli.migrate_airflow()
+    dag_runs.configure_databases()
+    dag_runs.migrate_airflow()
     _fresh_schema(url, "bench_dag").close()
     name = drop_into_landing(path, Folders(data))
     with db.connect(url) as conn:
         _settle(conn)
     started = time.perf_counter()
-    state = cli.run_dag("customer_import", {"file": name, "force": True}, BENCH_DIR / "dag.log").state
+    state = dag_runs.run_dag("customer_import", {"file": name, "force": True}, BENCH_DIR / "dag.log").state
     return {"stages": {"dag_run": time.perf_counter() - started}, "state": str(state), "rss_mib": _rss_mib()}
 
 
@@ -222,12 +222,12 @@ def _per_row(label: str, run: str, seconds: float, floor_s: float, rows: int) ->
 
 
 def run_benchmark(rows: int, urls: list[str], flat_rows: int = 0, repeat: int = REPEAT) -> None:
-    from customer_import.local import cli
+    from customer_import.local import dag_runs
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     fresh = write_customers(BENCH_DIR / f"fresh-{rows}.csv", rows, seed=0)
     update = write_customers(BENCH_DIR / f"update-{rows}.csv", rows, seed=1)
-    for url in urls or [cli.configured_or_embedded_url()]:
+    for url in urls or [dag_runs.configured_or_embedded_url()]:
         _on_server(url, rows, fresh, update, flat_rows, repeat)
 
 
