@@ -18,7 +18,8 @@ from customer_import.database.merge import Change
 from customer_import.database.runs import ImportRun
 from customer_import.reading import columnar
 from customer_import.reading.cleaning import ValueChanges
-from customer_import.reading.csvfile import ESCAPED_PREFIXES, REPORT_COLUMNS, CsvFile, unescaped
+from customer_import.reading.csvfile import ESCAPED_PREFIXES, CsvFile, unescaped
+from customer_import.reading.header import REPORT_COLUMNS
 
 ERRORS_CSV = "errors.csv"
 CHANGES_CSV = "changes.csv"

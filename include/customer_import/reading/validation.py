@@ -20,8 +20,9 @@ from customer_import.contract.rules import CLEAR_MARKER
 from customer_import.database.staging import LINE, STAGED_FILE, StagedWriter
 from customer_import.reading import columnar
 from customer_import.reading.cleaning import VALUE_CHANGES_FILE, ValueChanges
-from customer_import.reading.csvfile import CsvFile, Record
+from customer_import.reading.csvfile import CsvFile
 from customer_import.reading.expectations import RowValidator
+from customer_import.reading.records import Record
 
 log = logging.getLogger(__name__)
 
