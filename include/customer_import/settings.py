@@ -1,7 +1,7 @@
 """Every setting of the project, read from the environment here and nowhere else.
 
 Each field of `Settings` declares its variable, default and meaning once; `make generate` writes
-the README's configuration table from them (`settings_table`), and a test fails when it is stale.
+the configuration table of docs/configuration.md from them (`settings_table`), and a test fails when it is stale.
 A relative path is taken from the repository's root, wherever the process runs.
 """
 
@@ -23,7 +23,7 @@ MIB = 2**20
 
 
 def _setting(env: str, default: str, meaning: str, parse: Callable[[str], Any] = str, shown: str = "") -> Any:
-    """A field read from `env` (unset or empty: `default`); `shown` is the default as the README says it."""
+    """A field read from `env` (unset or empty: `default`); `shown` is the default as the docs say it."""
     return field(
         metadata={"env": env, "default": default, "meaning": meaning, "parse": parse, "shown": shown or default}
     )
@@ -57,7 +57,7 @@ class Settings:
         "",
         "the data folders on object storage, e.g. `s3://customer_data@bucket/prefix` (an Airflow connection"
         " before the `@`); a step then works on a copy of its run's files under CUSTOMER_IMPORT_DATA_DIR, deleted"
-        " when it ends (README: Running on several machines). `file://` or a path: the data folder is there",
+        " when it ends (docs/several-machines.md). `file://` or a path: the data folder is there",
         shown="(none: the data folder)",
     )
     expectations_dir: Path = _setting(
@@ -155,7 +155,7 @@ class Settings:
 
 
 def settings_table() -> str:
-    """The README's table of the settings, as Markdown."""
+    """The table of the settings in docs/configuration.md, as Markdown."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     rows += [f"| `{f.metadata['env']}` | `{f.metadata['shown']}` | {f.metadata['meaning']} |" for f in fields(Settings)]
     return "\n".join(rows) + "\n"

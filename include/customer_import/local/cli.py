@@ -118,7 +118,7 @@ def cmd_expectations(args: argparse.Namespace) -> int:
     for path in written:
         print(f"Wrote {path.relative_to(REPO_ROOT)} from the contract and the settings.")
     if not written:
-        print("The generated files (the GX suite, the SQL, README's settings table) are up to date.")
+        print("The generated files (the GX suite, the SQL, docs/configuration.md's settings table) are up to date.")
     return 0
 
 
