@@ -36,10 +36,10 @@ install: $(VENV)/.installed  ## create .venv with the pinned requirements
 
 # uv (pinned, from PyPI) installs the packages in seconds where pip takes minutes; pip is the fallback.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	@echo "Installing Python packages into $(VENV) (first run, about a minute)..."
+	@echo "Installing Python packages into $(VENV) and compiling them (first run, about a minute)..."
 	@$(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) \
-		&& $(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt \
+		&& $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements-dev.txt \
 		|| $(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
