@@ -78,3 +78,27 @@ def test_make_import_with_an_unknown_source_names_the_sources(embedded_url, sche
 
     assert done.returncode == 2
     assert "There is no source `zoho` in sources.yaml: the sources are default, salesforce, hubspot." in done.stdout
+
+
+def test_make_import_says_what_reading_changed_in_the_values(embedded_url, schema, tmp_path):
+    env = airflow_env(embedded_url, schema, tmp_path, "test_make_import_source_airflow")
+
+    done = subprocess.run(
+        ["make", "--no-print-directory", "import", "FILE=tests/data/meaningful_invisible_characters.csv"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "succeeded: 4 rows, 4 inserted" in done.stdout
+    assert (
+        "  changed:    1 value in Name had invisible characters removed (zero-width space, word joiner, byte-order"
+        " mark): line 5." in done.stdout
+    )
+    assert (
+        "  changed:    1 value in Description had Unicode line or paragraph separators made line breaks: line 4."
+        in (done.stdout)
+    )

@@ -5,6 +5,7 @@ connection and Airflow's metadata, on the embedded PostgreSQL unless configured.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from customer_import.contract.fields import load_contract
 from customer_import.settings import REPO_ROOT, Settings
 from customer_import.sources.profiles import DEFAULT, load_sources
 from customer_import.storage.folders import Folders
+from customer_import.storage.store import DataStore
 
 DAGS = REPO_ROOT / "dags"
 
@@ -274,6 +276,17 @@ def _import_through_dag(path: Path, options: dict[str, Any], source: str, folder
         print(f"  errors.csv: {where(f'{run.report_dir}/errors.csv')}")
         print(f"  summary:    {where(f'{run.report_dir}/summary.json')}")
         print(f"  file kept:  {where(run.claimed_file)}")
+        for sentence in _value_changes(settings, run.report_dir):
+            print(f"  changed:    {sentence}")
     print(f"  Airflow:    DAG run {airflow_run_id}, log {log_file}")
     print(f"  took {time.monotonic() - started:.1f} s")
     return 1 if run.status in FAILED_STATUSES else 0
+
+
+def _value_changes(settings: Settings, report_dir: str) -> list[str]:
+    """What reading changed in the run's values, as its summary.json says it (nothing is changed unsaid)."""
+    found = settings.store.find(f"{report_dir}/summary.json")
+    if found is None:
+        return []
+    with DataStore.open(found) as summary:
+        return [str(change["message"]) for change in json.load(summary).get("value_changes", [])]
