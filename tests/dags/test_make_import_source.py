@@ -100,5 +100,5 @@ def test_make_import_says_what_reading_changed_in_the_values(embedded_url, schem
     )
     assert (
         "  changed:    1 value in Description had Unicode line or paragraph separators made line breaks: line 4."
-        in (done.stdout)
+        in done.stdout
     )
