@@ -20,23 +20,22 @@ def database_url(embedded_url):
     return embedded_url
 
 
-def test_make_import_with_a_source_reads_the_export_through_its_profile(embedded_url, schema, tmp_path):
-    env = airflow_env(embedded_url, schema, tmp_path, "test_make_import_source_airflow")
-
-    done = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "import",
-            "SOURCE=salesforce",
-            "FILE=include/customer_import/sample/salesforce_accounts.csv",
-        ],
+def make_import(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`make import ARGS…` as a person runs it, in this test's Airflow and schema."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "import", *args],
         env=env,
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def test_make_import_with_a_source_reads_the_export_through_its_profile(embedded_url, schema, tmp_path):
+    env = airflow_env(embedded_url, schema, tmp_path, "test_make_import_source_airflow")
+
+    done = make_import(env, "SOURCE=salesforce", "FILE=include/customer_import/sample/salesforce_accounts.csv")
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "salesforce_accounts.csv is in landing/salesforce/" in done.stdout
@@ -83,14 +82,7 @@ def test_make_import_with_an_unknown_source_names_the_sources(embedded_url, sche
 def test_make_import_says_what_reading_changed_in_the_values(embedded_url, schema, tmp_path):
     env = airflow_env(embedded_url, schema, tmp_path, "test_make_import_source_airflow")
 
-    done = subprocess.run(
-        ["make", "--no-print-directory", "import", "FILE=tests/data/meaningful_invisible_characters.csv"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = make_import(env, "FILE=tests/data/meaningful_invisible_characters.csv")
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "succeeded: 4 rows, 4 inserted" in done.stdout
