@@ -254,6 +254,41 @@ def test_an_upload_declares_its_encoding_for_the_import(client, admin, page_env)
     assert not (page_env.data_dir / "landing" / "k.csv").exists()
 
 
+def test_the_form_offers_the_documented_encodings_and_checks_another_by_name(client, admin, page_env):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    from customer_import.contract.options import OFFERED
+
+    form = client.get("/customer-import/", headers=admin).text
+    offered = [html.unescape(re.search(rf'<option value="{name}"[^>]*>([^<]+)<', form).group(1)) for name in OFFERED]
+    assert offered == list(OFFERED.values())
+    assert 'name="encoding_other"' in form
+
+    sent = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        follow_redirects=False,
+        data={"encoding": "utf-8", "encoding_other": "cp850"},
+        files={"file": ("dos.csv", b"AccountReferenceID,Name\nD-1,Dos\n", "text/csv")},
+    )
+    assert sent.status_code == 303
+    airflow_run = re.search(r"[?&]run=([^&]+)", sent.headers["location"]).group(1)
+    with create_session() as session:
+        dag_run = session.query(DagRun).filter_by(dag_id="customer_import", run_id=airflow_run).one()
+        assert dag_run.conf == {"file": "dos.csv", "encoding": "cp850"}
+        session.execute(delete(DagRun).where(DagRun.id == dag_run.id))
+    refused = client.post(
+        "/customer-import/upload",
+        headers=admin,
+        data={"encoding": "utf-8", "encoding_other": "idna"},
+        files={"file": ("i.csv", b"AccountReferenceID\nK-1\n", "text/csv")},
+    )
+    assert refused.status_code == 400 and "is not the character set of a file" in refused.text
+    assert not (page_env.data_dir / "landing" / "i.csv").exists()
+
+
 @pytest.mark.parametrize(
     ("name", "content", "code", "says"),
     [

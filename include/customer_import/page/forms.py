@@ -65,8 +65,11 @@ def now_handover(prefix: str, conf: dict[str, Any]) -> dict[str, Any]:
 def form_options(form: Any) -> ImportOptions:
     """The upload form's options, checked as the run's Params are (the same defaults and meanings)."""
     fields = ("mode", "on_error", "max_error_rate", "dry_run", "force", "encoding")
+    params = {name: form.get(name) for name in fields}
+    if str(form.get("encoding_other") or "").strip():  # another encoding, named: it wins over the list's
+        params["encoding"] = str(form.get("encoding_other")).strip()
     try:
-        return ImportOptions.from_params({name: form.get(name) for name in fields})
+        return ImportOptions.from_params(params)
     except ValueError as unknown:
         raise UploadRefused(f"{str(unknown)[0].upper()}{str(unknown)[1:]}.") from None
 

@@ -3,6 +3,7 @@ their reports and files, the sources and the data folders."""
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from fastapi import HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
 from customer_import.contract.fields import load_contract
-from customer_import.contract.options import MODES, ON_ERROR_CHOICES, ImportOptions
+from customer_import.contract.options import MODES, OFFERED, ON_ERROR_CHOICES, ImportOptions
 from customer_import.database import db
 from customer_import.database.runs import ImportRun, get_run, last_change, list_runs, oldest_unfinished
 from customer_import.page.guard import CrossSiteGuard
@@ -88,6 +89,8 @@ class Host:
             "on_errors": ON_ERROR_CHOICES,
             "upload_limit_mb": self.settings().upload_max_bytes / 2**20,
             "sources": self.sources.names,
+            # the encodings offered, by the canonical name an option holds (`cp1252` for windows-1252)
+            "encodings": {codecs.lookup(name).name: (name, label) for name, label in OFFERED.items()},
         }
 
     def imports_page(
