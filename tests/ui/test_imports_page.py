@@ -223,42 +223,51 @@ def test_an_upload_lands_under_a_safe_name_and_starts_its_import(client, admin, 
     assert "<code>my_customers_v2.csv</code>" in notice  # listed as waiting in landing
 
 
-def test_an_upload_declares_its_encoding_for_the_import(client, admin, page_env):
+def upload_conf(client, admin, name: str, content: bytes, data: dict) -> dict:
+    """Upload a file with the form's `data`; the conf of the Airflow run it started (the run then removed:
+    no scheduler here, it would only wait)."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from sqlalchemy import delete
 
-    content = (DATA / "windows1252_declared.csv").read_bytes()
     sent = client.post(
         "/customer-import/upload",
         headers=admin,
         follow_redirects=False,
-        data={"encoding": "windows-1252"},
-        files={"file": ("w.csv", content, "text/csv")},
+        data=data,
+        files={"file": (name, content, "text/csv")},
     )
-
     assert sent.status_code == 303
     airflow_run = re.search(r"[?&]run=([^&]+)", sent.headers["location"]).group(1)
     with create_session() as session:
         dag_run = session.query(DagRun).filter_by(dag_id="customer_import", run_id=airflow_run).one()
-        assert dag_run.conf == {"file": "w.csv", "encoding": "cp1252"}
         session.execute(delete(DagRun).where(DagRun.id == dag_run.id))
+        return dict(dag_run.conf)
+
+
+def upload_refused(client, admin, page_env, name: str, data: dict) -> str:
+    """Upload a small file that the form's `data` gets refused; the page that says why."""
     refused = client.post(
         "/customer-import/upload",
         headers=admin,
-        data={"encoding": "klingon"},
-        files={"file": ("k.csv", b"AccountReferenceID\nK-1\n", "text/csv")},
+        data=data,
+        files={"file": (name, b"AccountReferenceID\nK-1\n", "text/csv")},
     )
     assert refused.status_code == 400
-    assert "Encoding &#39;klingon&#39; is not a known text encoding" in refused.text
-    assert not (page_env.data_dir / "landing" / "k.csv").exists()
+    assert not (page_env.data_dir / "landing" / name).exists()
+    return refused.text
+
+
+def test_an_upload_declares_its_encoding_for_the_import(client, admin, page_env):
+    content = (DATA / "windows1252_declared.csv").read_bytes()
+    conf = upload_conf(client, admin, "w.csv", content, {"encoding": "windows-1252"})
+
+    assert conf == {"file": "w.csv", "encoding": "cp1252"}
+    refused = upload_refused(client, admin, page_env, "k.csv", {"encoding": "klingon"})
+    assert "Encoding &#39;klingon&#39; is not a known text encoding" in refused
 
 
 def test_the_form_offers_the_documented_encodings_and_checks_another_by_name(client, admin, page_env):
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import delete
-
     from customer_import.contract.options import OFFERED
 
     form = client.get("/customer-import/", headers=admin).text
@@ -266,27 +275,16 @@ def test_the_form_offers_the_documented_encodings_and_checks_another_by_name(cli
     assert offered == list(OFFERED.values())
     assert 'name="encoding_other"' in form
 
-    sent = client.post(
-        "/customer-import/upload",
-        headers=admin,
-        follow_redirects=False,
-        data={"encoding": "utf-8", "encoding_other": "cp850"},
-        files={"file": ("dos.csv", b"AccountReferenceID,Name\nD-1,Dos\n", "text/csv")},
+    conf = upload_conf(
+        client,
+        admin,
+        "dos.csv",
+        b"AccountReferenceID,Name\nD-1,Dos\n",
+        {"encoding": "utf-8", "encoding_other": "cp850"},
     )
-    assert sent.status_code == 303
-    airflow_run = re.search(r"[?&]run=([^&]+)", sent.headers["location"]).group(1)
-    with create_session() as session:
-        dag_run = session.query(DagRun).filter_by(dag_id="customer_import", run_id=airflow_run).one()
-        assert dag_run.conf == {"file": "dos.csv", "encoding": "cp850"}
-        session.execute(delete(DagRun).where(DagRun.id == dag_run.id))
-    refused = client.post(
-        "/customer-import/upload",
-        headers=admin,
-        data={"encoding": "utf-8", "encoding_other": "idna"},
-        files={"file": ("i.csv", b"AccountReferenceID\nK-1\n", "text/csv")},
-    )
-    assert refused.status_code == 400 and "is not the character set of a file" in refused.text
-    assert not (page_env.data_dir / "landing" / "i.csv").exists()
+    assert conf == {"file": "dos.csv", "encoding": "cp850"}
+    refused = upload_refused(client, admin, page_env, "i.csv", {"encoding": "utf-8", "encoding_other": "idna"})
+    assert "is not the character set of a file" in refused
 
 
 @pytest.mark.parametrize(
