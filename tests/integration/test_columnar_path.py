@@ -82,11 +82,18 @@ def test_line_numbers_agree_with_multi_line_values_blank_rows_and_any_line_end(l
     assert fast[0] == 40 and not fell_back  # the fast path took it, to the end
 
 
-def test_a_clean_file_takes_the_fast_path_and_a_stray_quote_still_names_its_line(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("checked_in", ["a thread", "a process of its own"])
+def test_a_clean_file_takes_the_fast_path_and_a_stray_quote_still_names_its_line(
+    checked_in, tmp_path, monkeypatch, caplog
+):
+    """Small files have their structure checked in a thread, large ones in a process: the same verdicts."""
+    own_process_bytes = 0 if checked_in == "a process of its own" else columnar.OWN_PROCESS_BYTES
+    monkeypatch.setattr(columnar, "OWN_PROCESS_BYTES", own_process_bytes)
     (tmp_path / "a").mkdir()
     _, _, fell_back = both_ways(DATA / "valid_customers.csv", tmp_path / "a", monkeypatch, caplog)
     assert not fell_back
     monkeypatch.undo()
+    monkeypatch.setattr(columnar, "OWN_PROCESS_BYTES", own_process_bytes)
     caplog.clear()
     (tmp_path / "b").mkdir()
     fast, precise, fell_back = both_ways(DATA / "stray_quote.csv", tmp_path / "b", monkeypatch, caplog)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -38,6 +39,8 @@ from customer_import.reading.expectations import RowValidator
 #: Arrow parses blocks of this size, and reads several ahead: small blocks keep memory flat. A record
 #: longer than a block (values of megabytes) is read the precise way.
 _BLOCK_BYTES = 4 << 20
+#: Files from this size on have their structure checked by a process of their own.
+OWN_PROCESS_BYTES = 16 << 20
 #: Arrow holds a chunk's cells in a fraction of the memory Python rows take: this path validates
 #: this many times `chunk_rows` at a time, and pays GX's cost per batch that much less often.
 COLUMNAR_CHUNKS = 2
@@ -100,7 +103,7 @@ def check_columns(
 
     Raises NeedsPreciseReader when the file is not structurally clean; what was written is then void.
     """
-    with _structure_check(source) as checking, ThreadPoolExecutor(1, "gx") as gx:
+    with _structure_check(source) as verdict, ThreadPoolExecutor(1, "gx") as gx:
         rows, last_line, issues = 0, source.header_line, []
         size = source.path.stat().st_size or 1
         # GX validates a chunk in its own thread while this one reads the next: Arrow's reading and
@@ -114,26 +117,19 @@ def check_columns(
             staged.write_table(_staged(source.fields, lines, chunk, bad))
             issues.extend(chunk_issues)
 
-        try:
-            for columns, lines, end, bytes_read in _chunks(source, chunk_rows * COLUMNAR_CHUNKS, last_line + 1):
-                rows += len(lines)
-                chunk = _normalised(source, columns, lines)
-                frame = _for_gx(source.fields, lines, chunk)
-                validating.result()  # the chunk before: validated, and staged below
-                if pending is not None:
-                    stage(validating, *pending)
-                progress(rows, min(1.0, bytes_read / size))  # these rows are being validated now
-                validating, pending = gx.submit(validator.validate, frame), (lines, chunk)
-                last_line = end if len(lines) else last_line
+        for columns, lines, end, bytes_read in _chunks(source, chunk_rows * COLUMNAR_CHUNKS, last_line + 1):
+            rows += len(lines)
+            chunk = _normalised(source, columns, lines)
+            frame = _for_gx(source.fields, lines, chunk)
+            validating.result()  # the chunk before: validated, and staged below
             if pending is not None:
                 stage(validating, *pending)
-        except BaseException:
-            checking.kill()  # its verdict is not needed any more
-            raise
-        out, _ = checking.communicate()
-    if checking.returncode != 0:
-        raise NeedsPreciseReader(f"the structure check stopped (exit code {checking.returncode})")
-    found = Structure(**json.loads(out))
+            progress(rows, min(1.0, bytes_read / size))  # these rows are being validated now
+            validating, pending = gx.submit(validator.validate, frame), (lines, chunk)
+            last_line = end if len(lines) else last_line
+        if pending is not None:
+            stage(validating, *pending)
+        found = verdict()
     if not found.clean or found.records != rows or (rows and found.last_line != last_line):
         raise NeedsPreciseReader(f"structure: {found}, read in columns: {rows} records to line {last_line}")
     return rows, issues
@@ -143,23 +139,43 @@ def _by_line(issue: Issue) -> int:
     return issue.line or 0
 
 
-def _structure_check(source: CsvFile) -> subprocess.Popen[str]:
-    """`structure` of the file, in a Python process of its own (the machine's other core)."""
+@contextmanager
+def _structure_check(source: CsvFile) -> Iterator[Callable[[], Structure]]:
+    """`structure` of the file, checked while it is read in columns; yields the wait for its verdict.
+
+    A large file is checked in a Python process of its own (the machine's other core); a small one in
+    a thread, since starting that process costs about 0.4 s of CPU: more than checking it.
+    """
+    if source.path.stat().st_size < OWN_PROCESS_BYTES:
+        with ThreadPoolExecutor(1, "structure") as pool:
+            checked = pool.submit(structure, source.path, source.encoding, source.max_field_chars)
+
+            def in_thread() -> Structure:
+                try:
+                    return checked.result()
+                except Exception as error:
+                    raise NeedsPreciseReader(f"the structure check stopped ({error!r})") from error
+
+            yield in_thread
+        return
     package_root = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "customer_import.reading.columnar",
-            str(source.path),
-            source.encoding,
-            str(source.max_field_chars),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": path},
-    )
+    command = [sys.executable, "-m", __name__, str(source.path), source.encoding, str(source.max_field_chars)]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path}
+    ) as checking:
+
+        def in_process() -> Structure:
+            out, _ = checking.communicate()
+            if checking.returncode != 0:
+                raise NeedsPreciseReader(f"the structure check stopped (exit code {checking.returncode})")
+            return Structure(**json.loads(out))
+
+        try:
+            yield in_process
+        except BaseException:
+            checking.kill()  # its verdict is not needed any more
+            raise
 
 
 def _chunks(source: CsvFile, chunk_rows: int, first_line: int) -> Iterator[tuple[list[Any], Any, int, int]]:
