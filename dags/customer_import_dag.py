@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from datetime import timedelta
 
 import pendulum
@@ -62,7 +63,9 @@ def _connect():
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,  # files are imported one after the other, in the order they were handed over
+    # several files are read and validated at once; each is checked against the customers and merged
+    # only after the file that arrived before it (load_staging waits for its turn)
+    max_active_runs=Settings.from_env().parallel_files,
     doc_md=__doc__,
     tags=["customer-import"],
     default_args={
@@ -141,15 +144,18 @@ def import_customer_file():
         return PokeReturnValue(is_done=name is not None, xcom_value=name)
 
     @task
-    def claim_file(file_name: str, params=None, dag_run=None) -> int:
+    def claim_file(file_name: str, params=None, dag_run=None, ti=None) -> int:
         from customer_import.contract.options import ImportOptions
 
+        importer, source = _importer(), params["source"] or DEFAULT
         try:
             options = ImportOptions.from_params(params)
             with _connect() as conn:
-                import_run_id = _importer().claim_file(
-                    conn, file_name, options, dag_run.dag_id, dag_run.run_id, params["source"] or DEFAULT
-                )
+                if not params["file"] and importer.claimed_by(conn, dag_run.dag_id, dag_run.run_id) is None:
+                    # "the oldest file waiting": the one the run before this one did not take
+                    _wait_for_earlier_file(importer, conn, ti, "claimed")
+                    file_name = importer.file_to_claim(conn, "", dag_run.dag_id, dag_run.run_id, source) or file_name
+                import_run_id = importer.claim_file(conn, file_name, options, dag_run.dag_id, dag_run.run_id, source)
         except (ValueError, FileNotFoundError) as error:
             raise AirflowFailException(str(error)) from error
         log.info("Claimed %s as import run %s.", file_name, import_run_id)
@@ -162,9 +168,10 @@ def import_customer_file():
             _fail_if_rejected(importer, importer.validate_file(conn, import_run_id))
 
     @task
-    def load_staging(import_run_id: int) -> None:
+    def load_staging(import_run_id: int, ti=None) -> None:
         importer = _importer()
         with _connect() as conn:
+            _wait_for_earlier_file(importer, conn, ti, "merged")
             _fail_if_rejected(importer, importer.load_staging(conn, import_run_id))
 
     @task
@@ -213,6 +220,26 @@ def import_customer_file():
     validate_file(import_run_id) >> load_staging(import_run_id) >> merge_customers(import_run_id) >> outcome
     announce_changes(outcome)
     check_outcome(outcome)
+
+
+def _wait_for_earlier_file(importer, conn, ti, until: str, poll_seconds: float = 0.5) -> None:
+    """Wait until the import of the file that arrived before this one (the previous running run, by
+    logical date: its arrival) has claimed its file (`until="claimed"`) or has merged or ended
+    (`"merged"`). That one waited for the one before it in turn: files are checked against the
+    customers and merged strictly in arrival order while several are read and validated at once."""
+    told = None
+    while (earlier := ti.get_previous_dagrun(state="running")) is not None:
+        run = importer.claimed_by(conn, earlier.dag_id, earlier.run_id)
+        if run is not None and (until == "claimed" or not run.is_open):
+            return
+        if told != earlier.run_id:
+            log.info(
+                "Waiting for the file that arrived before this one to be %s first (Airflow run %s).",
+                until,
+                earlier.run_id,
+            )
+            told = earlier.run_id
+        time.sleep(poll_seconds)
 
 
 def _fail_if_rejected(importer, run, shown: int = 20) -> None:

@@ -113,6 +113,11 @@ class Importer:
         """The file an Airflow run imports: `RunFiles.file_to_claim`."""
         return self.files.file_to_claim(conn, wanted, dag_id, airflow_run_id, source)
 
+    def claimed_by(self, conn: psycopg.Connection, dag_id: str, airflow_run_id: str) -> ImportRun | None:
+        """The import run of an Airflow run, once it claimed its file."""
+        db.use_schema(conn, self.settings.schema)
+        return runs.find_claimed(conn, dag_id, airflow_run_id)
+
     def _open(self, conn: psycopg.Connection, run_id: int) -> ImportRun:
         db.use_schema(conn, self.settings.schema)
         db.set_session(conn, "work_mem", self.settings.work_mem)

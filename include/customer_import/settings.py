@@ -44,6 +44,13 @@ def _postgres_memory(value: str) -> str:
     return value
 
 
+def _positive(value: str) -> int:
+    """A whole number of at least 1."""
+    if int(value) < 1:
+        raise ValueError(value)
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = _setting(
@@ -118,6 +125,14 @@ class Settings:
         "the longest value (Mi characters) a file may hold (a line: four times as much);"
         " a longer one refuses the whole file, unread",
         _mib,
+    )
+    parallel_files: int = _setting(
+        "CUSTOMER_IMPORT_PARALLEL_FILES",
+        "3",
+        "files imported at the same time (the DAG's `max_active_runs`): each is read and validated"
+        " beside the others, and merged only after every file that arrived before it (read when the"
+        " DAG is parsed)",
+        _positive,
     )
     task_retries: int = _setting(
         "CUSTOMER_IMPORT_TASK_RETRIES",

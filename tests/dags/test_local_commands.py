@@ -210,3 +210,45 @@ def test_the_task_logs_of_an_import_run_in_process_are_where_airflows_ui_reads_t
         / "attempt=1.log"
     ).read_text()
     assert "line 3, ContactEmail: `not-an-email` is not a valid email address" in task_log
+
+
+def test_a_file_is_merged_only_after_the_file_that_arrived_before_it(env, database_url, schema, tmp_path):
+    """Imports run side by side (`CUSTOMER_IMPORT_PARALLEL_FILES`), but a file is checked against the
+    customers and merged only once the file that arrived before it has merged or ended. Here the run
+    before is a minute older, running, its file claimed and not merged: the later import waits in
+    load_staging, and goes on when that one ends."""
+    from customer_import.contract.options import ImportOptions
+    from customer_import.database import db, runs
+
+    first = make_import(env, DATA / "valid_customers.csv")  # Airflow's database and the DAG, ready
+    assert first.wait(timeout=300) == 0, first.stdout.read()
+    earlier = "file__arrived_earlier.csv"
+    hand_over = (
+        "from datetime import UTC, datetime, timedelta; from customer_import.local.airflow_server import hand_over;"
+        " then = (datetime.now(UTC) - timedelta(minutes=1)).isoformat();"
+        f" hand_over('customer_import', {{'trigger_run_id': '{earlier}', 'conf': {{}}, 'logical_date': then,"
+        " 'run_after': then})"
+    )
+    subprocess.run([sys.executable, "-c", hand_over], env=env, cwd=REPO, check=True)
+    with metadata(env) as airflow_db, db.connect(database_url) as conn:
+        airflow_db.execute("UPDATE dag_run SET state = 'running' WHERE run_id = %s", [earlier])
+        db.use_schema(conn, schema)
+        before = runs.create_run(conn, "arrived_earlier.csv", ImportOptions(), "customer_import", earlier)
+        try:
+            later = make_import(env, DATA / "update_phone_only.csv")
+            wait_for(lambda: task_running(env, "load_staging"), "the later import's load_staging")
+            waits = f"Waiting for the file that arrived before this one to be merged first (Airflow run {earlier})"
+            wait_for(  # in the log of the command's run (the task's own log is filed when the run ends)
+                lambda: any(
+                    waits in log.read_text() for log in (tmp_path / "logs").glob("*-update_phone_only.csv.log")
+                ),
+                "the later import saying that it waits",
+            )
+            assert later.poll() is None
+            assert [r[:2] for r in import_runs(database_url, schema)][-1] == ("update_phone_only.csv", "running")
+
+            runs.update_run(conn, before.id, status="rejected")  # the earlier file ended: the later one goes on
+            output, _ = later.communicate(timeout=300)
+        finally:
+            airflow_db.execute("UPDATE dag_run SET state = 'failed' WHERE run_id = %s", [earlier])
+    assert later.returncode == 0 and "succeeded: 2 rows, 0 inserted, 2 updated" in output, output
