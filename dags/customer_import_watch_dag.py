@@ -1,15 +1,18 @@
 """
 ### Watch the landing folders
 
-Every minute, the files that have settled in the landing folder of each source (`landing/` for
-the default source, `landing/<source>/` for the sources of sources.yaml; unchanged for
-`CUSTOMER_IMPORT_SETTLED_SECONDS`, not a dotfile nor a `.part`/`.tmp` upload) are handed to
-`customer_import`, one run per file, with the source's name and options. A backlog drains in one
+As soon as a file has settled in the landing folder of a source (`landing/` for the default
+source, `landing/<source>/` for the sources of sources.yaml; unchanged for
+`CUSTOMER_IMPORT_SETTLED_SECONDS`, not a dotfile nor a `.part`/`.tmp` upload), and at least every
+minute, the files waiting there are handed to `customer_import`, one run per file, with the
+source's name and options. "As soon as" is an event: the `customer_import_landing` asset's watcher
+(a trigger in the triggerer, `SettledFilesTrigger`) looks every two seconds; the minute is the
+fallback when no triggerer runs, and the beat of the freshness check below. A backlog drains in one
 pass: twenty files dropped at once become twenty runs, which `customer_import` then imports one
 after the other. Each run's logical date and `run_after` are its file's arrival time (mtime), and
-the runs are created one at a time, oldest first: Airflow starts a queued run as soon as it exists,
-so handing them over in parallel (on two Celery workers) could start a newer file before an older
-one's run was even created.
+the runs are created one at a time, oldest first: Airflow starts queued runs in that order, and
+`customer_import` merges each file only after the one that arrived before it, so handing them over in
+parallel (on two Celery workers) could merge a newer file before an older one's run was even created.
 
 Each run id is made of the source, the file's name, size and modification time, so a file already
 handed over is never handed over twice, and a file dropped again (fixed) starts a new run.
@@ -24,12 +27,19 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, DeltaTriggerTimetable, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from customer_import.contract.fields import load_contract
 from customer_import.settings import Settings
+from customer_import.sources.landing_watch import SettledFilesTrigger
 from customer_import.sources.profiles import load_sources
+
+#: Updated (by its watcher) when a file has settled in a landing folder.
+LANDING = Asset(
+    name="customer_import_landing",
+    watchers=[AssetWatcher(name="customer_import_settled_files", trigger=SettledFilesTrigger())],
+)
 
 
 def _sources():
@@ -38,7 +48,7 @@ def _sources():
 
 @dag(
     dag_id="customer_import_watch",
-    schedule=timedelta(minutes=1),
+    schedule=AssetOrTimeSchedule(timetable=DeltaTriggerTimetable(timedelta(minutes=1)), assets=LANDING),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
