@@ -30,6 +30,7 @@ from customer_import.local.airflow_server import kept_secret
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 CELERY_EXECUTOR = "airflow.providers.celery.executors.celery_executor.CeleryExecutor"
+CELERY_CONFIG = "customer_import.local.executors.CELERY_CONFIG"
 WORKERS = ("worker-1", "worker-2")
 #: The users `make celery` signs in, by the variable that holds each one's password, with their FAB role.
 USERS = {
@@ -72,6 +73,8 @@ def environment(host: str, port: str, broker: str, admin_password: str) -> dict[
         "AIRFLOW__CORE__EXECUTOR": CELERY_EXECUTOR,
         "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
         "AIRFLOW__CELERY__BROKER_URL": broker,
+        # Airflow's Celery configuration, and GX, pandas and the pipeline imported before the pool forks
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": CELERY_CONFIG,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata.replace("postgresql+psycopg2", "postgresql"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{local}:{port}/execution/",
         "AIRFLOW__API__HOST": host,

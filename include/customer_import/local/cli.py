@@ -35,6 +35,7 @@ from customer_import.settings import REPO_ROOT, Settings
 from customer_import.sources.profiles import DEFAULT
 
 SAMPLE_FILE = Path(__file__).parents[1] / "sample" / "customers_sample.csv"
+PRELOADED_LOCAL_EXECUTOR = "customer_import.local.executors.PreloadedLocalExecutor"
 
 
 # --- commands ------------------------------------------------------------------------
@@ -158,6 +159,8 @@ def cmd_airflow(args: argparse.Namespace) -> int:
             "AIRFLOW__API__HOST": host,
             "AIRFLOW__API__PORT": port,
             "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://{shown_host}:{port}"),
+            # the LocalExecutor, its task processes forked with GX, pandas and the pipeline imported
+            "AIRFLOW__CORE__EXECUTOR": os.environ.get("AIRFLOW__CORE__EXECUTOR", PRELOADED_LOCAL_EXECUTOR),
         }
     )
     print("Starting Airflow (API server, scheduler, DAG processor, triggerer)...", flush=True)
