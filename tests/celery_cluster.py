@@ -20,8 +20,9 @@ from pathlib import Path
 
 import psycopg
 
+from customer_import.local.airflow_server import stop_group
 from tests.conftest import REPO, wait_for
-from tests.local_airflow import Server, _token, airflow_env, running_airflow, stop_group
+from tests.local_airflow import Server, _token, airflow_env, running_airflow
 
 FILES = 10
 PASSWORDS = {"admin": "celery-admin-secret", "viewer": "celery-viewer-secret", "user": "celery-user-secret"}

@@ -20,6 +20,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -27,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from customer_import.settings import Settings
+from customer_import.settings import REPO_ROOT, Settings
 
 ABANDONED = "The local command that ran this run (pid {pid}) stopped before the run finished, so it was failed. {what}"
 
@@ -172,3 +175,85 @@ def follow(dag_id: str, run_id: str, say: Callable[[str], None], poll_seconds: f
         if state in {str(s) for s in State.finished_dr_states}:
             return state
         time.sleep(poll_seconds)
+
+
+# --- a whole Airflow, started by a program (the tests, the benchmark) ------------------------
+
+
+def sign_in(base: str, password: str, username: str = "admin") -> str | None:
+    """A bearer token from Airflow's API server at `base`, or None while it does not give one."""
+    import urllib.request
+
+    body = json.dumps({"username": username, "password": password}).encode()
+    request = urllib.request.Request(f"{base}/auth/token", body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            token: str = json.load(response)["access_token"]
+            return token
+    except OSError:
+        return None
+
+
+def status_of(url: str, token: str | None = None) -> int:
+    """The HTTP status of a GET (0 when nothing answers)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+class AirflowDidNotStart(RuntimeError):
+    pass
+
+
+@contextmanager
+def started(
+    env: dict[str, str], log: Path, command: str = "airflow", dag_ids: tuple[str, ...] = ("customer_import",)
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m customer_import.local.cli airflow` (or `celery`) with `env`, its output in `log`, until
+    its API server serves the DAGs `dag_ids` (parsed) to the admin (`AIRFLOW_ADMIN_PASSWORD`); stopped
+    whole afterwards (it runs in a process group of its own)."""
+    base = f"http://localhost:{env['AIRFLOW_PORT']}"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "customer_import.local.cli", command],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            token = sign_in(base, env["AIRFLOW_ADMIN_PASSWORD"])
+            if token and all(status_of(f"{base}/api/v2/dags/{dag_id}", token) == 200 for dag_id in dag_ids):
+                break
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AirflowDidNotStart(f"Airflow did not come up; its log:\n{log.read_text()[-5000:]}")
+            time.sleep(1)
+        yield server
+    finally:
+        stop_group(server)
+
+
+def stop_group(server: subprocess.Popen[bytes]) -> None:
+    """Stop a process and every process it started (they share its process group)."""
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(30)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            os.killpg(server.pid, 0)  # raises once the whole group is gone
+            time.sleep(0.5)
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

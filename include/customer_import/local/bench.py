@@ -9,7 +9,8 @@ goes through the whole DAG (`dag.test`, claim to report), and a one-row file thr
 and the DAG: what a run costs whatever its size (importing GX, starting Airflow's tasks), which
 the per-row ratios leave out, as the floor has none. Last, a file `--flat-rows` long shows that
 peak memory does not grow with the file, and a small file through the DAG and the core alone
-gives Airflow's overhead per run.
+gives Airflow's overhead per run. The fixed costs come last, on the first server (`fixed_costs`):
+a one-row `make import`, an upload and a backlog under `make airflow` (`--fixed-only`: those alone).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ BENCH_DIR = REPO_ROOT / ".state" / "bench"
 DAG_ROWS = 1000
 #: Each measured run is the fastest of this many (`--repeat`, `make bench REPEAT=`).
 REPEAT = 2
+#: The fixed costs: the fastest of this many, after a warm-up.
+FIXED_REPEAT = 3
 
 
 def _psql() -> str:
@@ -188,11 +191,32 @@ def dag(url: str, path: Path) -> Measured:
     return {"stages": {"dag_run": time.perf_counter() - started}, "state": str(state), "rss_mib": _rss_mib()}
 
 
+def work(url: str, paths: list[Path]) -> Measured:
+    """The files through the core pipeline, one after the other, in this process."""
+    from customer_import.storage.folders import drop_into_landing
+
+    importer = _importer("bench_work")
+    shutil.rmtree(importer.settings.data_dir, ignore_errors=True)
+    _fresh_schema(url, "bench_work").close()
+    with db.connect(url) as conn:
+        statuses = [importer.import_file(conn, drop_into_landing(path, importer.folders)).status for path in paths]
+    return {"statuses": statuses}
+
+
+def core_alone(url: str, paths: list[Path]) -> float:
+    """Seconds a process of its own takes to import the files through the core (its start and
+    imports included): the work a run does, with nothing of Airflow's."""
+    started = time.perf_counter()
+    _child("work", url, *paths)
+    return time.perf_counter() - started
+
+
 # --- the parent: files, children, table --------------------------------------------------
 
 
-def _child(kind: str, url: str, path: Path, preload: Path | None = None) -> Measured:
-    cmd = [sys.executable, "-m", "customer_import.local.bench", "--child", kind, "--url", url, "--file", str(path)]
+def _child(kind: str, url: str, *paths: Path, preload: Path | None = None) -> Measured:
+    cmd = [sys.executable, "-m", "customer_import.local.bench", "--child", kind, "--url", url, "--file"]
+    cmd += [str(path) for path in paths]
     if preload:
         cmd += ["--preload", str(preload)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -203,7 +227,7 @@ def _child(kind: str, url: str, path: Path, preload: Path | None = None) -> Meas
 def _best(repeat: int, kind: str, url: str, path: Path, preload: Path | None = None) -> Measured:
     """The fastest of `repeat` runs, with the highest peak RSS of them: on a shared VM the same run
     takes a third more or less from one time to the next, the floor as much as the core."""
-    runs = [_child(kind, url, path, preload) for _ in range(repeat)]
+    runs = [_child(kind, url, path, preload=preload) for _ in range(repeat)]
     fastest = min(runs, key=lambda measured: sum(measured["stages"].values()))
     return {**fastest, "rss_mib": max(measured["rss_mib"] for measured in runs)}
 
@@ -221,14 +245,19 @@ def _per_row(label: str, run: str, seconds: float, floor_s: float, rows: int) ->
     )
 
 
-def run_benchmark(rows: int, urls: list[str], flat_rows: int = 0, repeat: int = REPEAT) -> None:
-    from customer_import.local import dag_runs
+def run_benchmark(
+    rows: int, urls: list[str], flat_rows: int = 0, repeat: int = REPEAT, fixed_only: bool = False
+) -> None:
+    from customer_import.local import dag_runs, fixed_costs
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    fresh = write_customers(BENCH_DIR / f"fresh-{rows}.csv", rows, seed=0)
-    update = write_customers(BENCH_DIR / f"update-{rows}.csv", rows, seed=1)
-    for url in urls or [dag_runs.configured_or_embedded_url()]:
-        _on_server(url, rows, fresh, update, flat_rows, repeat)
+    servers = urls or [dag_runs.configured_or_embedded_url()]
+    if not fixed_only:
+        fresh = write_customers(BENCH_DIR / f"fresh-{rows}.csv", rows, seed=0)
+        update = write_customers(BENCH_DIR / f"update-{rows}.csv", rows, seed=1)
+        for url in servers:
+            _on_server(url, rows, fresh, update, flat_rows, repeat)
+    fixed_costs.measure(servers[0], BENCH_DIR, FIXED_REPEAT)
 
 
 def _on_server(url: str, rows: int, fresh: Path, update: Path, flat_rows: int, repeat: int) -> None:
@@ -306,9 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=REPEAT, metavar="N", help="run each measured run N times and keep the fastest"
     )
-    parser.add_argument("--child", choices=["floor", "core", "preload", "dag"])
+    parser.add_argument(
+        "--fixed-only", action="store_true", help="only the fixed costs (a one-row make import, an upload, a backlog)"
+    )
+    parser.add_argument("--child", choices=["floor", "core", "preload", "dag", "work"])
     parser.add_argument("--url")
-    parser.add_argument("--file", type=Path)
+    parser.add_argument("--file", type=Path, nargs="+", default=[])
     parser.add_argument("--preload", type=Path)
     parser.add_argument(
         "--server",
@@ -319,15 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.child == "floor":
-        print(json.dumps(floor(args.url, args.file, args.preload)))
+        print(json.dumps(floor(args.url, args.file[0], args.preload)))
     elif args.child == "core":
-        print(json.dumps(core(args.url, args.file, args.preload)))
+        print(json.dumps(core(args.url, args.file[0], args.preload)))
     elif args.child == "preload":
-        print(json.dumps(preload(args.url, args.file)))
+        print(json.dumps(preload(args.url, args.file[0])))
     elif args.child == "dag":
-        print(json.dumps(dag(args.url, args.file)))
+        print(json.dumps(dag(args.url, args.file[0])))
+    elif args.child == "work":
+        print(json.dumps(work(args.url, args.file)))
     else:
-        run_benchmark(args.rows, args.server, args.flat_rows, args.repeat)
+        run_benchmark(args.rows, args.server, args.flat_rows, args.repeat, args.fixed_only)
     return 0
 
 
