@@ -9,7 +9,7 @@ follows that run to its end. Only when no scheduler runs does it run the DAG in 
 A run a command starts in its own process is recorded under `.state/local-runs/` with the
 command's process id. A command killed with SIGKILL cannot clean up, so every local command
 first looks for records whose process is gone: their Airflow run is failed with a note saying
-why (otherwise `max_active_runs=1` would hold every later import behind it), and their import run
+why (otherwise every file that arrived after it would wait for it to merge), and their import run
 ends `failed` with its file kept in rejected/, where clearing the Airflow run imports it again.
 
 Like `cli`, this module imports Airflow (lazily); the core package does not.
