@@ -226,11 +226,25 @@ def _wait_for_earlier_file(importer, conn, ti, until: str, poll_seconds: float =
     """Wait until the import of the file that arrived before this one (the previous running run, by
     logical date: its arrival) has claimed its file (`until="claimed"`) or has merged or ended
     (`"merged"`). That one waited for the one before it in turn: files are checked against the
-    customers and merged strictly in arrival order while several are read and validated at once."""
-    told = None
+    customers and merged strictly in arrival order while several are read and validated at once.
+
+    One that does not move for `CUSTOMER_IMPORT_STALLED_SECONDS` (a run left running when its
+    scheduler stopped, which `make import` without a scheduler would otherwise wait for forever) is
+    passed, with a warning."""
+    told, seen, since = None, None, time.monotonic()
     while (earlier := ti.get_previous_dagrun(state="running")) is not None:
         run = importer.claimed_by(conn, earlier.dag_id, earlier.run_id)
         if run is not None and (until == "claimed" or not run.is_open):
+            return
+        if (moment := (earlier.run_id, run and run.changed_at)) != seen:
+            seen, since = moment, time.monotonic()
+        elif time.monotonic() - since > importer.settings.stalled_seconds:
+            log.warning(
+                "The file that arrived before this one (Airflow run %s) has not moved for %.0f s: is no"
+                " scheduler running it? This one goes first.",
+                earlier.run_id,
+                importer.settings.stalled_seconds,
+            )
             return
         if told != earlier.run_id:
             log.info(

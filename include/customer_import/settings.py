@@ -134,6 +134,13 @@ class Settings:
         " DAG is parsed)",
         _positive,
     )
+    stalled_seconds: float = _setting(
+        "CUSTOMER_IMPORT_STALLED_SECONDS",
+        "300",
+        "a file waits for the file that arrived before it to merge, unless that one has not moved for this"
+        " long (its Airflow run left running with no scheduler to run it): then it goes first, saying so",
+        float,
+    )
     task_retries: int = _setting(
         "CUSTOMER_IMPORT_TASK_RETRIES",
         "3",

@@ -216,7 +216,8 @@ def test_a_file_is_merged_only_after_the_file_that_arrived_before_it(env, databa
     """Imports run side by side (`CUSTOMER_IMPORT_PARALLEL_FILES`), but a file is checked against the
     customers and merged only once the file that arrived before it has merged or ended. Here the run
     before is a minute older, running, its file claimed and not merged: the later import waits in
-    load_staging, and goes on when that one ends."""
+    load_staging, and goes on when that one ends. One that does not move (left running when its
+    scheduler stopped) is passed after CUSTOMER_IMPORT_STALLED_SECONDS, with a warning."""
     from customer_import.contract.options import ImportOptions
     from customer_import.database import db, runs
 
@@ -249,6 +250,23 @@ def test_a_file_is_merged_only_after_the_file_that_arrived_before_it(env, databa
 
             runs.update_run(conn, before.id, status="rejected")  # the earlier file ended: the later one goes on
             output, _ = later.communicate(timeout=300)
+            assert later.returncode == 0 and "succeeded: 2 rows, 0 inserted, 2 updated" in output, output
+
+            # An earlier run that does not move (left running by a scheduler that stopped) is passed.
+            runs.update_run(conn, before.id, status="running")
+            stalled = make_import(
+                {**env, "CUSTOMER_IMPORT_STALLED_SECONDS": "3"}, DATA / "valid_customers.csv", "--force"
+            )
+            output, _ = stalled.communicate(timeout=300)
+            assert stalled.returncode == 0 and "succeeded: 3 rows" in output, output
+            [log] = [
+                log
+                for log in (tmp_path / "logs").glob("*-valid_customers.csv.log")
+                if "has not moved" in log.read_text()
+            ]
+            assert (
+                f"The file that arrived before this one (Airflow run {earlier}) has not moved for 3 s"
+                in log.read_text()
+            )
         finally:
             airflow_db.execute("UPDATE dag_run SET state = 'failed' WHERE run_id = %s", [earlier])
-    assert later.returncode == 0 and "succeeded: 2 rows, 0 inserted, 2 updated" in output, output
