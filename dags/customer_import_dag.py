@@ -8,8 +8,10 @@ the template in `landing/`) into the `customers` table:
 2. **claim_file**: it is moved to `processing/<run id>/`, hashed, and gets a row in `import_runs`;
    content that was imported before ends the run as `duplicate` (unless `force`);
 3. **validate_file**: bytes, header and every row are checked (the GX suite in `expectations/`);
-4. **load_staging**: the rows are COPYed into an unlogged staging table and checked against the
-   stored customers (unique emails, the mode's rules, required fields of new customers);
+4. **load_staging**: once the file that arrived before this one has merged or ended (several files
+   are read and validated at once, `CUSTOMER_IMPORT_PARALLEL_FILES`, but checked and merged in
+   arrival order), the rows are COPYed into an unlogged staging table and checked against the stored
+   customers (unique emails, the mode's rules, required fields of new customers);
 5. **merge_customers**: one MERGE on `AccountReferenceID`, in one transaction, one import at a time;
 
 The step that rejects a file fails (red), and its log lists the first issues as `line 3,
