@@ -13,6 +13,8 @@ after the other. Each run's logical date and `run_after` are its file's arrival 
 the runs are created one at a time, oldest first: Airflow starts queued runs in that order, and
 `customer_import` merges each file only after the one that arrived before it, so handing them over in
 parallel (on two Celery workers) could merge a newer file before an older one's run was even created.
+"Arrived before" is among the runs that are running: a file handed over after later ones started
+(an older modification time that settled late) is merged after them.
 
 Each run id is made of the source, the file's name, size and modification time, so a file already
 handed over is never handed over twice, and a file dropped again (fixed) starts a new run.
