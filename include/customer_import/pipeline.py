@@ -11,18 +11,18 @@ import json
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, nullcontext
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, closing, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import psycopg
 
-from customer_import.contract.fields import Contract, FieldSpec, load_contract
+from customer_import.contract.fields import Contract, FieldSpec, load_contract, normalise_header
 from customer_import.contract.issues import Issue, read_issues, write_issues
 from customer_import.contract.options import ImportOptions
-from customer_import.database import checks, db, merge, runs, staging
+from customer_import.database import checks, db, merge, runs, snapshots, staging
 from customer_import.database.rollback import RollbackResult, roll_back
 from customer_import.database.runs import ImportRun
 from customer_import.reading.cleaning import VALUE_CHANGES_FILE, ValueChanges
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 DATABASE_ISSUES_FILE = "issues-database.jsonl"
 EMPTY_FILE = "The file has a header but no data rows (an empty export): there was nothing to import."
 REPORTS_FAILED = "The reports could not be written (see the log of the publish_report task); the file is kept."
+#: Issues on the key column of rows whose key is valid (it names a customer the file holds).
+_VALID_KEY_CODES = frozenset({"duplicate_in_file", "unknown_customer", "existing_customer"})
 INFRASTRUCTURE_FAILURE = (
     "The import stopped on an error outside the file (database or infrastructure): see the log of"
     " the failed task. Nothing was merged and the file is kept; clear the run in Airflow to retry."
@@ -198,12 +200,7 @@ class Importer:
             return runs.update_run(conn, run_id, status="rejected", message=message)
         fields = staging.staged_fields(self.files.staged_file(run_id), self.contract)
         if verdict == "dry_run":
-            counts = merge.preview_counts(conn, run_id, self.contract, fields)
-            message += (
-                f" It would insert {counts.inserted}, update {counts.updated} and leave {counts.unchanged}"
-                " unchanged: changes.csv lists every field it would change, before and after."
-            )
-            return runs.update_run(conn, run_id, status="dry_run", message=message, **vars(counts))
+            return self._dry_run(conn, run, fields, message)
         stage_started(conn, run, "merging")
         with db.locked(conn, db.MERGE_LOCK):
             run = runs.get_run(conn, run_id, for_update=True)
@@ -212,9 +209,12 @@ class Importer:
             run = recheck(conn, work, run, self.contract, fields, unique_values=False)
             if run.status == "rejected":
                 return run
+            snapshot = self._snapshot(conn, run, keep=True)
+            if snapshot is not None and snapshot.refused:
+                return refuse_snapshot(conn, work, run, snapshot)
             try:
                 with conn.transaction():  # a savepoint: what the merge did is undone if it is refused
-                    counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode)
+                    counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode, run.source)
             except psycopg.errors.UniqueViolation as refused:
                 # A value that must be unique (an email) was taken since the checks, by another import
                 # or another writer: those rows are rejected like any other, and the rest is merged.
@@ -223,7 +223,9 @@ class Importer:
                 run = recheck(conn, work, run, self.contract, fields, unique_values=True)
                 if run.status == "rejected":
                     return run
-                counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode)
+                counts = merge.apply_merge(conn, run_id, self.contract, fields, run.mode, run.source)
+            if snapshot is not None and snapshot.deactivates:
+                counts = replace(counts, deactivated=snapshots.deactivate(conn, run, self.contract))
             skipped = run.rows_rejected or 0
             outcome = EMPTY_FILE if not run.rows_total else None
             if skipped:
@@ -235,9 +237,52 @@ class Importer:
                 run_id,
                 status="partial" if skipped else "succeeded",
                 merged_at=datetime.now(UTC),
-                message=outcome,
+                message=_sentences(outcome, snapshot.skipped if snapshot else None),
                 **vars(counts),
             )
+
+    def _dry_run(self, conn: psycopg.Connection, run: ImportRun, fields: list[FieldSpec], message: str) -> ImportRun:
+        counts = merge.preview_counts(conn, run.id, self.contract, fields, run.source)
+        snapshot = self._snapshot(conn, run, keep=False)
+        if snapshot is not None and not snapshot.skipped:
+            counts = replace(counts, deactivated=snapshot.absent)
+        would = [f"insert {counts.inserted}", f"update {counts.updated}"]
+        would += [
+            f"{verb} {n}" for verb, n in (("reactivate", counts.reactivated), ("deactivate", counts.deactivated)) if n
+        ]
+        message += (
+            f" It would {', '.join(would)} and leave {counts.unchanged} unchanged:"
+            " changes.csv lists every field it would change, before and after."
+        )
+        if snapshot is not None and snapshot.refused:
+            message += f" The import itself would be refused: {snapshot.refused}"
+        return runs.update_run(
+            conn,
+            run.id,
+            status="dry_run",
+            message=_sentences(message, snapshot.skipped if snapshot else None),
+            **vars(counts),
+        )
+
+    def _snapshot(self, conn: psycopg.Connection, run: ImportRun, *, keep: bool) -> snapshots.Plan | None:
+        """What the run deactivates as a full snapshot (see snapshots.py); None for a delta."""
+        if run.snapshot != "full":
+            return None
+        key = self.contract.key
+        names = {h for h, spec in self.sources[run.source].headers(self.contract).items() if spec is key}
+        work = self.files.local.processing(run.id)
+        invalid = min(
+            (
+                i.line
+                for i in read_issues(work / ISSUES_FILE, work / DATABASE_ISSUES_FILE)
+                if i.line is not None
+                and i.column is not None
+                and normalise_header(i.column) in names | {normalise_header(key.column)}
+                and i.code not in _VALID_KEY_CODES
+            ),
+            default=None,
+        )
+        return snapshots.plan(conn, run, self.contract, invalid, keep=keep)
 
     def publish_report(self, conn: psycopg.Connection, run_id: int, failure: str | None = None) -> ImportRun:
         """Write the reports, move the file to archive/ or rejected/, and close the run.
@@ -274,12 +319,16 @@ class Importer:
         work = self.files.local.processing(run.id)
         source, target_dir, report_dir = self.files.publication(run)
         changes: Iterable[merge.Change] = ()
+        lifecycle: Iterable[merge.Change] = ()
         if run.merged_at is not None:
             changes = merge.first_changes(conn, run.id, limit=HTML_CHANGES)
+            if run.deactivated or run.reactivated:
+                lifecycle = merge.lifecycle_changes(conn, run.id)
         elif run.status == "dry_run":
             fields = staging.staged_fields(self.files.staged_file(run.id), self.contract)
-            changes = merge.preview(conn, run.id, self.contract, fields)
-        with closing(changes) if isinstance(changes, Generator) else nullcontext():
+            deactivations = snapshots.absent(self.contract, run) if run.deactivated else None
+            changes = merge.preview(conn, run.id, self.contract, fields, deactivations)
+        with _closed(changes), _closed(lifecycle):
             write_reports(
                 run,
                 self.files.csv_file(run, source),
@@ -288,6 +337,7 @@ class Importer:
                 self.settings.issues_in_summary,
                 changes,
                 ValueChanges.read(work / VALUE_CHANGES_FILE),
+                lifecycle,
             )
         self.files.keep(conn, run, source, target_dir, report_dir)
         staging.drop_staging(conn, run.id)
@@ -329,6 +379,26 @@ def stage_started(conn: psycopg.Connection, run: ImportRun, stage: str) -> Calla
         log.info("%s", runs.update_run(conn, run.id, rows_done=rows, rows_expected=expected).progress)
 
     return progress
+
+
+def _closed(rows: Iterable[merge.Change]) -> AbstractContextManager[object]:
+    """Closes a streamed query's generator (its cursor and transaction) however the reports end."""
+    return closing(rows) if isinstance(rows, Generator) else nullcontext()
+
+
+def _sentences(*parts: str | None) -> str | None:
+    return " ".join(p for p in parts if p) or None
+
+
+def refuse_snapshot(conn: psycopg.Connection, work: Path, run: ImportRun, snapshot: snapshots.Plan) -> ImportRun:
+    """Reject a full snapshot that would deactivate more than its source allows, before it writes
+    anything: a whole-file issue in the reports, and the count the page's confirmation states."""
+    assert snapshot.refused is not None
+    earlier = list(read_issues(work / DATABASE_ISSUES_FILE))
+    write_issues(work / DATABASE_ISSUES_FILE, [*earlier, Issue(None, None, "mass_deactivation", snapshot.refused)])
+    return runs.update_run(
+        conn, run.id, status="rejected", message=snapshot.refused, deactivation_refused=snapshot.absent
+    )
 
 
 def reject_if_decided(conn: psycopg.Connection, run: ImportRun) -> ImportRun:

@@ -26,6 +26,7 @@ CHANGES_CSV = "changes.csv"
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
 ROLLBACK_JSON = "rollback.json"
+DEACTIVATIONS_CSV = "deactivations.csv"
 _HTML_ISSUES = 500
 _FILE_ISSUES_IN_CSV = 20  # on errors.csv's first row; summary.json lists them all
 HTML_CHANGES = 200
@@ -43,9 +44,11 @@ def write_reports(
     issues_in_summary: int,
     changes: Iterable[Change] = (),
     value_changes: ValueChanges | None = None,
+    lifecycle: Iterable[Change] = (),
 ) -> None:
     """Write the reports of `run` into `report_dir`; `changes` as `merge.preview` yields them;
-    `value_changes`, what reading changed in the values (it is said, never done silently).
+    `value_changes`, what reading changed in the values (it is said, never done silently);
+    `lifecycle`, the customers a merged run deactivated or reactivated (deactivations.csv).
 
     A dry run's changes are its preview: all go to changes.csv. A real run's complete record is
     the customer_history view; the first ones are shown on the HTML page.
@@ -80,6 +83,10 @@ def write_reports(
     }
     (report_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     first_changes = write_changes_csv(changes, report_dir / CHANGES_CSV if run.dry_run else None, source.contract)
+    lifecycle_csv = None
+    if run.merged_at is not None and (run.deactivated or run.reactivated):
+        write_changes_csv(lifecycle, report_dir / DEACTIVATIONS_CSV, source.contract)
+        lifecycle_csv = DEACTIVATIONS_CSV
     html = _templates.get_template("report.html").render(
         run=run,
         counts=counts,
@@ -88,6 +95,7 @@ def write_reports(
         errors_csv=ERRORS_CSV,
         changes=first_changes,
         changes_csv=CHANGES_CSV,
+        lifecycle_csv=lifecycle_csv,
         value_changes=[c["message"] for c in changed],
     )
     (report_dir / REPORT_HTML).write_text(html, encoding="utf-8")
@@ -158,13 +166,18 @@ def write_changes_csv(changes: Iterable[Change], target: Path | None, contract: 
 
 
 def _change_rows(changes: Iterable[Change], contract: Contract) -> Iterator[list[Any]]:
+    """A row per changed field; one row without a field for a new, deactivated (no line: it is not
+    in the file) or reactivated customer whose fields did not change."""
     for line, key, action, before, after in changes:
-        if before is None:
-            yield [line, key, action, "", "", ""]
-            continue
-        for spec in contract.fields:
-            if after is not None and spec.column in after and before.get(spec.column) != after[spec.column]:
-                yield [line, key, action, spec.header, _text(before.get(spec.column)), _text(after[spec.column])]
+        fields = [
+            [line, key, action, spec.header, _text(before.get(spec.column)), _text(after[spec.column])]
+            for spec in contract.fields
+            if before is not None
+            and after is not None
+            and spec.column in after
+            and before.get(spec.column) != after[spec.column]
+        ]
+        yield from fields or ([] if action == "update" else [["" if line is None else line, key, action, "", "", ""]])
 
 
 def _text(value: object) -> str:

@@ -117,7 +117,8 @@ class RunFiles:
             )
         run = runs.get_run(conn, run.id)
         if run.is_open and not options.force:
-            earlier = runs.find_imported(conn, run.sha256 or "", run.id)
+            full_snapshot_of = run.source if run.snapshot == "full" else None
+            earlier = runs.find_imported(conn, run.sha256 or "", run.id, full_snapshot_of)
             if earlier is not None:
                 runs.update_run(
                     conn,

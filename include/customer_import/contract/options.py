@@ -13,10 +13,18 @@ from typing import Any, Literal, get_args
 
 Mode = Literal["upsert", "insert_only", "update_only"]
 OnError = Literal["reject_file", "skip_invalid_rows"]
+#: delta: the file holds what changed. full: it holds every customer of its source, and those of the
+#: source it lacks are deactivated (SPEC §4, full snapshots).
+Snapshot = Literal["delta", "full"]
 Status = Literal["running", "succeeded", "partial", "rejected", "failed", "dry_run", "duplicate", "rolled_back"]
 #: The first of each is the default.
 MODES: tuple[Mode, ...] = get_args(Mode)
 ON_ERROR_CHOICES: tuple[OnError, ...] = get_args(OnError)
+SNAPSHOTS: tuple[Snapshot, ...] = get_args(Snapshot)
+#: The counts of customers a run changed, as its outcome, asset event and alerts carry them.
+CHANGE_COUNTS = ("inserted", "updated", "reactivated", "deactivated")
+#: The largest share of a source's active customers a full snapshot deactivates without confirmation.
+MAX_DEACTIVATE_SHARE = 0.05
 STATUSES: tuple[Status, ...] = get_args(Status)
 
 
@@ -63,6 +71,9 @@ class ImportOptions:
     dry_run: bool = False
     force: bool = False
     encoding: str = "utf-8"
+    snapshot: Snapshot = SNAPSHOTS[0]
+    max_deactivate_share: float = MAX_DEACTIVATE_SHARE
+    allow_mass_deactivation: bool = False
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ImportOptions:
@@ -74,14 +85,24 @@ class ImportOptions:
             dry_run=_flag(params.get("dry_run")),
             force=_flag(params.get("force")),
             encoding=check_encoding_name(params.get("encoding") or "utf-8"),
+            snapshot=params.get("snapshot") or SNAPSHOTS[0],
+            max_deactivate_share=_fraction(params.get("max_deactivate_share"), MAX_DEACTIVATE_SHARE),
+            allow_mass_deactivation=_flag(params.get("allow_mass_deactivation")),
         )
         if options.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {options.mode!r}")
         if options.on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, not {options.on_error!r}")
-        if not 0.0 <= options.max_error_rate <= 1.0:
-            raise ValueError(f"max_error_rate is a fraction from 0 to 1, not {options.max_error_rate}")
+        if options.snapshot not in SNAPSHOTS:
+            raise ValueError(f"snapshot must be one of {', '.join(SNAPSHOTS)}, not {options.snapshot!r}")
+        for name in ("max_error_rate", "max_deactivate_share"):
+            if not 0.0 <= getattr(options, name) <= 1.0:
+                raise ValueError(f"{name} is a fraction from 0 to 1, not {getattr(options, name)}")
         return options
+
+
+def _fraction(value: Any, default: float) -> float:
+    return default if value is None or value == "" else float(value)
 
 
 def _flag(value: Any) -> bool:

@@ -23,6 +23,13 @@ SQL_DIR = Path(__file__).with_name("sql")
 Statement = str | sql.SQL | sql.Composed
 MIGRATE_LOCK = "customer_import:migrate"
 MERGE_LOCK = "customer_import:merge"
+#: Bookkeeping columns of customers besides created/updated: which source owns it, and its deactivation.
+LIFECYCLE_COLUMNS = {
+    "source": "text NOT NULL DEFAULT 'default'",
+    "active": "boolean NOT NULL DEFAULT true",
+    "deactivated_at": "timestamptz",
+    "deactivated_by_run": "bigint",
+}
 
 
 def connect(conninfo: str) -> psycopg.Connection:
@@ -107,6 +114,14 @@ def customers_ddl(contract: Contract) -> list[sql.Composed]:
             " updated_by_run bigint)"
         ).format(table=table, key=sql.Identifier(key.column), key_type=sql.SQL(key.sql_type))
     ]
+    # Ownership and deactivation (full snapshots): the source whose file created the customer, and
+    # whether it is still in that source's export. Fast defaults: adding them rewrites no rows.
+    for column, declaration in LIFECYCLE_COLUMNS.items():
+        statements.append(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                table, sql.Identifier(column), sql.SQL(declaration)
+            )
+        )
     for spec in contract.fields:
         if spec is not key:
             statements.append(

@@ -1,11 +1,14 @@
 """The history of what each import changed: typed rows, and the `customer_history` view over them.
 
-`customer_history_rows` holds one row per customer a run inserted or updated: the run, the line
-of the file, the key and the action, and for an update the names of the columns it changed
-(`changed`) with their values before and after, typed as in `customers` (`before_<column>`,
-`after_<column>`; NULL for a column it did not change), plus the `updated_at` and
-`updated_by_run` a rollback restores. An insert records no values: the customer's row is its after
-image until a later change records its own before image.
+`customer_history_rows` holds one row per customer a run inserted, updated, reactivated or
+deactivated: the run, the line of the file (none for a deactivation: the customer is not in the
+file), the key and the action, and for an update the names of the columns it changed (`changed`)
+with their values before and after, typed as in `customers` (`before_<column>`, `after_<column>`;
+NULL for a column it did not change), plus the `updated_at` and `updated_by_run` a rollback
+restores. An insert records no values: the customer's row is its after image until a later change
+records its own before image. A reactivation is an update that also sets `active` again: it keeps
+when and by which run the customer had been deactivated (`before_deactivated_at`,
+`before_deactivated_by_run`); a deactivation changes no column of the contract.
 
 `customer_history` shows the same rows with the images as JSON objects, as people and the reports
 read them: `before` has the changed columns and the two bookkeeping columns as they were, `after`
@@ -29,6 +32,9 @@ VIEW = sql.Identifier("customer_history")
 #: Bookkeeping columns an update's before values keep, so that a rollback restores them too.
 RESTORED_AUDIT_COLUMNS = ("updated_at", "updated_by_run")
 CHANGED = "changed"
+ACTIONS = ("insert", "update", "reactivate", "deactivate")
+#: What a reactivation's before image keeps of the deactivation it undoes.
+DEACTIVATION_COLUMNS = ("deactivated_at", "deactivated_by_run")
 
 
 def before(column: str) -> sql.Identifier:
@@ -53,17 +59,34 @@ def images(alias: str, fields: Sequence[FieldSpec]) -> tuple[sql.Composable, sql
         )
     )
 
-    def image(pairs: list[tuple[str, sql.Identifier]]) -> sql.Composable:
+    def image(pairs: list[tuple[str, sql.Identifier]], active: dict[str, sql.Composable]) -> sql.Composable:
         built = sql.SQL("jsonb_build_object({})").format(
             sql.SQL(", ").join(sql.SQL("{}, {}.{}").format(sql.Literal(name), row, value) for name, value in pairs)
         )
-        return sql.SQL("CASE WHEN {row}.action = 'update' THEN {built}{minus} END").format(
-            row=row, built=built, minus=sql.SQL(" - {}").format(not_changed) if columns else sql.SQL("")
+        if columns:
+            built = sql.SQL("({} - {})").format(built, not_changed)
+        flags = sql.SQL(" ").join(
+            sql.SQL("WHEN {} THEN {}").format(sql.Literal(action), flag) for action, flag in active.items()
         )
+        return sql.SQL(
+            "CASE WHEN {row}.action <> 'insert' THEN {built} || CASE {row}.action {flags} ELSE '{{}}'::jsonb END END"
+        ).format(row=row, built=built, flags=flags)
 
+    reactivated = sql.SQL("jsonb_build_object('active', false, {})").format(
+        sql.SQL(", ").join(sql.SQL("{}, {}.{}").format(sql.Literal(c), row, before(c)) for c in DEACTIVATION_COLUMNS)
+    )
     return (
-        image([(c, before(c)) for c in (*columns, *RESTORED_AUDIT_COLUMNS)]),
-        image([(c, after(c)) for c in columns]),
+        image(
+            [(c, before(c)) for c in (*columns, *RESTORED_AUDIT_COLUMNS)],
+            {"deactivate": sql.SQL("jsonb_build_object('active', true)"), "reactivate": reactivated},
+        ),
+        image(
+            [(c, after(c)) for c in columns],
+            {
+                "deactivate": sql.SQL("jsonb_build_object('active', false)"),
+                "reactivate": sql.SQL("jsonb_build_object('active', true)"),
+            },
+        ),
     )
 
 
@@ -74,14 +97,28 @@ def ddl(contract: Contract) -> list[sql.Composed]:
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {rows} ("
             " run_id bigint NOT NULL,"
-            " line integer NOT NULL,"
+            " line integer,"
             " customer_key text NOT NULL,"
-            " action text NOT NULL CHECK (action IN ('insert', 'update')),"
+            " action text NOT NULL,"
             " changed text[],"
             " before_updated_at timestamptz,"
             " before_updated_by_run bigint,"
             " recorded_at timestamptz NOT NULL DEFAULT now())"
         ).format(rows=ROWS),
+        # tables made before full snapshots: a line may be missing (a deactivation), more actions
+        sql.SQL("ALTER TABLE {} ALTER COLUMN line DROP NOT NULL").format(ROWS),
+        sql.SQL(
+            "ALTER TABLE {rows} DROP CONSTRAINT IF EXISTS {check},"
+            " ADD CONSTRAINT {check} CHECK (action IN ({actions})) NOT VALID"
+        ).format(
+            rows=ROWS,
+            check=sql.Identifier("customer_history_rows_action_check"),
+            actions=sql.SQL(", ").join(map(sql.Literal, ACTIONS)),
+        ),
+        *(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(ROWS, before(c), sql.SQL(kind))
+            for c, kind in zip(DEACTIVATION_COLUMNS, ("timestamptz", "bigint"), strict=True)
+        ),
         # An append-only log, written in the order runs merge: a BRIN index finds a run's rows at
         # almost no cost per row, where a primary key on (run_id, line) cost 0.5 s more per million
         # changes. A run merges once (`import_runs.merged_at`, under the merge lock) and changes a

@@ -6,7 +6,10 @@ For each column the file carries, the new value of a customer is:
     #NULL       -> NULL
     otherwise   -> the cell, cast to the column's type
 
-and a customer whose new values equal the stored ones is not written at all.
+and a customer whose new values equal the stored ones is not written at all, unless it had been
+deactivated (a full snapshot lacked it): a row for it reactivates it. A new customer belongs to the
+run's source (`customers.source`), which full snapshots of that source may deactivate
+(snapshots.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class MergeCounts:
     inserted: int
     updated: int
     unchanged: int
+    reactivated: int = 0
+    deactivated: int = 0
 
 
 #: The changes of the run being merged: a temporary table, dropped when the merge commits.
@@ -40,12 +45,13 @@ CHANGES = sql.Identifier("customer_changes")
 class MergeSql:
     """The SQL of one run's merge, for the columns its file carries."""
 
-    def __init__(self, contract: Contract, fields: list[FieldSpec], run_id: int) -> None:
+    def __init__(self, contract: Contract, fields: list[FieldSpec], run_id: int, source: str = "default") -> None:
         self.key = sql.Identifier(contract.key.column)
         self.customers = sql.Identifier(contract.table)
         self.values = [f for f in fields if f is not contract.key]
         self.accepted = accepted_rows(run_id)
         self.run = sql.Literal(run_id)
+        self.source = sql.Literal(source)
 
     def new_value(self, spec: FieldSpec, *, stored: bool = True) -> sql.Composable:
         """The column's value after the merge; `stored=False` where no customer exists yet."""
@@ -71,10 +77,14 @@ class MergeSql:
         )
 
     def diff(self) -> sql.Composed:
-        """Each accepted row that would change a customer: line, key, action, and for an update the
-        names of the columns it changes with their typed values before and after (see history.py);
-        a new customer records none (its stored values are all NULL)."""
+        """Each accepted row that would change a customer: line, key, action, and for an update (or
+        a reactivation) the names of the columns it changes with their typed values before and after
+        (see history.py); a new customer records none (its stored values are all NULL)."""
         typed = [sql.SQL("c.{} AS {}").format(sql.Identifier(c), history.before(c)) for c in RESTORED_AUDIT_COLUMNS]
+        typed += [
+            sql.SQL("CASE WHEN NOT c.active THEN c.{} END AS {}").format(sql.Identifier(c), history.before(c))
+            for c in history.DEACTIVATION_COLUMNS
+        ]
         for spec in self.values:  # (`differs` casts the new value: it is not computed for a new customer)
             differs = sql.SQL("c.{} IS NOT NULL AND {}").format(self.key, self.differs(spec))
             typed += [
@@ -94,10 +104,10 @@ class MergeSql:
         )
         return sql.SQL(
             "SELECT s.line, s.{key} AS customer_key,"
-            " CASE WHEN c.{key} IS NULL THEN 'insert' ELSE 'update' END AS action,"
+            " CASE WHEN c.{key} IS NULL THEN 'insert' WHEN NOT c.active THEN 'reactivate' ELSE 'update' END AS action,"
             " CASE WHEN c.{key} IS NOT NULL THEN {changed} END AS {changed_name}, {typed}"
             "\n  FROM ({accepted}) s LEFT JOIN {customers} c ON c.{key} = s.{key}"
-            "\n  WHERE c.{key} IS NULL OR {any_change}"
+            "\n  WHERE c.{key} IS NULL OR NOT c.active OR {any_change}"
         ).format(
             key=self.key,
             accepted=self.accepted,
@@ -112,7 +122,7 @@ class MergeSql:
         """The history's columns `diff` fills, besides line, key and action."""
         return [
             sql.Identifier(history.CHANGED),
-            *(history.before(c) for c in RESTORED_AUDIT_COLUMNS),
+            *(history.before(c) for c in (*RESTORED_AUDIT_COLUMNS, *history.DEACTIVATION_COLUMNS)),
             *(column for f in self.values for column in (history.before(f.column), history.after(f.column))),
         ]
 
@@ -122,40 +132,40 @@ class MergeSql:
 
     def record_history(self, changes: sql.Composable) -> sql.Composed:
         """Record `changes` (rows of `diff`) in the history and count them by action (inserted,
-        updated), in one statement."""
+        updated, reactivated), in one statement."""
         columns = sql.SQL(", ").join(self.typed_columns())
         return sql.SQL(
             "WITH recorded AS (\nINSERT INTO {rows} (run_id, line, customer_key, action, {columns})"
             "\nSELECT {run}, line, customer_key, action, {columns} FROM (\n{changes}) d\nRETURNING action)"
-            "\nSELECT count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update')"
-            " FROM recorded"
-        ).format(rows=history.ROWS, columns=columns, run=self.run, changes=changes)
+            "\nSELECT {counted} FROM recorded"
+        ).format(rows=history.ROWS, columns=columns, run=self.run, changes=changes, counted=COUNTED)
 
     def merge(self, mode: Mode) -> sql.Composed:
         columns = [self.key, *(sql.Identifier(f.column) for f in self.values)]
         clauses = []
-        if mode != "insert_only" and self.values:
+        if mode != "insert_only":
+            assignments = [sql.SQL("{} = {}").format(sql.Identifier(f.column), self.new_value(f)) for f in self.values]
             clauses.append(
                 sql.SQL(
-                    "WHEN MATCHED AND {changed}\n  THEN UPDATE SET {assignments},"
+                    "WHEN MATCHED AND (NOT c.active OR {changed})\n  THEN UPDATE SET {assignments}"
+                    "active = true, deactivated_at = NULL, deactivated_by_run = NULL,"
                     " updated_at = now(), updated_by_run = {run}"
                 ).format(
                     changed=self.changed(),
                     run=self.run,
-                    assignments=sql.SQL(", ").join(
-                        sql.SQL("{} = {}").format(sql.Identifier(f.column), self.new_value(f)) for f in self.values
-                    ),
+                    assignments=sql.SQL("").join(sql.SQL("{}, ").format(a) for a in assignments),
                 )
             )
         if mode != "update_only":
             clauses.append(
                 sql.SQL(
-                    "WHEN NOT MATCHED\n  THEN INSERT ({columns}, created_by_run, updated_by_run)"
-                    "\n  VALUES (s.{key}, {values}{sep}{run}, {run})"
+                    "WHEN NOT MATCHED\n  THEN INSERT ({columns}, source, created_by_run, updated_by_run)"
+                    "\n  VALUES (s.{key}, {values}{sep}{source}, {run}, {run})"
                 ).format(
                     columns=sql.SQL(", ").join(columns),
                     key=self.key,
                     run=self.run,
+                    source=self.source,
                     values=sql.SQL(", ").join(self.new_value(f, stored=False) for f in self.values),
                     sep=sql.SQL(", " if self.values else ""),
                 )
@@ -165,20 +175,30 @@ class MergeSql:
         )
 
 
-def preview_counts(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec]) -> MergeCounts:
+#: The history rows of a merge counted by action, in MergeCounts' order (inserted, updated, reactivated).
+COUNTED = sql.SQL(
+    "count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update'),"
+    " count(*) FILTER (WHERE action = 'reactivate')"
+)
+
+
+def preview_counts(
+    conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec], source: str = "default"
+) -> MergeCounts:
     """What the merge would do, without writing anything (a dry run)."""
-    q = MergeSql(contract, fields, run_id)
-    row = conn.execute(
-        sql.SQL(
-            "SELECT count(*) FILTER (WHERE action = 'insert'), count(*) FILTER (WHERE action = 'update') FROM ({}) d"
-        ).format(q.diff())
-    ).fetchone()
+    q = MergeSql(contract, fields, run_id, source)
+    row = conn.execute(sql.SQL("SELECT {} FROM ({}) d").format(COUNTED, q.diff())).fetchone()
     assert row is not None
     return _counts(conn, run_id, *row)
 
 
 def apply_merge(
-    conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec], mode: Mode
+    conn: psycopg.Connection,
+    run_id: int,
+    contract: Contract,
+    fields: list[FieldSpec],
+    mode: Mode,
+    source: str = "default",
 ) -> MergeCounts:
     """MERGE the run's accepted rows and record their history, in the caller's transaction.
 
@@ -188,7 +208,7 @@ def apply_merge(
     table, then the MERGE runs. The caller holds the merge lock
     (`db.locked(conn, db.MERGE_LOCK)`), so what the history records is what the MERGE does.
     """
-    q = MergeSql(contract, fields, run_id)
+    q = MergeSql(contract, fields, run_id, source)
     conn.execute(q.find_changes())
     row = conn.execute(q.record_history(sql.SQL("SELECT * FROM {}").format(CHANGES))).fetchone()
     conn.execute(q.merge(mode))
@@ -196,32 +216,63 @@ def apply_merge(
     return _counts(conn, run_id, *row)
 
 
-def _counts(conn: psycopg.Connection, run_id: int, inserted: int, updated: int) -> MergeCounts:
-    return MergeCounts(inserted, updated, count_accepted(conn, run_id) - inserted - updated)
+def _counts(conn: psycopg.Connection, run_id: int, inserted: int, updated: int, reactivated: int) -> MergeCounts:
+    unchanged = count_accepted(conn, run_id) - inserted - updated - reactivated
+    return MergeCounts(inserted, updated, unchanged, reactivated)
 
 
-Change = tuple[int, str, str, dict[str, Any] | None, dict[str, Any] | None]  # line, key, action, before, after
+#: line (None for a deactivation: the customer is not in the file), key, action, before, after
+Change = tuple[int | None, str, str, dict[str, Any] | None, dict[str, Any] | None]
 
 
 def first_changes(conn: psycopg.Connection, run_id: int, limit: int) -> list[Change]:
-    """The first changes a merged run recorded in its history, by line."""
+    """The first changes a merged run recorded in its history, by line (deactivations last, by key)."""
     return conn.execute(
         "SELECT line, customer_key, action, before, after FROM customer_history"
-        " WHERE run_id = %s ORDER BY line LIMIT %s",
+        " WHERE run_id = %s ORDER BY line, customer_key LIMIT %s",
         [run_id, limit],
     ).fetchall()
 
 
-def preview(conn: psycopg.Connection, run_id: int, contract: Contract, fields: list[FieldSpec]) -> Iterator[Change]:
-    """Every change the dry run's merge would make, by line, streamed (a server-side cursor).
+def lifecycle_changes(conn: psycopg.Connection, run_id: int) -> Iterator[Change]:
+    """The customers a merged run deactivated, then those it reactivated, by key, streamed from its
+    history (a server-side cursor: read it to the end, or close it)."""
+    with conn.transaction(), conn.cursor(name=f"lifecycle_{run_id}") as cur:
+        cur.execute(
+            "SELECT line, customer_key, action, before, after FROM customer_history WHERE run_id = %s"
+            " AND action IN ('deactivate', 'reactivate') ORDER BY action, customer_key",
+            [run_id],
+        )
+        yield from cur
+
+
+def preview(
+    conn: psycopg.Connection,
+    run_id: int,
+    contract: Contract,
+    fields: list[FieldSpec],
+    deactivations: sql.Composable | None = None,
+) -> Iterator[Change]:
+    """Every change the dry run's merge would make, by line, then the customers it would deactivate
+    (`deactivations`, rows of `snapshots.absent`) by key; streamed (server-side cursors).
 
     Read it to the end, or close it: the cursor's transaction stays open until then.
     """
     q = MergeSql(contract, fields, run_id)
     before, after = history.images("d", q.values)
-    query = sql.SQL("SELECT line, customer_key, action, {}, {} FROM ({}) d ORDER BY line").format(
-        before, after, q.diff()
-    )
-    with conn.transaction(), conn.cursor(name=f"preview_{run_id}") as cur:
-        cur.execute(query)
-        yield from cur
+    queries = [
+        sql.SQL("SELECT line, customer_key, action, {}, {} FROM ({}) d ORDER BY line").format(before, after, q.diff())
+    ]
+    if deactivations is not None:
+        queries.append(
+            sql.SQL(
+                "SELECT NULL::integer, customer_key, 'deactivate', jsonb_build_object('active', true,"
+                " 'updated_at', {}, 'updated_by_run', {}), jsonb_build_object('active', false)"
+                " FROM ({}) a ORDER BY customer_key"
+            ).format(history.before("updated_at"), history.before("updated_by_run"), deactivations)
+        )
+    with conn.transaction():
+        for number, query in enumerate(queries):
+            with conn.cursor(name=f"preview_{run_id}_{number}") as cur:
+                cur.execute(query)
+                yield from cur

@@ -1,4 +1,5 @@
-"""Rolling back one import run from its history: its inserts removed, its updates restored.
+"""Rolling back one import run from its history: its inserts removed, its updates restored, the
+customers it deactivated active again and those it reactivated deactivated again (as they were).
 
 A customer that a later import changed again is a conflict: it is left as it is and listed,
 since restoring it would silently undo the later import.
@@ -26,10 +27,13 @@ class RollbackResult:
     removed: int
     restored: int
     conflicts: list[str] = field(default_factory=list)
+    reactivated: int = 0  # of `restored`: customers it had deactivated, active again
 
     @property
     def message(self) -> str:
         text = f"Rolled back: {_customers(self.removed)} removed, {_customers(self.restored)} restored."
+        if self.reactivated:
+            text = text[:-1] + f" ({self.reactivated} of them deactivated by it, active again)."
         if self.conflicts:
             shown = ", ".join(self.conflicts[:20]) + (" …" if len(self.conflicts) > 20 else "")
             text += (
@@ -64,7 +68,8 @@ def roll_back(conn: psycopg.Connection, run_id: int, contract: Contract) -> Roll
             for (customer,) in conn.execute(
                 sql.SQL(
                     "SELECT h.customer_key FROM {rows} h JOIN {table} c ON c.{key} = h.customer_key"
-                    " WHERE h.run_id = %(run)s AND c.updated_by_run IS DISTINCT FROM %(run)s ORDER BY h.line"
+                    " WHERE h.run_id = %(run)s AND c.updated_by_run IS DISTINCT FROM %(run)s"
+                    " ORDER BY h.line, h.customer_key"
                 ).format(rows=rows, table=table, key=key),
                 {"run": run_id},
             )
@@ -76,7 +81,7 @@ def roll_back(conn: psycopg.Connection, run_id: int, contract: Contract) -> Roll
             ).format(rows=rows, table=table, key=key),
             {"run": run_id, "conflicts": conflicts},
         ).rowcount
-        restore = [
+        restore: list[sql.Composable] = [
             sql.SQL("{col} = CASE WHEN {name} = ANY(h.{changed}) THEN h.{before} ELSE c.{col} END").format(
                 col=sql.Identifier(f.column),
                 name=sql.Literal(f.column),
@@ -90,14 +95,28 @@ def roll_back(conn: psycopg.Connection, run_id: int, contract: Contract) -> Roll
             sql.SQL("{} = h.{}").format(sql.Identifier(name), history.before(name))
             for name in history.RESTORED_AUDIT_COLUMNS
         ]
-        restored = conn.execute(
+        # what a deactivation or reactivation changed besides the contract's columns
+        was_deactivated = sql.SQL("h.action IN ('reactivate', 'deactivate')")
+        restore += [
             sql.SQL(
-                "UPDATE {table} c SET {restore} FROM {rows} h"
-                " WHERE h.run_id = %(run)s AND h.action = 'update' AND c.{key} = h.customer_key"
-                " AND h.customer_key <> ALL(%(conflicts)s)"
+                "active = CASE h.action WHEN 'reactivate' THEN false WHEN 'deactivate' THEN true ELSE c.active END"
+            ),
+            *(
+                sql.SQL("{col} = CASE WHEN {was} THEN h.{before} ELSE c.{col} END").format(
+                    col=sql.Identifier(name), was=was_deactivated, before=history.before(name)
+                )
+                for name in history.DEACTIVATION_COLUMNS
+            ),
+        ]
+        restored, reactivated = conn.execute(
+            sql.SQL(
+                "WITH restored AS (UPDATE {table} c SET {restore} FROM {rows} h"
+                " WHERE h.run_id = %(run)s AND h.action <> 'insert' AND c.{key} = h.customer_key"
+                " AND h.customer_key <> ALL(%(conflicts)s) RETURNING h.action)"
+                " SELECT count(*), count(*) FILTER (WHERE action = 'deactivate') FROM restored"
             ).format(table=table, key=key, rows=rows, restore=sql.SQL(", ").join(restore)),
             {"run": run_id, "conflicts": conflicts},
-        ).rowcount
-        result = RollbackResult(run_id, removed, restored, conflicts)
+        ).fetchone() or (0, 0)
+        result = RollbackResult(run_id, removed, restored, conflicts, reactivated)
         runs.update_run(conn, run_id, status="rolled_back", message=result.message)
     return result

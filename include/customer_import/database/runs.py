@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from customer_import.contract.options import ImportOptions, Mode, OnError, Status
+from customer_import.contract.options import MAX_DEACTIVATE_SHARE, ImportOptions, Mode, OnError, Snapshot, Status
 from customer_import.database import db
 
 #: The stages of a run in progress, as a person reads them.
@@ -66,10 +66,16 @@ class ImportRun:
     rows_expected: int | None = None  # an estimate, from how much of the file the rows took
     changed_at: datetime | None = None
     source: str = "default"  # its source in sources.yaml
+    snapshot: Snapshot = "delta"
+    max_deactivate_share: float = MAX_DEACTIVATE_SHARE
+    allow_mass_deactivation: bool = False
+    deactivated: int | None = None
+    reactivated: int | None = None
+    deactivation_refused: int | None = None  # a full snapshot refused: how many it would deactivate
 
     @property
     def options(self) -> ImportOptions:
-        return ImportOptions(self.mode, self.on_error, self.max_error_rate, self.dry_run, self.force, self.encoding)
+        return ImportOptions(**{f.name: getattr(self, f.name) for f in fields(ImportOptions)})
 
     @property
     def claimed_file(self) -> str:
@@ -101,10 +107,19 @@ class ImportRun:
             counts = f": {self.rows_total} row{'' if self.rows_total == 1 else 's'}"
             if self.inserted is not None:
                 counts += f", {self.inserted} inserted, {self.updated} updated, {self.unchanged} unchanged"
+            if self.lifecycle:
+                counts += f", {self.lifecycle}"
             if self.rows_rejected:
                 counts += f", {self.rows_rejected} rejected"
         text = f"{self.status}{counts} (import run {self.id}, {self.file_name})"
         return f"{text}. {self.message}" if self.message else text
+
+    @property
+    def lifecycle(self) -> str:
+        """`1 reactivated, 2 deactivated`: what a full snapshot did besides its rows ('' when nothing)."""
+        return ", ".join(
+            f"{n:,} {name}" for name, n in (("reactivated", self.reactivated), ("deactivated", self.deactivated)) if n
+        )
 
     @property
     def public_message(self) -> str | None:
@@ -171,26 +186,25 @@ def create_run(
     source: str = "default",
 ) -> ImportRun:
     """The run's row; an Airflow run that is cleared and run again gets its existing row back."""
+    values = {
+        **asdict(options),
+        "file_name": file_name,
+        "dag_id": dag_id,
+        "airflow_run_id": airflow_run_id,
+        "source": source,
+    }
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
         cur.execute(
             sql.SQL(
-                "INSERT INTO import_runs (file_name, mode, on_error, max_error_rate, dry_run, force, encoding,"
-                " dag_id, airflow_run_id, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                "INSERT INTO import_runs ({}) VALUES ({})"
                 " ON CONFLICT (dag_id, airflow_run_id) DO UPDATE SET dag_id = EXCLUDED.dag_id"
                 " RETURNING {}"
-            ).format(_COLUMNS),
-            [
-                file_name,
-                options.mode,
-                options.on_error,
-                options.max_error_rate,
-                options.dry_run,
-                options.force,
-                options.encoding,
-                dag_id,
-                airflow_run_id,
-                source,
-            ],
+            ).format(
+                sql.SQL(", ").join(map(sql.Identifier, values)),
+                sql.SQL(", ").join(map(sql.Placeholder, values)),
+                _COLUMNS,
+            ),
+            values,
         )
         return _one(cur.fetchone(), "INSERT ... RETURNING")
 
@@ -271,15 +285,25 @@ def _has_runs_table(conn: psycopg.Connection) -> bool:
     return db.scalar(conn, "SELECT to_regclass('import_runs')") is not None
 
 
-def find_imported(conn: psycopg.Connection, sha256: str, other_than: int) -> ImportRun | None:
-    """The latest run that imported the same content, if any."""
+def find_imported(
+    conn: psycopg.Connection, sha256: str, other_than: int, full_snapshot_of: str | None = None
+) -> ImportRun | None:
+    """The latest run that imported the same content, if any. A full snapshot of a source repeats
+    an import only when it is that source's last one: the same export again after another one
+    brings back what that other one deactivated."""
+    latest = sql.SQL(
+        " AND id = (SELECT max(id) FROM import_runs WHERE source = %(source)s AND id <> %(run)s"
+        " AND status = ANY(%(imported)s))"
+        if full_snapshot_of
+        else ""
+    )
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
         cur.execute(
             sql.SQL(
-                "SELECT {} FROM import_runs WHERE sha256 = %s AND id <> %s AND status = ANY(%s)"
-                " ORDER BY id DESC LIMIT 1"
-            ).format(_COLUMNS),
-            [sha256, other_than, list(IMPORTED_STATUSES)],
+                "SELECT {} FROM import_runs WHERE sha256 = %(sha)s AND id <> %(run)s AND status = ANY(%(imported)s)"
+                "{} ORDER BY id DESC LIMIT 1"
+            ).format(_COLUMNS, latest),
+            {"sha": sha256, "run": other_than, "imported": list(IMPORTED_STATUSES), "source": full_snapshot_of},
         )
         return cur.fetchone()
 

@@ -24,7 +24,17 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from customer_import.contract.fields import Contract, FieldSpec, normalise_header
-from customer_import.contract.options import MODES, ON_ERROR_CHOICES, ImportOptions, Mode, OnError, check_encoding_name
+from customer_import.contract.options import (
+    MAX_DEACTIVATE_SHARE,
+    MODES,
+    ON_ERROR_CHOICES,
+    SNAPSHOTS,
+    ImportOptions,
+    Mode,
+    OnError,
+    Snapshot,
+    check_encoding_name,
+)
 from customer_import.contract.rules import CLEAR_MARKER
 from customer_import.sources.formats import Format, Strict, UnreadableValue, as_list, read_country
 from customer_import.sources.yaml_lines import SourcesError, explain, read_yaml, where
@@ -63,6 +73,8 @@ class Options(Strict):
     on_error: OnError = ON_ERROR_CHOICES[0]
     max_error_rate: float = Field(0.0, ge=0, le=1)
     encoding: Annotated[str, BeforeValidator(check_encoding_name)] = "utf-8"
+    snapshot: Snapshot = SNAPSHOTS[0]
+    max_deactivate_share: float = Field(MAX_DEACTIVATE_SHARE, ge=0, le=1)
 
 
 class Alerts(Strict):

@@ -48,6 +48,16 @@ ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS encoding text NOT NULL DEFAULT 
 -- The source the file came from (sources.yaml): how its columns and values were read.
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'default';
 CREATE INDEX IF NOT EXISTS import_runs_source_idx ON import_runs (source, received_at);
+-- Full snapshots: the file is the source's complete export, and customers of the source it lacks are
+-- deactivated; more than max_deactivate_share of them only when a person allowed it.
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS snapshot text NOT NULL DEFAULT 'delta'
+    CHECK (snapshot IN ('delta', 'full'));
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS max_deactivate_share double precision NOT NULL DEFAULT 0.05;
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS allow_mass_deactivation boolean NOT NULL DEFAULT false;
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS deactivated integer;  -- customers it deactivated (or would)
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS reactivated integer;  -- deactivated customers it brought back
+-- A full snapshot refused for deactivating too many: how many it would have deactivated.
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS deactivation_refused integer;
 
 -- Sources that say how often their file comes (sources.yaml, expected_every): since when the
 -- watch has watched each, and each gap in which no file came in time, until one came.
