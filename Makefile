@@ -47,11 +47,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: install  ## import the bundled sample file through the DAG and print where to look
 	@$(CLI) demo
 
-import: install  ## import FILE=path.csv through the DAG [SOURCE= MODE= ON_ERROR= MAX_ERROR_RATE= DRY_RUN=1 FORCE=1 ENCODING=]
+import: install  ## import FILE=path.csv through the DAG [SOURCE= MODE= ON_ERROR= MAX_ERROR_RATE= DRY_RUN=1 FORCE=1 ENCODING= SNAPSHOT=full MAX_DEACTIVATE_SHARE= ALLOW_MASS_DEACTIVATION=1]
 	@test -n "$(FILE)" || { echo "usage: make import FILE=path/to/customers.csv [SOURCE=name]"; exit 2; }
 	@$(CLI) import "$(FILE)" $(if $(SOURCE),--source "$(SOURCE)") $(if $(MODE),--mode "$(MODE)") \
 		$(if $(ON_ERROR),--on-error "$(ON_ERROR)") $(if $(MAX_ERROR_RATE),--max-error-rate "$(MAX_ERROR_RATE)") \
-		$(if $(ENCODING),--encoding "$(ENCODING)") $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
+		$(if $(ENCODING),--encoding "$(ENCODING)") $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force) \
+		$(if $(SNAPSHOT),--snapshot "$(SNAPSHOT)") $(if $(MAX_DEACTIVATE_SHARE),--max-deactivate-share "$(MAX_DEACTIVATE_SHARE)") \
+		$(if $(ALLOW_MASS_DEACTIVATION),--allow-mass-deactivation)
 
 template: install  ## write the CSV template (customers_template.csv)
 	@$(CLI) template customers_template.csv

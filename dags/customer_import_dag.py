@@ -13,15 +13,17 @@ the template in `landing/`) into the `customers` table:
    arrival order), the rows are COPYed into an unlogged staging table and checked against the stored
    customers (unique emails, the mode's rules, required fields of new customers);
 5. **merge_customers**: one MERGE on `AccountReferenceID`, in one transaction, one import at a time;
-
-The step that rejects a file fails (red), and its log lists the first issues as `line 3,
-ContactEmail: ...` with the link to the run's report on the Imports page.
+   a full snapshot (`snapshot` full) also deactivates the customers of its source it does not list,
+   in the same transaction, and is rejected if that is more than `max_deactivate_share` of them
+   (unless `allow_mass_deactivation`);
 6. **publish_report**: `errors.csv`, `summary.json` and `report.html` under `reports/<run id>/`;
    the file goes to `archive/` or, when rejected, to `rejected/` with its errors beside it;
 7. **announce_changes**: an asset event on `customers` (with the counts) when customers changed;
 8. **check_outcome**: the run turns red when the file was rejected or the import failed, and the
    source's alerts (email, webhook) are sent.
 
+The step that rejects a file fails (red), and its log lists the first issues as `line 3,
+ContactEmail: ...` with the link to the run's report on the Imports page.
 Data problems are never retried: they are reported. Infrastructure errors are retried.
 """
 
@@ -37,7 +39,13 @@ from airflow.sdk import Asset, Param, PokeReturnValue, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from customer_import.contract.fields import load_contract
-from customer_import.contract.options import MODES, ON_ERROR_CHOICES
+from customer_import.contract.options import (
+    CHANGE_COUNTS,
+    MAX_DEACTIVATE_SHARE,
+    MODES,
+    ON_ERROR_CHOICES,
+    SNAPSHOTS,
+)
 from customer_import.settings import CUSTOMERS_ASSET_NAME, CUSTOMERS_ASSET_URI, Settings
 from customer_import.sources.profiles import DEFAULT, load_sources
 
@@ -123,6 +131,28 @@ def _connect():
             title="Force",
             description="Import even if the same content was imported before.",
         ),
+        "snapshot": Param(
+            SNAPSHOTS[0],
+            enum=list(SNAPSHOTS),
+            title="Snapshot",
+            description="delta: the file holds what changed. full: it is the source's complete export, and the"
+            " source's customers it does not list are deactivated (never deleted; a rollback restores them).",
+        ),
+        "max_deactivate_share": Param(
+            MAX_DEACTIVATE_SHARE,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            title="Max deactivate share",
+            description="With snapshot full: a file that would deactivate more than this share of the source's"
+            " active customers is rejected, unless allow_mass_deactivation is set.",
+        ),
+        "allow_mass_deactivation": Param(
+            False,
+            type=["null", "boolean"],
+            title="Allow mass deactivation",
+            description="With snapshot full: the export is complete, deactivate beyond max_deactivate_share.",
+        ),
         "encoding": Param(
             "utf-8",
             type=["null", "string"],
@@ -193,17 +223,16 @@ def import_customer_file():
             "import_run_id": run.id,
             "status": run.status,
             "report_dir": run.report_dir,
-            "inserted": run.inserted or 0,
-            "updated": run.updated or 0,
+            **{name: getattr(run, name) or 0 for name in CHANGE_COUNTS},
             "dry_run": run.dry_run,
         }
 
     @task(outlets=[CUSTOMERS])
     def announce_changes(outcome: dict, outlet_events=None) -> None:
         """An asset event on the customers table, with the counts, when this import changed customers."""
-        if outcome["dry_run"] or not (outcome["inserted"] or outcome["updated"]):
+        if outcome["dry_run"] or not any(outcome.get(name) for name in CHANGE_COUNTS):
             raise AirflowSkipException("No customer changed.")
-        outlet_events[CUSTOMERS].extra = {k: outcome[k] for k in ("import_run_id", "inserted", "updated")}
+        outlet_events[CUSTOMERS].extra = {k: outcome.get(k, 0) for k in ("import_run_id", *CHANGE_COUNTS)}
 
     @task(on_failure_callback=_send_alerts)
     def check_outcome(outcome: dict) -> None:

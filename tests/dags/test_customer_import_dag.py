@@ -112,10 +112,34 @@ def asset_events(airflow_run_id: str) -> list[dict]:
 
 def test_changed_customers_emit_an_asset_event_with_the_counts(run_dag):
     state, run = run_dag("valid_customers.csv")
-    assert asset_events(run["airflow_run_id"]) == [{"import_run_id": run["id"], "inserted": 3, "updated": 0}]
+    assert asset_events(run["airflow_run_id"]) == [
+        {"import_run_id": run["id"], "inserted": 3, "updated": 0, "reactivated": 0, "deactivated": 0}
+    ]
 
     state, rejected = run_dag("one_bad_email.csv")
     assert state == "failed" and asset_events(rejected["airflow_run_id"]) == []
+
+
+def test_a_full_snapshot_through_the_dag_deactivates_and_announces_it(run_dag, schema, embedded_url, tmp_path):
+    run_dag("valid_customers.csv")
+    one_left = tmp_path / "complete.csv"
+    one_left.write_text("AccountReferenceID,Name\n007,Bond Ltd\n")
+
+    state, refused = run_dag(str(one_left), snapshot="full")
+    assert (state, refused["status"], refused["deactivation_refused"]) == ("failed", "rejected", 2)
+
+    state, run = run_dag(str(one_left), snapshot="full", allow_mass_deactivation=True)
+    assert (state, run["status"], run["updated"], run["deactivated"]) == ("success", "succeeded", 1, 2)
+    assert asset_events(run["airflow_run_id"])[0] | {"import_run_id": 0} == {
+        "import_run_id": 0,
+        "inserted": 0,
+        "updated": 1,
+        "reactivated": 0,
+        "deactivated": 2,
+    }
+    with psycopg.connect(embedded_url) as conn:
+        active = conn.execute(f'SELECT account_reference_id, active FROM "{schema}".customers ORDER BY 1').fetchall()
+    assert active == [("007", True), ("1E5", False), ("abc-Lower", False)]
 
 
 def test_the_rollback_dag_undoes_an_import(run_dag, schema, embedded_url, tmp_path):

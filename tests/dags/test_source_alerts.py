@@ -134,6 +134,9 @@ def test_a_rejected_import_sends_one_webhook_with_the_run_and_its_counts(
         "inserted": None,
         "updated": None,
         "unchanged": None,
+        "reactivated": None,
+        "deactivated": None,
+        "deactivation_refused": None,
     }
     assert alert["url"] == f"http://localhost:8080/customer-import/runs/{run_id}"
     assert alert["airflow"] == {"dag_id": "customer_import", "run_id": dag_run.run_id}

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from customer_import.contract.fields import load_contract
-from customer_import.contract.options import MODES, ON_ERROR_CHOICES
+from customer_import.contract.options import MODES, ON_ERROR_CHOICES, SNAPSHOTS
 from customer_import.local.dag_runs import (
     configure_databases,
     configured_or_embedded_url,
@@ -53,6 +53,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         "dry_run": args.dry_run or None,
         "force": args.force or None,
         "encoding": args.encoding,
+        "snapshot": args.snapshot,
+        "max_deactivate_share": args.max_deactivate_share,
+        "allow_mass_deactivation": args.allow_mass_deactivation or None,
     }
     return import_through_dag(path, {k: v for k, v in given.items() if v is not None}, args.source)
 
@@ -276,6 +279,17 @@ def _main(argv: list[str] | None = None) -> int:
     one.add_argument("--force", action="store_true")
     one.add_argument(
         "--encoding", help="the file's text encoding, e.g. windows-1252 (default: the source's, else utf-8)"
+    )
+    one.add_argument(
+        "--snapshot",
+        choices=SNAPSHOTS,
+        help="full: the file is the complete export (default: the source's, else delta)",
+    )
+    one.add_argument("--max-deactivate-share", type=float, help="default: the source's, else 0.05")
+    one.add_argument(
+        "--allow-mass-deactivation",
+        action="store_true",
+        help="a full snapshot may deactivate more than max-deactivate-share (the export is complete)",
     )
     one.set_defaults(run=cmd_import)
     commands.add_parser("demo", help="import the bundled sample").set_defaults(run=cmd_demo)

@@ -76,6 +76,9 @@ def run_alert(run: ImportRun) -> Alert:
         "inserted": run.inserted,
         "updated": run.updated,
         "unchanged": run.unchanged,
+        "reactivated": run.reactivated,
+        "deactivated": run.deactivated,
+        "deactivation_refused": run.deactivation_refused,
     }
     return Alert(
         event=run.status,
