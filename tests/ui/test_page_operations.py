@@ -147,3 +147,46 @@ def test_run_actions_start_a_run_and_a_viewer_gets_none(client, admin, page_env,
     assert "Roll back" not in seen and 'type="file"' not in seen
     assert 'type="file"' not in client.get("/customer-import/", headers=viewer).text
     assert client.post(f"/customer-import/runs/{good.id}/roll_back", headers=viewer).status_code == 403
+
+
+def test_a_refused_full_snapshot_offers_to_import_it_again_allowing_its_deactivations(
+    client,  # noqa: F811
+    admin,  # noqa: F811
+    page_env,  # noqa: F811
+    importer,
+    land,
+    conn,
+    tmp_path,
+):
+    from customer_import.contract.options import ImportOptions
+
+    importer.import_file(conn, land("valid_customers.csv"))
+    one_gone = tmp_path / "complete.csv"
+    one_gone.write_text("AccountReferenceID,Name\n007,Bond Ltd\n1E5,Exponent\n")
+    refused = importer.import_file(conn, land(one_gone), ImportOptions(snapshot="full"))
+    assert (refused.status, refused.deactivation_refused) == ("rejected", 1)
+
+    page = html.unescape(client.get(f"/customer-import/runs/{refused.id}", headers=admin).text)
+    assert "Import again, deactivating 1 customer<" in page
+    assert "deactivates the 1 customer of that source it does not list, more than the 5 % allowed" in page
+    assert "full snapshot (deactivates at most 5 % without confirmation)" in page
+    assert "would deactivate 1 of 3 customers (33 %); the limit is 5 %" in page
+
+    dag_id, conf = dag_run_conf(
+        started(
+            client.post(f"/customer-import/runs/{refused.id}/allow_deactivation", headers=admin, follow_redirects=False)
+        )
+    )
+    assert (dag_id, conf["snapshot"], conf["allow_mass_deactivation"]) == ("customer_import", "full", True)
+    assert (page_env.data_dir / "landing" / conf["file"]).read_bytes() == one_gone.read_bytes()
+    assert client.post(f"/customer-import/runs/{refused.id}/force", headers=admin).status_code == 409
+
+    done = importer.import_file(conn, conf["file"], ImportOptions.from_params(conf))  # as the DAG run would
+    assert (done.status, done.deactivated) == ("succeeded", 1)
+    page = html.unescape(client.get(f"/customer-import/runs/{done.id}", headers=admin).text)
+    assert "deactivations.csv" in page and '<th class="n">deactivated</th>' in page
+    listing = html.unescape(client.get("/customer-import/", headers=admin).text)
+    assert "(1 deactivated)" in listing
+    report = client.get(f"/customer-import/runs/{done.id}/deactivations.csv", headers=admin)
+    assert report.status_code == 200
+    assert report.text.lstrip("\ufeff").splitlines()[1] == ",abc-Lower,deactivate,,,"

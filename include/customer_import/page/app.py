@@ -43,7 +43,14 @@ from customer_import.page.forms import (
 from customer_import.page.guard import CrossSiteGuard
 from customer_import.page.host import PAGE_SIZE, Host, StartImport
 from customer_import.page.rendering import IMPORT_DAG_ID, ROLLBACK_DAG_ID, Notice, render
-from customer_import.report import CHANGES_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
+from customer_import.report import (
+    CHANGES_CSV,
+    DEACTIVATIONS_CSV,
+    ERRORS_CSV,
+    REPORT_HTML,
+    ROLLBACK_JSON,
+    SUMMARY_JSON,
+)
 from customer_import.settings import Settings
 from customer_import.storage.folders import UploadTooLarge
 from customer_import.storage.names import UploadRefused
@@ -69,6 +76,7 @@ REPORT_FILES = {
     SUMMARY_JSON: ("application/json", "inline"),
     REPORT_HTML: ("text/html; charset=utf-8", "inline"),
     CHANGES_CSV: ("text/csv; charset=utf-8", "attachment"),
+    DEACTIVATIONS_CSV: ("text/csv; charset=utf-8", "attachment"),
     ROLLBACK_JSON: ("application/json", "inline"),
 }
 
@@ -311,6 +319,14 @@ async def upload_file(request: Request, host: HostDep) -> Response:
     return RedirectResponse(str(target), status_code=status.HTTP_303_SEE_OTHER)
 
 
+#: The page's actions that import a run's kept file again, and how the notice says it.
+AGAIN = {
+    "force": "with force",
+    "valid_rows": "its valid rows only",
+    "allow_deactivation": "allowing its deactivations",
+}
+
+
 @uploading.post("/runs/{run_id}/{action}", name="run_action")
 async def run_action(request: Request, host: HostDep, run_id: int, action: str) -> Response:
     """A run page's buttons: import the kept file again (with force, or its valid rows only), or roll back."""
@@ -322,7 +338,7 @@ async def run_action(request: Request, host: HostDep, run_id: int, action: str) 
         handover = now_handover(f"rollback__{run.id}", {"import_run_id": run.id})
         airflow_run = await run_in_threadpool(host.start_import, handover, request, ROLLBACK_DAG_ID)
         said = f"Rolling back import run {run.id}"
-    elif action in ("force", "valid_rows") and (kept := host.data_path(run.file_path)) is not None:
+    elif action in AGAIN and (kept := host.data_path(run.file_path)) is not None:
         options = again(run, action)
         if options is None:
             raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) has no {action}")
@@ -339,7 +355,7 @@ async def run_action(request: Request, host: HostDep, run_id: int, action: str) 
             )
         handover = folders.handovers([name], host.sources[run.source].run_name, changed(options))[0]
         airflow_run = await run_in_threadpool(host.start_import, handover, request)
-        said = f"Importing {run.file_name} again ({'with force' if action == 'force' else 'its valid rows only'})"
+        said = f"Importing {run.file_name} again ({AGAIN[action]})"
     else:
         raise HTTPException(status.HTTP_409_CONFLICT, f"import run {run_id} ({run.status}) cannot {action}")
     target = request.url_for("imports").include_query_params(

@@ -42,10 +42,13 @@ def counted(request: Request, limit: int) -> Request:
 
 
 def again(run: ImportRun, action: str) -> ImportOptions | None:
-    """The options of importing a run's file again: with force (it was a duplicate or a dry run), or
-    with its invalid rows skipped (a rejected file whose rows could be), at a rate that admits them."""
+    """The options of importing a run's file again: with force (it was a duplicate or a dry run),
+    with its invalid rows skipped (a rejected file whose rows could be), at a rate that admits them,
+    or allowing the deactivations a full snapshot was refused for."""
     if action == "force" and run.status in ("duplicate", "dry_run"):
         return replace(run.options, force=True, dry_run=False)
+    if action == "allow_deactivation" and run.status == "rejected" and run.deactivation_refused:
+        return replace(run.options, allow_mass_deactivation=True, dry_run=False)
     if action == "valid_rows" and run.status == "rejected" and not run.file_rejected and run.rows_valid:
         rate = math.ceil(1000 * (run.rows_rejected or 0) / (run.rows_total or 1)) / 1000
         return replace(run.options, on_error="skip_invalid_rows", max_error_rate=min(1.0, rate))
@@ -64,7 +67,7 @@ def now_handover(prefix: str, conf: dict[str, Any]) -> dict[str, Any]:
 
 def form_options(form: Any) -> ImportOptions:
     """The upload form's options, checked as the run's Params are (the same defaults and meanings)."""
-    fields = ("mode", "on_error", "max_error_rate", "dry_run", "force", "encoding")
+    fields = ("mode", "on_error", "max_error_rate", "dry_run", "force", "encoding", "snapshot")
     params = {name: form.get(name) for name in fields}
     if str(form.get("encoding_other") or "").strip():  # another encoding, named: it wins over the list's
         params["encoding"] = str(form.get("encoding_other")).strip()

@@ -16,7 +16,7 @@ from fastapi import HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
 from customer_import.contract.fields import load_contract
-from customer_import.contract.options import MODES, OFFERED, ON_ERROR_CHOICES, ImportOptions
+from customer_import.contract.options import MODES, OFFERED, ON_ERROR_CHOICES, SNAPSHOTS, ImportOptions
 from customer_import.database import db
 from customer_import.database.runs import ImportRun, get_run, last_change, list_runs, oldest_unfinished
 from customer_import.page.guard import CrossSiteGuard
@@ -87,6 +87,7 @@ class Host:
             "defaults": defaults or ImportOptions(),
             "modes": MODES,
             "on_errors": ON_ERROR_CHOICES,
+            "snapshots": SNAPSHOTS,
             "upload_limit_mb": self.settings().upload_max_bytes / 2**20,
             "sources": self.sources.names,
             # the encodings offered, by the canonical name an option holds (`cp1252` for windows-1252)
