@@ -93,13 +93,18 @@ def customer_rows(count: int, *, start: int = 1, seed: int = 0) -> Iterator[dict
         }
 
 
-def write_customers(path: Path, count: int, *, start: int = 1, seed: int = 0, contract: Contract | None = None) -> Path:
+def write_customers(
+    path: Path, count: int, *, start: int = 1, seed: int = 0, contract: Contract | None = None, gone_every: int = 0
+) -> Path:
     """Write a valid customer file of `count` rows (UTF-8, comma separated, LF line ends), in the
-    contract's column order; a contract field the generator does not know gets its example value."""
+    contract's column order; a contract field the generator does not know gets its example value.
+    With `gone_every` n, every n-th customer is left out and the others are as without it: a full
+    export after deletions."""
     fields = (contract or load_contract()).fields
     with Path(path).open("w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([f.header for f in fields])
-        for row in customer_rows(count, start=start, seed=seed):
-            writer.writerow([row.get(f.column, f.example) for f in fields])
+        for n, row in enumerate(customer_rows(count, start=start, seed=seed), 1):
+            if not gone_every or n % gone_every:
+                writer.writerow([row.get(f.column, f.example) for f in fields])
     return Path(path)

@@ -33,6 +33,7 @@ from psycopg import sql
 
 from customer_import.contract.fields import FieldSpec, load_contract
 from customer_import.contract.generate import write_customers
+from customer_import.contract.options import SNAPSHOTS, Snapshot
 from customer_import.database import db
 from customer_import.settings import REPO_ROOT, Settings
 
@@ -125,7 +126,9 @@ def _cast(spec: FieldSpec, alias: str) -> sql.Composable:
     return sql.SQL(spec.sql_cast).format(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(spec.column)))
 
 
-def core(url: str, path: Path, preload: Path | None, schema: str = "bench_core") -> Measured:
+def core(
+    url: str, path: Path, preload: Path | None, schema: str = "bench_core", snapshot: Snapshot = "delta"
+) -> Measured:
     from customer_import.contract.options import ImportOptions
     from customer_import.database.runs import get_run
     from customer_import.storage.folders import drop_into_landing
@@ -138,7 +141,7 @@ def core(url: str, path: Path, preload: Path | None, schema: str = "bench_core")
     name = drop_into_landing(path, importer.folders)
     _settle(conn)
     started = time.perf_counter()
-    run_id = importer.claim_file(conn, name, ImportOptions(force=True))
+    run_id = importer.claim_file(conn, name, ImportOptions(force=True, snapshot=snapshot))
     stages = {"claim": time.perf_counter() - started}
     for step in (importer.validate_file, importer.load_staging, importer.merge_customers, importer.publish_report):
         started = time.perf_counter()
@@ -151,6 +154,7 @@ def core(url: str, path: Path, preload: Path | None, schema: str = "bench_core")
         "rss_mib": _rss_mib(),
         "status": run.status,
         "counts": [run.inserted, run.updated, run.unchanged],
+        "deactivated": run.deactivated,
     }
 
 
@@ -214,20 +218,23 @@ def core_alone(url: str, paths: list[Path]) -> float:
 # --- the parent: files, children, table --------------------------------------------------
 
 
-def _child(kind: str, url: str, *paths: Path, preload: Path | None = None) -> Measured:
+def _child(kind: str, url: str, *paths: Path, preload: Path | None = None, snapshot: Snapshot = "delta") -> Measured:
     cmd = [sys.executable, "-m", "customer_import.local.bench", "--child", kind, "--url", url, "--file"]
     cmd += [str(path) for path in paths]
     if preload:
         cmd += ["--preload", str(preload)]
+    cmd += ["--snapshot", snapshot]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     measured: Measured = json.loads(out.stdout.strip().splitlines()[-1])
     return measured
 
 
-def _best(repeat: int, kind: str, url: str, path: Path, preload: Path | None = None) -> Measured:
+def _best(
+    repeat: int, kind: str, url: str, path: Path, preload: Path | None = None, snapshot: Snapshot = "delta"
+) -> Measured:
     """The fastest of `repeat` runs, with the highest peak RSS of them: on a shared VM the same run
     takes a third more or less from one time to the next, the floor as much as the core."""
-    runs = [_child(kind, url, path, preload=preload) for _ in range(repeat)]
+    runs = [_child(kind, url, path, preload=preload, snapshot=snapshot) for _ in range(repeat)]
     fastest = min(runs, key=lambda measured: sum(measured["stages"].values()))
     return {**fastest, "rss_mib": max(measured["rss_mib"] for measured in runs)}
 
@@ -242,6 +249,20 @@ def _per_row(label: str, run: str, seconds: float, floor_s: float, rows: int) ->
     print(
         f"{label:<8} {run:<6} {'minus one row':<16} {seconds:8.2f} {rate} {seconds / floor_s:8.2f}"
         "   (less what a one-row file costs the same way)"
+    )
+
+
+def _full_snapshot(url: str, rows: int, fresh: Path, repeat: int) -> None:
+    """The fresh file's customers stored, then the same export with 1 % of them gone, imported as a
+    delta and as a full snapshot (which deactivates that 1 %): what the snapshot adds."""
+    export = write_customers(BENCH_DIR / f"full-export-{rows}.csv", rows, seed=0, gone_every=100)
+    delta = _core_seconds(_best(repeat, "core", url, export, fresh))
+    measured = _best(repeat, "core", url, export, fresh, snapshot="full")
+    full = _core_seconds(measured)
+    print(
+        f"{'snapshot':<8} {'core':<6} {'as a delta':<16} {delta:8.2f} {rows / delta:10,.0f}\n"
+        f"{'snapshot':<8} {'core':<6} {'as full':<16} {full:8.2f} {rows / full:10,.0f}   ({full / delta:.2f} × the"
+        f" delta; {measured['deactivated']:,} of {rows:,} customers deactivated, 1 % gone from the export)"
     )
 
 
@@ -295,6 +316,7 @@ def _on_server(url: str, rows: int, fresh: Path, update: Path, flat_rows: int, r
             f"unchanged {ours['counts']})"
         )
         _per_row(label, "core", core_s - fixed, floor_s, rows)
+    _full_snapshot(url, rows, fresh, repeat)
     whole = _best(repeat, "dag", url, fresh)
     seconds = whole["stages"]["dag_run"]
     print(
@@ -342,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url")
     parser.add_argument("--file", type=Path, nargs="+", default=[])
     parser.add_argument("--preload", type=Path)
+    parser.add_argument("--snapshot", choices=SNAPSHOTS, default=SNAPSHOTS[0])
     parser.add_argument(
         "--server",
         action="append",
@@ -353,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child == "floor":
         print(json.dumps(floor(args.url, args.file[0], args.preload)))
     elif args.child == "core":
-        print(json.dumps(core(args.url, args.file[0], args.preload)))
+        print(json.dumps(core(args.url, args.file[0], args.preload, snapshot=args.snapshot)))
     elif args.child == "preload":
         print(json.dumps(preload(args.url, args.file[0])))
     elif args.child == "dag":
