@@ -237,7 +237,7 @@ class Importer:
                 run_id,
                 status="partial" if skipped else "succeeded",
                 merged_at=datetime.now(UTC),
-                message=_sentences(outcome, snapshot.skipped if snapshot else None),
+                message=_sentences(outcome, snapshots.outcome(snapshot, run, counts.deactivated)),
                 **vars(counts),
             )
 

@@ -97,6 +97,9 @@ def test_customers_missing_from_a_full_export_are_deactivated_and_come_back(crm,
     day2 = run_import(crm, conn, export("day2.csv", without=(3, 7)))
     assert (day2.status, day2.inserted, day2.updated, day2.unchanged, day2.deactivated) == ("succeeded", 0, 0, 8, 2)
     assert "2 deactivated" in day2.outcome
+    assert day2.message == (
+        "2 customers of source crm not in this full export were deactivated (deactivations.csv lists them)."
+    )
     assert inactive(conn) == ["C0000003", "C0000007"]
     (_, _, active, deactivated_at, by_run, updated_at, updated_by, _) = state(conn, "C0000003")[0]
     assert (active, by_run, updated_by) == (False, day2.id, day2.id)
@@ -113,6 +116,7 @@ def test_customers_missing_from_a_full_export_are_deactivated_and_come_back(crm,
     forced = run_import(crm, conn, export("day2b.csv", without=(3, 7)), force=True)
     assert (forced.status, forced.updated, forced.deactivated, forced.reactivated) == ("succeeded", 0, 0, 0)
     assert history(conn, forced.id) == []
+    assert "none was deactivated" in forced.message and "0 deactivated" in forced.outcome
 
     day3 = run_import(crm, conn, export("day3.csv", without=(7,)))
     assert (day3.status, day3.reactivated, day3.updated, day3.unchanged, day3.deactivated) == ("succeeded", 1, 0, 8, 0)
@@ -235,3 +239,39 @@ def test_the_option_reaches_the_run(crm):
     assert ImportOptions.from_params({"snapshot": "full", "allow_mass_deactivation": "true"}).allow_mass_deactivation
     with pytest.raises(ValueError, match="snapshot must be one of delta, full"):
         ImportOptions.from_params({"snapshot": "complete"})
+
+
+def test_a_database_from_before_full_snapshots_is_migrated(importer, conn, export):
+    from customer_import.database import db
+
+    first = run_import(importer, conn, export("day1.csv"), source="default")
+    # the tables as the release before full snapshots left them
+    conn.execute("DROP VIEW customer_history")
+    conn.execute(
+        "ALTER TABLE customers DROP COLUMN source, DROP COLUMN active, DROP COLUMN deactivated_at,"
+        " DROP COLUMN deactivated_by_run"
+    )
+    conn.execute(
+        "ALTER TABLE customer_history_rows DROP COLUMN before_deactivated_at, DROP COLUMN before_deactivated_by_run,"
+        " ALTER COLUMN line SET NOT NULL, DROP CONSTRAINT customer_history_rows_action_check,"
+        " ADD CONSTRAINT customer_history_rows_action_check CHECK (action IN ('insert', 'update'))"
+    )
+    conn.execute("DELETE FROM customer_import_schema")
+
+    db.migrate(conn, importer.contract, importer.settings.schema)
+
+    assert conn.execute("SELECT DISTINCT source, active FROM customers").fetchall() == [("default", True)]
+    day2 = run_import(importer, conn, export("day2.csv", without=(4,)), source="default", snapshot="full")
+    assert (day2.status, day2.deactivated) == ("rejected", None)  # 10 % is more than the default 5 %
+    day2 = run_import(
+        importer,
+        conn,
+        export("day2.csv", without=(4,)),
+        source="default",
+        snapshot="full",
+        allow_mass_deactivation=True,
+    )
+    assert (day2.status, day2.deactivated) == ("succeeded", 1)
+    assert [a for _, _, a, *_ in history(conn, day2.id)] == ["deactivate"]
+    assert importer.roll_back(conn, day2.id).reactivated == 1
+    assert len(history(conn, first.id)) == 10

@@ -116,10 +116,11 @@ class ImportRun:
 
     @property
     def lifecycle(self) -> str:
-        """`1 reactivated, 2 deactivated`: what a full snapshot did besides its rows ('' when nothing)."""
-        return ", ".join(
-            f"{n:,} {name}" for name, n in (("reactivated", self.reactivated), ("deactivated", self.deactivated)) if n
-        )
+        """`1 reactivated, 2 deactivated`: what a full snapshot did besides its rows (a full snapshot
+        always says how many it deactivated; '' for a delta that reactivated none)."""
+        full = self.snapshot == "full"
+        counts = (("reactivated", self.reactivated, False), ("deactivated", self.deactivated, full))
+        return ", ".join(f"{n:,} {name}" for name, n, always in counts if n or (always and n is not None))
 
     @property
     def public_message(self) -> str | None:

@@ -139,3 +139,17 @@ def deactivate(conn: psycopg.Connection, run: ImportRun, contract: Contract) -> 
             key=sql.Identifier(contract.key.column),
         )
     ).rowcount
+
+
+def outcome(plan: Plan | None, run: ImportRun, deactivated: int) -> str | None:
+    """What a merged full snapshot says of its deactivations (None for a delta)."""
+    if plan is None:
+        return None
+    if plan.skipped:
+        return plan.skipped
+    if not deactivated:
+        return f"Every active customer of source {run.source} is in this full export: none was deactivated."
+    return (
+        f"{deactivated:,} customer{'s' if deactivated != 1 else ''} of source {run.source} not in this full export"
+        f" {'were' if deactivated != 1 else 'was'} deactivated (deactivations.csv lists them)."
+    )
