@@ -171,6 +171,7 @@ def test_a_refused_full_snapshot_offers_to_import_it_again_allowing_its_deactiva
     assert "deactivates the 1 customer of that source it does not list, more than the 5 % allowed" in page
     assert "full snapshot (deactivates at most 5 % without confirmation)" in page
     assert "would deactivate 1 of 3 customers (33 %); the limit is 5 %" in page
+    assert "Import the valid rows only" not in page and "correct the rows it marks" not in page
 
     dag_id, conf = dag_run_conf(
         started(
@@ -180,6 +181,7 @@ def test_a_refused_full_snapshot_offers_to_import_it_again_allowing_its_deactiva
     assert (dag_id, conf["snapshot"], conf["allow_mass_deactivation"]) == ("customer_import", "full", True)
     assert (page_env.data_dir / "landing" / conf["file"]).read_bytes() == one_gone.read_bytes()
     assert client.post(f"/customer-import/runs/{refused.id}/force", headers=admin).status_code == 409
+    assert client.post(f"/customer-import/runs/{refused.id}/valid_rows", headers=admin).status_code == 409
 
     done = importer.import_file(conn, conf["file"], ImportOptions.from_params(conf))  # as the DAG run would
     assert (done.status, done.deactivated) == ("succeeded", 1)

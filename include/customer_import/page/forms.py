@@ -49,7 +49,8 @@ def again(run: ImportRun, action: str) -> ImportOptions | None:
         return replace(run.options, force=True, dry_run=False)
     if action == "allow_deactivation" and run.status == "rejected" and run.deactivation_refused:
         return replace(run.options, allow_mass_deactivation=True, dry_run=False)
-    if action == "valid_rows" and run.status == "rejected" and not run.file_rejected and run.rows_valid:
+    rows_were_why = not run.file_rejected and not run.deactivation_refused
+    if action == "valid_rows" and run.status == "rejected" and rows_were_why and run.rows_valid:
         rate = math.ceil(1000 * (run.rows_rejected or 0) / (run.rows_total or 1)) / 1000
         return replace(run.options, on_error="skip_invalid_rows", max_error_rate=min(1.0, rate))
     return None
