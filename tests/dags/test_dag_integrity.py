@@ -27,7 +27,20 @@ def test_customer_import_has_the_run_params_of_the_spec():
 
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["customer_import"]  # parsed, not read from a database
     # `source` came with the source profiles (issue 17): which export of sources.yaml a file is
-    assert set(dag.params) == {"file", "source", "mode", "on_error", "max_error_rate", "dry_run", "force", "encoding"}
+    # `snapshot`, `max_deactivate_share`, `allow_mass_deactivation` came with full snapshots (issue 32)
+    assert set(dag.params) == {
+        "file",
+        "source",
+        "mode",
+        "on_error",
+        "max_error_rate",
+        "dry_run",
+        "force",
+        "encoding",
+        "snapshot",
+        "max_deactivate_share",
+        "allow_mass_deactivation",
+    }
     assert dag.params.get_param("source").schema["examples"] == ["default", "salesforce", "hubspot"]
     assert [t.task_id for t in dag.topological_sort()] == [
         "wait_for_file",
