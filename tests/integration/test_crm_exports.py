@@ -249,3 +249,25 @@ def test_the_default_source_still_takes_the_template_only(importer, conn, tmp_pa
     assert (run.status, run.source) == ("rejected", "default")
     codes = {i["code"] for i in summary_of(importer, run)["issues"]}
     assert codes == {"unknown_column", "missing_key"}
+
+
+def test_the_salesforce_sample_of_the_next_day_deactivates_the_account_that_is_gone(importer, conn):
+    """README, "Full exports": the two bundled samples, the second one as a full snapshot."""
+    import_export(importer, conn, "salesforce", SAMPLES / "salesforce_accounts.csv")
+    next_day = SAMPLES / "salesforce_accounts_next_day.csv"
+
+    refused = import_export(importer, conn, "salesforce", next_day, snapshot="full")
+    assert refused.outcome == (
+        "rejected: 3 rows (import run 2, salesforce_accounts_next_day.csv). This full export would deactivate"
+        " 1 of 4 customers (25 %); the limit is 5 %. If the export is complete, import it again with"
+        " allow_mass_deactivation."
+    )
+    run = import_export(importer, conn, "salesforce", next_day, snapshot="full", allow_mass_deactivation=True)
+
+    assert run.outcome.startswith("succeeded: 3 rows, 0 inserted, 1 updated, 2 unchanged, 1 deactivated")
+    assert conn.execute(
+        "SELECT account_reference_id, seats FROM customers WHERE NOT active OR seats = 30 ORDER BY 1"
+    ).fetchall() == [("0015g00000AcmeDEAA", 30), ("0015g00000UmbrAAAD", 40)]
+    assert conn.execute(
+        "SELECT active FROM customers WHERE account_reference_id = '0015g00000UmbrAAAD'"
+    ).fetchone() == (False,)
