@@ -60,6 +60,11 @@ ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS deactivated integer;  -- custom
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS reactivated integer;  -- deactivated customers it brought back
 -- A full snapshot refused for deactivating too many: how many it would have deactivated.
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS deactivation_refused integer;
+-- Retention (customer_import_housekeeping): when the run's files and reports were deleted, after how
+-- many days, and when its history was (it can no longer be rolled back then).
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS files_removed_at timestamptz;
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS files_kept_days integer;
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS history_removed_at timestamptz;
 
 -- Sources that say how often their file comes (sources.yaml, expected_every): since when the
 -- watch has watched each, and each gap in which no file came in time, until one came.

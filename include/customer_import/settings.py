@@ -51,6 +51,11 @@ def _positive(value: str) -> int:
     return int(value)
 
 
+def _days_or_keep(value: str) -> int | None:
+    """A number of days (at least 1), or `keep`: for ever."""
+    return None if value.strip().lower() == "keep" else _positive(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = _setting(
@@ -147,6 +152,21 @@ class Settings:
         "retries, with exponential backoff from 10 s, of a task that failed on"
         " infrastructure (read when the DAG is parsed)",
         int,
+    )
+    keep_files_days: int | None = _setting(
+        "CUSTOMER_IMPORT_KEEP_FILES_DAYS",
+        "90",
+        "days the files and reports of a finished import run are kept (archive/, rejected/, reports/; locally and"
+        " on object storage); then `customer_import_housekeeping` deletes them (the run's row and counts stay)."
+        " `keep`: for ever",
+        _days_or_keep,
+    )
+    keep_history_days: int | None = _setting(
+        "CUSTOMER_IMPORT_KEEP_HISTORY_DAYS",
+        "keep",
+        "days the history of an import run's changes is kept (`customer_history`); then it is deleted and the run"
+        " can no longer be rolled back. `keep`: for ever",
+        _days_or_keep,
     )
     pgdata: Path = _setting(
         "CUSTOMER_IMPORT_PGDATA",

@@ -142,6 +142,24 @@ def test_a_full_snapshot_through_the_dag_deactivates_and_announces_it(run_dag, s
     assert active == [("007", True), ("1E5", False), ("abc-Lower", False)]
 
 
+def test_the_housekeeping_dag_removes_the_files_of_old_runs(run_dag, schema, embedded_url, tmp_path, caplog):
+    from customer_import.local.dag_runs import run_dag as run_any_dag
+
+    _, run = run_dag("valid_customers.csv")
+    with psycopg.connect(embedded_url, autocommit=True) as conn:
+        conn.execute(f'UPDATE "{schema}".import_runs SET finished_at = now() - interval \'91 days\'')
+    caplog.set_level("INFO")
+
+    housekeeping = run_any_dag("customer_import_housekeeping", {}, tmp_path / "housekeeping.log")
+
+    assert str(housekeeping.state) == "success"
+    assert not (tmp_path / "data" / run["file_path"]).exists()
+    assert not (tmp_path / "data" / run["report_dir"]).exists()
+    assert "Removed the files and reports of 1 import run (4 files, " in caplog.text
+    again = run_any_dag("customer_import_housekeeping", {}, tmp_path / "housekeeping.log")
+    assert str(again.state) == "success" and "Nothing had expired" in caplog.text
+
+
 def test_the_rollback_dag_undoes_an_import(run_dag, schema, embedded_url, tmp_path):
     from customer_import.local.dag_runs import run_dag as run_any_dag
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -192,3 +193,23 @@ def test_a_refused_full_snapshot_offers_to_import_it_again_allowing_its_deactiva
     report = client.get(f"/customer-import/runs/{done.id}/deactivations.csv", headers=admin)
     assert report.status_code == 200
     assert report.text.lstrip("\ufeff").splitlines()[1] == ",abc-Lower,deactivate,,,"
+
+
+def test_a_run_whose_files_and_history_were_removed_says_so(client, admin, page_env, importer, land, conn):  # noqa: F811
+    from customer_import.housekeeping import remove_expired
+
+    run = importer.import_file(conn, land("valid_customers.csv"))
+    conn.execute(
+        "UPDATE import_runs SET finished_at = now() - interval '100 days', merged_at = now() - interval '100 days'"
+    )
+    removed = remove_expired(conn, replace(importer.settings, keep_history_days=30))
+    assert (removed.runs, removed.histories) == (1, 1)
+
+    page = html.unescape(client.get(f"/customer-import/runs/{run.id}", headers=admin).text)
+    (removed_on,) = conn.execute("SELECT files_removed_at::date::text FROM import_runs").fetchone()
+    assert f"Its file and reports were removed on {removed_on} (kept 90 days)." in page
+    assert f"It can no longer be rolled back: its history was removed on {removed_on}." in page
+    assert "the file as received" not in page and "Roll back" not in page and "errors.csv" not in page
+    listing = html.unescape(client.get("/customer-import/", headers=admin).text)
+    assert f"files removed {removed_on}" in listing
+    assert client.get(f"/customer-import/runs/{run.id}/errors.csv", headers=admin).status_code == 404

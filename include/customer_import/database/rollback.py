@@ -59,6 +59,11 @@ def roll_back(conn: psycopg.Connection, run_id: int, contract: Contract) -> Roll
                 f"Import run {run_id} ended {run.status}: only a succeeded or partial import"
                 " changed customers and can be rolled back."
             )
+        if run.history_removed_at is not None:
+            raise RollbackRefused(
+                f"Import run {run_id} can no longer be rolled back: its history was removed on"
+                f" {run.history_removed_at:%Y-%m-%d} (CUSTOMER_IMPORT_KEEP_HISTORY_DAYS)."
+            )
         table, key = sql.Identifier(contract.table), sql.Identifier(contract.key.column)
         # A customer this run changed was changed again by a later run that is not rolled back exactly
         # when its last change is no longer this run's: a rollback restores `updated_by_run` too.

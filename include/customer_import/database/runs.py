@@ -72,6 +72,9 @@ class ImportRun:
     deactivated: int | None = None
     reactivated: int | None = None
     deactivation_refused: int | None = None  # a full snapshot refused: how many it would deactivate
+    files_removed_at: datetime | None = None  # its files and reports deleted after files_kept_days
+    files_kept_days: int | None = None
+    history_removed_at: datetime | None = None  # its history deleted: it can no longer be rolled back
 
     @property
     def options(self) -> ImportOptions:

@@ -169,6 +169,29 @@ class DataStore:
             if path.exists() or path.is_dir():
                 path.fs.rm(path.path, recursive=True)
 
+    def remove(self, relative: str) -> tuple[int, int]:
+        """Delete a file or folder of the data folders, in the store and here: how many files and
+        bytes it held (0, 0 when it is gone already)."""
+        files = size = 0
+        if self.url:
+            stored = object_root(self.url) / relative
+            stored.fs.invalidate_cache(stored.path)
+            try:
+                found = stored.fs.find(stored.path, detail=True, withdirs=False)
+            except FileNotFoundError:
+                found = {}
+            files, size = len(found), sum(info["size"] for info in found.values())
+            if found:
+                stored.fs.rm(stored.path, recursive=True)
+            self.forget(relative)
+            return files, size
+        local = self.local / relative
+        for path in [local] if local.is_file() else local.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                files, size = files + 1, size + path.stat().st_size
+        shutil.rmtree(local, ignore_errors=True) if local.is_dir() else local.unlink(missing_ok=True)
+        return files, size
+
     def forget(self, *relatives: str) -> None:
         """Remove this machine's copies (the store keeps the files)."""
         if self.url:
