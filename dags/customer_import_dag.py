@@ -217,7 +217,7 @@ def import_customer_file():
     def publish_report(import_run_id: int) -> dict:
         with _connect() as conn:
             run = _importer().publish_report(conn, import_run_id)
-        log.info("Import run %s: %s", run.id, run.outcome)
+        log.info("Import run %s: %s", run.id, run.public_outcome)
         log.info("Reports: %s", run.report_dir)
         return {
             "import_run_id": run.id,
@@ -290,17 +290,16 @@ def _wait_for_earlier_file(importer, conn, ti, until: str, poll_seconds: float =
 def _fail_if_rejected(importer, run, shown: int = 20) -> None:
     """Say in the task log where the import stands; if this step rejected the file, list its first
     issues and fail the task (a data problem: never retried)."""
-    log.info("Import run %s: %s", run.id, run.outcome)
+    log.info("Import run %s: %s", run.id, run.public_outcome)
     if run.status != "rejected":
         return
     issues = list(itertools.islice(importer.issues(run.id), shown + 1))
-    for issue in issues[:shown]:
-        where = "file" if issue.line is None else f"line {issue.line}"
-        log.error("%s%s: %s", where, f", {issue.column}" if issue.column else "", issue.message)
+    for issue in issues[:shown]:  # without the values of personal fields: the run's page shows them
+        log.error("%s", issue.public_line)
     if len(issues) > shown:
         log.error("... and more: every issue is in the report.")
     log.error("The report (errors.csv, summary.json, report.html): %s", _page_url(run.id))
-    raise AirflowFailException(f"{run.outcome} {_page_url(run.id)}")
+    raise AirflowFailException(f"{run.public_outcome} {_page_url(run.id)}")
 
 
 def _page_url(import_run_id: int) -> str:

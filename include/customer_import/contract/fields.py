@@ -43,6 +43,7 @@ class FieldSpec:
     multiline: bool = False
     minimum: int | None = None
     example: str = ""
+    personal: bool = False  # its values stay out of task logs, DAG run notes and alerts
 
     @property
     def limit(self) -> int | None:

@@ -22,13 +22,21 @@ class Rule:
     """One validation rule: a GX expectation plus the issue it reports when a value breaks it.
 
     `message` is a template for the person fixing the file; it may use {header}, {value},
-    {length}, {max_length} and {example}.
+    {length}, {max_length}, {example} and {chars} (`12 characters`: the value's length, which
+    `without_value` says instead of a personal field's value).
     """
 
     expectation: str
     kwargs: dict[str, Any]
     code: str
     message: str
+
+
+def without_value(template: str) -> str:
+    """A rule's message template that says the value's length instead of the value (a personal
+    field's issue, as task logs and alerts say it, after its line and column): `the value (12
+    characters) is not a valid email address: ...`."""
+    return template.replace("{header} `{value}`", "the value ({chars})").replace("`{value}`", "the value ({chars})")
 
 
 # --- field types -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from customer_import.contract.fields import Contract, FieldSpec
-from customer_import.contract.issues import Issue
+from customer_import.contract.issues import Issue, hide_value
 from customer_import.contract.options import Mode
 from customer_import.contract.rules import CLEAR_MARKER
 from customer_import.database.staging import ACCEPTED, staged_fields, staging_table
@@ -174,18 +174,19 @@ def _duplicates(conn: psycopg.Connection, q: _Names, spec: FieldSpec, *, casefol
         lines = [line for line, _ in group]
         for line, value in group:
             others = ", ".join(str(n) for n in lines if n != line)
-            issues.append(
-                Issue(
-                    line,
-                    spec.header,
-                    "duplicate_in_file",
-                    f"{spec.header} `{value}` also appears on line{'s' if len(lines) > 2 else ''}"
-                    f" {others}: each {what} may appear only once per file"
-                    + (" (compared ignoring case)" if casefold else "")
-                    + ". Keep one row and delete the others.",
-                )
+            message = (
+                f"{spec.header} `{value}` also appears on line{'s' if len(lines) > 2 else ''}"
+                f" {others}: each {what} may appear only once per file"
+                + (" (compared ignoring case)" if casefold else "")
+                + ". Keep one row and delete the others."
             )
+            issues.append(Issue(line, spec.header, "duplicate_in_file", message, _public(spec, message, value)))
     return issues
+
+
+def _public(spec: FieldSpec, message: str, value: str) -> str | None:
+    """The message for logs and alerts: without the value when the field is personal."""
+    return hide_value(message, value, spec.header) if spec.personal else None
 
 
 def _taken_by_other_customer(conn: psycopg.Connection, q: _Names, spec: FieldSpec) -> list[Issue]:
@@ -198,16 +199,14 @@ def _taken_by_other_customer(conn: psycopg.Connection, q: _Names, spec: FieldSpe
         ).format(col=column, key=q.key, staging=q.staging, customers=q.customers, rows=q.rows),
         [CLEAR_MARKER],
     ).fetchall()
-    return [
-        Issue(
-            line,
-            spec.header,
-            "already_used",
+    issues = []
+    for line, value, owner in rows:
+        message = (
             f"{spec.header} `{value}` already belongs to customer {q.key_header} `{owner}`:"
-            f" it must be unique. Use another value, or change `{owner}` first.",
+            f" it must be unique. Use another value, or change `{owner}` first."
         )
-        for line, value, owner in rows
-    ]
+        issues.append(Issue(line, spec.header, "already_used", message, _public(spec, message, value)))
+    return issues
 
 
 def _by_existence(conn: psycopg.Connection, q: _Names, *, exists: bool, code: str, message: str) -> list[Issue]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from customer_import.contract.issues import Issue
+from customer_import.contract.issues import Issue, quoted_issue, quoting
 from customer_import.storage.regular import open_regular
 
 #: A line that is not UTF-8: its number, its byte offset, its bytes, the decoding error.
@@ -148,7 +148,9 @@ def not_utf8_issues(path: Path) -> list[Issue]:
     if utf8_lines:
         return _pasted_lines(bad, bad_count, utf8_lines)
     number, start, line, first = bad[0]
-    return [Issue(number, None, "not_utf8", _legacy_file_message(number, start, line, first, [b[2] for b in bad]))]
+    return [
+        quoted_issue(number, None, "not_utf8", _legacy_file_message(number, start, line, first, [b[2] for b in bad]))
+    ]
 
 
 def undeclared_issue(path: Path, encoding: str) -> Issue:
@@ -182,9 +184,9 @@ def _pasted_lines(bad: list[_BadLine], bad_count: int, utf8_lines: int) -> list[
     issues = []
     for number, start, line, err in bad:
         guess = _guess([line])
-        as_what = f" (it reads as {_LEGACY[guess].split(' (')[0]}: `{_near(line, err, guess)}`)" if guess else ""
+        as_what = f" (it reads as {_LEGACY[guess].split(' (')[0]}: {quoting(_near(line, err, guess))})" if guess else ""
         issues.append(
-            Issue(
+            quoted_issue(
                 number,
                 None,
                 "not_utf8",
@@ -213,7 +215,7 @@ def _legacy_file_message(number: int, start: int, line: bytes, err: UnicodeDecod
     guess = _guess(lines)
     where = (
         f"Line {number} is not valid UTF-8: byte 0x{line[err.start]:02X} at byte offset {start + err.start}"
-        f" (byte {err.start + 1} of the line, near `{_near(line, err, guess)}`)."
+        f" (byte {err.start + 1} of the line, near {quoting(_near(line, err, guess))})."
     )
     if guess is None:
         return f"{where} {_unsure(number, line, err, lines)} {RE_SAVE}"
@@ -236,7 +238,7 @@ def _unsure(number: int, line: bytes, err: UnicodeDecodeError, lines: list[bytes
         ruled_out.append("bytes 0x80 to 0x9F are control characters in ISO-8859-1 (Latin-1)")
     why_not = f" ({' and '.join(ruled_out)}, so the file is in neither)" if ruled_out else ""
     each_way = "; ".join(
-        f"read as {_LEGACY[e].split(' (')[0]}, line {number} is `{_near(line, err, e)}`" for e in weighed
+        f"read as {_LEGACY[e].split(' (')[0]}, line {number} is {quoting(_near(line, err, e))}" for e in weighed
     )
     names = " or ".join(_OPTION_NAME[e] for e in weighed)
     which = "that reads right, import the file with encoding" if len(weighed) == 1 else "one of these reads right,"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -213,7 +214,9 @@ def _chunks(source: CsvFile, chunk_rows: int, first_line: int) -> Iterator[tuple
             cells, lines, last, next_line = _located(pa.Table.from_batches(batches).combine_chunks(), next_line)
             yield cells, lines, last, bytes_read
     except (pa.ArrowInvalid, UnicodeDecodeError) as error:
-        raise NeedsPreciseReader(str(error)) from error
+        # Arrow quotes the row it could not parse ("Expected 11 columns, got 12: C-1,Acme,..."): the
+        # reason is logged, and a row of a customer file is personal data
+        raise NeedsPreciseReader(re.sub(r"(got \d+): .*", r"\1", str(error), flags=re.DOTALL)) from error
 
 
 def _located(table: Any, first_line: int) -> tuple[list[Any], Any, int, int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from customer_import.contract.fields import Contract, FieldSpec
-from customer_import.contract.issues import Issue
+from customer_import.contract.issues import Issue, hide_value, quoted_issue, quoting
 from customer_import.contract.rules import CLEAR_MARKER, INVISIBLE, TRIM
 from customer_import.reading import charsets
 from customer_import.reading.charsets import RE_SAVE, SNIFF_BYTES
@@ -171,8 +171,13 @@ class CsvFile(RecordReader):
         separator = max(counts, key=counts.__getitem__)
         if counts[separator] and counts[separator] >= first.count(","):
             return self._separator_issue(_SEPARATORS[separator])
-        where = f"line {self.header_line} (`{first[:80]}`)" if self.header_line > 1 else f"first line (`{first[:80]}`)"
-        return Issue(None, None, "no_header", f"The {where} is not a header row: " + self._template_hint())
+        where = f"line {self.header_line}" if self.header_line > 1 else "first line"
+        return quoted_issue(
+            None,
+            None,
+            "no_header",
+            f"The {where} ({quoting(first[:80])}) is not a header row: " + self._template_hint(),
+        )
 
     def _separator_issue(self, separator: str) -> Issue:
         return Issue(
@@ -262,9 +267,9 @@ class CsvFile(RecordReader):
                 try:
                     cells[i] = fmt.read(value)
                 except UnreadableValue as unreadable:
-                    issues.append(
-                        Issue(lines[i], self.labels[spec.column], code, f"{unreadable}: correct it in the export.")
-                    )
+                    label, message = self.labels[spec.column], f"{unreadable}: correct it in the export."
+                    public = hide_value(message, value, label) if spec.personal else None
+                    issues.append(Issue(lines[i], label, code, message, public))
         return issues
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from customer_import.contract.fields import Contract, FieldSpec
 from customer_import.contract.issues import Issue
-from customer_import.contract.rules import INVISIBLE
+from customer_import.contract.rules import INVISIBLE, without_value
 from customer_import.database.staging import LINE
 
 # GX logs at INFO while it is imported (hundreds of "Skipping registering function" lines in every
@@ -151,11 +151,13 @@ class RowValidator:
                 line = int(unexpected[LINE])
                 if (line, column) not in issues:
                     value = unexpected.get(column)
+                    template, label, regex = config.meta["message"], self.labels[column], config.kwargs.get("regex")
                     issues[(line, column)] = Issue(
                         line,
-                        self.labels[column],
+                        label,
                         config.meta["code"],
-                        _message(config.meta["message"], spec, value, self.labels[column], config.kwargs.get("regex")),
+                        _message(template, spec, value, label, regex),
+                        _message(without_value(template), spec, value, label, regex) if spec.personal else None,
                     )
         return list(issues.values())
 
@@ -206,6 +208,7 @@ def _message(template: str, spec: FieldSpec, value: Any, label: str, regex: str 
         value=shown(text),
         found=shown(found.group()) if found else "",
         length=f"{len(text):,}",
+        chars=f"{len(text):,} character{'' if len(text) == 1 else 's'}",
         max_length=f"{spec.limit:,}" if spec.limit else None,
         example=spec.example,
     )

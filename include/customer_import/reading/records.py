@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from customer_import.contract.fields import Contract, FieldSpec, normalise_header
-from customer_import.contract.issues import Issue
+from customer_import.contract.issues import Issue, quoted_issue, quoting
 from customer_import.reading import charsets
 from customer_import.reading.header import REPORT_NAMES
 from customer_import.storage.regular import open_regular
@@ -313,14 +313,14 @@ class RecordReader(LineReader):
         for number, line in enumerate(lines[1:], start=start + 1):
             parts = line.rstrip("\r\n").split(",")
             if width > 2 and len(parts) >= width and parts[key].strip() and not any(c.isspace() for c in parts[key]):
-                return Issue(
+                return quoted_issue(
                     start,
                     None,
                     "swallowed_rows",
                     (
                         f"The quoted value opened on line {start} runs to line {end} and takes in line {number},"
-                        f' which looks like a row of its own (`{line.strip()[:60]}`): a closing double quote (") is'
-                        f" probably missing on line {start}."
+                        f' which looks like a row of its own ({quoting(line.strip()[:60])}): a closing double quote (")'
+                        f" is probably missing on line {start}."
                     ),
                 )
         return None
