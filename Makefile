@@ -28,7 +28,7 @@ DRY_RUN ?=
 FORCE ?=
 ENCODING ?=
 
-.PHONY: help install demo import template expectations db-url airflow celery rollback bench test test-fast lint clean
+.PHONY: help install demo import template expectations db-url airflow celery rollback forget bench test test-fast lint clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -69,6 +69,10 @@ airflow: install  ## run Airflow locally (UI on port AIRFLOW_PORT, default 8080;
 
 celery: install  ## Airflow on the CeleryExecutor: two workers on Redis (CELERY_BROKER_URL), the FAB auth manager; prints which worker ran which task
 	@$(CLI) celery
+
+forget: install  ## erase one customer everywhere the imports kept it: make forget KEY=<AccountReferenceID>
+	@test -n "$(KEY)" || { echo "usage: make forget KEY=<AccountReferenceID>"; exit 2; }
+	@$(CLI) forget "$(KEY)"
 
 rollback: install  ## roll back one import run: make rollback RUN_ID=<import run id>
 	@test -n "$(RUN_ID)" || { echo "usage: make rollback RUN_ID=<import run id>"; exit 2; }

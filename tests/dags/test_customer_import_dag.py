@@ -147,7 +147,7 @@ def test_the_housekeeping_dag_removes_the_files_of_old_runs(run_dag, schema, emb
 
     _, run = run_dag("valid_customers.csv")
     with psycopg.connect(embedded_url, autocommit=True) as conn:
-        conn.execute(f'UPDATE "{schema}".import_runs SET finished_at = now() - interval \'91 days\'')
+        conn.execute(f"UPDATE \"{schema}\".import_runs SET finished_at = now() - interval '91 days'")
     caplog.set_level("INFO")
 
     housekeeping = run_any_dag("customer_import_housekeeping", {}, tmp_path / "housekeeping.log")

@@ -209,7 +209,33 @@ def test_the_task_logs_of_an_import_run_in_process_are_where_airflows_ui_reads_t
         / "task_id=validate_file"
         / "attempt=1.log"
     ).read_text()
-    assert "line 3, ContactEmail: `not-an-email` is not a valid email address" in task_log
+    # issue 34: the log names the line, the column and the rule, not the value of a personal field
+    assert "line 3, ContactEmail: the value (12 characters) is not a valid email address" in task_log
+    assert "not-an-email" not in task_log
+
+
+def test_make_forget_erases_a_customer_and_says_so(env, database_url, schema):
+    process = make_import(env, DATA / "valid_customers.csv")
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+
+    def forget(key: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "customer_import.local.cli", "forget", key],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    done = forget("007")
+    assert done.returncode == 0 and "Forgotten: 1 customer row, 1 history rows, 3 kept files rewritten" in done.stdout
+    with psycopg.connect(database_url) as conn:
+        keys = conn.execute(f'SELECT account_reference_id FROM "{schema}".customers ORDER BY 1').fetchall()
+    assert keys == [("1E5",), ("abc-Lower",)]
+    again = forget("007")
+    assert again.returncode == 1 and "Nothing was forgotten" in again.stdout
 
 
 def test_a_file_is_merged_only_after_the_file_that_arrived_before_it(env, database_url, schema, tmp_path):

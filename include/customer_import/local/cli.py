@@ -108,6 +108,34 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase one customer through the customer_import_forget DAG (in this process: the key is not
+    handed to a scheduler's queue, where it would wait in a run's conf)."""
+    from customer_import.database import db
+    from customer_import.erasure import key_hash
+
+    configure_databases()
+    migrate_airflow()
+    reap_abandoned_runs()
+    settings = Settings.from_env()
+    log_file = log_file_for(settings, f"forget-{key_hash(args.key)[:12]}")
+    dag_run = run_dag("customer_import_forget", {"key": args.key}, log_file)
+    with db.use_schema(db.connect(configured_or_embedded_url()), settings.schema) as conn:
+        done = conn.execute(
+            "SELECT customers, history_rows, files FROM erasures WHERE key_sha256 = %s ORDER BY id DESC LIMIT 1",
+            [key_hash(args.key)],
+        ).fetchone()
+    if str(dag_run.state) != "success" or done is None:
+        print(f"Nothing was forgotten: no customer, history or kept file holds that key. Airflow log: {log_file}")
+        return 1
+    customers, history_rows, files = done
+    print(
+        f"Forgotten: {customers} customer row, {history_rows} history rows, {files} kept files rewritten"
+        " without it. erasures records the key's SHA-256, not the key."
+    )
+    return 0
+
+
 def cmd_template(args: argparse.Namespace) -> int:
     path = Path(args.path)
     path.write_bytes(load_contract().template_csv())
@@ -293,6 +321,9 @@ def _main(argv: list[str] | None = None) -> int:
     )
     one.set_defaults(run=cmd_import)
     commands.add_parser("demo", help="import the bundled sample").set_defaults(run=cmd_demo)
+    forget = commands.add_parser("forget", help="erase one customer, by key, from the database and every kept file")
+    forget.add_argument("key", help="its AccountReferenceID")
+    forget.set_defaults(run=cmd_forget)
     rollback = commands.add_parser("rollback", help="roll back one import run through its DAG")
     rollback.add_argument("run_id", type=int)
     rollback.set_defaults(run=cmd_rollback)

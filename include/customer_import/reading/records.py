@@ -309,7 +309,7 @@ class RecordReader(LineReader):
         """A quoted value over several lines (`lines`, from `start` to `end`) that takes in lines
         shaped like rows of their own: a closing quote is missing, and importing the record would
         silently swallow those rows."""
-        width, key = len(self.header), self._key_index
+        width, key = len(self.header), self.key_index
         for number, line in enumerate(lines[1:], start=start + 1):
             parts = line.rstrip("\r\n").split(",")
             if width > 2 and len(parts) >= width and parts[key].strip() and not any(c.isspace() for c in parts[key]):
@@ -326,7 +326,7 @@ class RecordReader(LineReader):
         return None
 
     @property
-    def _key_index(self) -> int:
+    def key_index(self) -> int:
         index = self._field_indexes[[f.column for f in self.fields].index(self.contract.key.column)]
         assert index is not None, "the key is never a default"
         return index

@@ -82,3 +82,15 @@ CREATE TABLE IF NOT EXISTS missing_exports (
 
 -- What each import changed: `customer_history_rows` (typed) and the `customer_history` view over
 -- it (JSON images) derive from the field contract, like customers: see history.py.
+
+-- Customers forgotten on request (make forget, customer_import_forget): when, by whom, and the key's
+-- SHA-256 (never the key), with how much was erased.
+CREATE TABLE IF NOT EXISTS erasures (
+    id           bigserial   PRIMARY KEY,
+    erased_at    timestamptz NOT NULL DEFAULT now(),
+    erased_by    text        NOT NULL,
+    key_sha256   char(64)    NOT NULL,
+    customers    integer     NOT NULL,
+    history_rows integer     NOT NULL,
+    files        integer     NOT NULL
+);
