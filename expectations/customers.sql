@@ -65,6 +65,8 @@ ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS deactivation_refused integer;
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS files_removed_at timestamptz;
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS files_kept_days integer;
 ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS history_removed_at timestamptz;
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS files_removed integer;         -- how many files, and
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS files_removed_bytes bigint;    -- their bytes
 
 -- Sources that say how often their file comes (sources.yaml, expected_every): since when the
 -- watch has watched each, and each gap in which no file came in time, until one came.

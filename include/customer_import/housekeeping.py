@@ -43,7 +43,7 @@ class Removed:
         if self.runs:
             parts.append(
                 f"the files and reports of {_count(self.runs, 'import run')}"
-                f" ({_count(self.files, 'file')}, {_size(self.bytes)})"
+                f" ({_count(self.files, 'file')}, {size_in_words(self.bytes)})"
             )
         if self.histories:
             parts.append(
@@ -56,7 +56,7 @@ def _count(n: int, what: str) -> str:
     return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
-def _size(n: int) -> str:
+def size_in_words(n: int) -> str:
     if n < 1024:
         return f"{n:,} bytes"
     power = min(3, (n.bit_length() - 1) // 10)
@@ -95,9 +95,23 @@ def _remove_files(conn: psycopg.Connection, settings: Settings, days: int, remov
                 return
             run = runs.get_run(conn, run_id)
             found = [store.remove(f"{folder}/{run_id}") for folder in ("archive", "rejected", "reports")]
-            runs.update_run(conn, run_id, files_removed_at=db.scalar(conn, "SELECT now()"), files_kept_days=days)
-        files, size = sum(f for f, _ in found), sum(b for _, b in found)
-        log.info("Import run %s (%s, %s): %s files, %s removed.", run_id, run.file_name, run.status, files, _size(size))
+            files, size = sum(f for f, _ in found), sum(b for _, b in found)
+            runs.update_run(
+                conn,
+                run_id,
+                files_removed_at=db.scalar(conn, "SELECT now()"),
+                files_kept_days=days,
+                files_removed=files,
+                files_removed_bytes=size,
+            )
+        log.info(
+            "Import run %s (%s, %s): %s files, %s removed.",
+            run_id,
+            run.file_name,
+            run.status,
+            files,
+            size_in_words(size),
+        )
         removed.runs, removed.files, removed.bytes = removed.runs + 1, removed.files + files, removed.bytes + size
 
 

@@ -207,9 +207,11 @@ def test_a_run_whose_files_and_history_were_removed_says_so(client, admin, page_
 
     page = html.unescape(client.get(f"/customer-import/runs/{run.id}", headers=admin).text)
     (removed_on,) = conn.execute("SELECT files_removed_at::date::text FROM import_runs").fetchone()
-    assert f"Its file and reports were removed on {removed_on} (kept 90 days)." in page
+    assert f"Its file and reports were removed on {removed_on} (kept 90 days): 4 files, " in page
     assert f"It can no longer be rolled back: its history was removed on {removed_on}." in page
     assert "the file as received" not in page and "Roll back" not in page and "errors.csv" not in page
     listing = html.unescape(client.get("/customer-import/", headers=admin).text)
     assert f"files removed {removed_on}" in listing
+    assert "Housekeeping removed the files and reports of 1 import run (" in listing
+    assert f"), last on {removed_on}; their rows and counts stay." in listing
     assert client.get(f"/customer-import/runs/{run.id}/errors.csv", headers=admin).status_code == 404

@@ -75,6 +75,8 @@ class ImportRun:
     files_removed_at: datetime | None = None  # its files and reports deleted after files_kept_days
     files_kept_days: int | None = None
     history_removed_at: datetime | None = None  # its history deleted: it can no longer be rolled back
+    files_removed: int | None = None
+    files_removed_bytes: int | None = None
 
     @property
     def options(self) -> ImportOptions:
@@ -310,6 +312,26 @@ def find_imported(
             {"sha": sha256, "run": other_than, "imported": list(IMPORTED_STATUSES), "source": full_snapshot_of},
         )
         return cur.fetchone()
+
+
+@dataclass(frozen=True)
+class Housekept:
+    """What housekeeping removed so far: the files and reports of `runs` runs, `size` bytes, last on `last`."""
+
+    runs: int
+    size: int
+    last: datetime
+
+
+def housekept(conn: psycopg.Connection) -> Housekept | None:
+    """What housekeeping removed so far, if anything."""
+    if not _has_runs_table(conn):
+        return None
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(files_removed_bytes), 0)::bigint, max(files_removed_at) FROM import_runs"
+        " WHERE files_removed_at IS NOT NULL"
+    ).fetchone()
+    return Housekept(*row) if row and row[0] else None
 
 
 def update_run(conn: psycopg.Connection, run_id: int, **values: Any) -> ImportRun:

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 from customer_import.contract.fields import load_contract
 from customer_import.contract.options import MODES, OFFERED, ON_ERROR_CHOICES, SNAPSHOTS, ImportOptions
 from customer_import.database import db
-from customer_import.database.runs import ImportRun, get_run, last_change, list_runs, oldest_unfinished
+from customer_import.database.runs import ImportRun, get_run, housekept, last_change, list_runs, oldest_unfinished
 from customer_import.page.guard import CrossSiteGuard
 from customer_import.page.rendering import Notice, render
 from customer_import.report import SUMMARY_JSON
@@ -102,6 +102,7 @@ class Host:
             blocker = oldest_unfinished(conn)
             changed = last_change(conn)
             missing = freshness.open_gaps(conn)
+            removed = housekept(conn)
         if blocker is not None and datetime.now(UTC) - blocker.received_at < QUEUE_NOTICE_AFTER:
             blocker = None  # an import in progress, not yet one to point out
         waiting = []
@@ -127,5 +128,6 @@ class Host:
             set_aside=folders.set_aside_files(),
             blocker=blocker,
             missing=missing,
+            housekept=removed,
             **self.upload_context(request, source=source),
         )

@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from customer_import.database.runs import ImportRun
+from customer_import.housekeeping import size_in_words
 
 #: The DAGs the page starts and links to.
 IMPORT_DAG_ID = "customer_import"
@@ -52,6 +53,7 @@ def render(template: str, request: Request, status_code: int = 200, **context: A
         look=STATUS_LOOK,
         when=when,
         reason=reason,
+        size=size_in_words,
         **context,
     )
     return HTMLResponse(html, status_code=status_code)
