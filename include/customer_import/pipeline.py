@@ -313,7 +313,9 @@ class Importer:
             )
             raise
         self.store.forget(f"processing/{run_id}", f"archive/{run_id}", f"rejected/{run_id}", f"reports/{run_id}")
-        return runs.update_run(conn, run_id, finished_at=datetime.now(UTC))
+        finished = runs.update_run(conn, run_id, finished_at=datetime.now(UTC), stage=None, stage_started_at=None)
+        self.files.update_summary(finished)  # summary.json says how the run ended, where its file rests
+        return finished
 
     def _publish(self, conn: psycopg.Connection, run: ImportRun) -> None:
         work = self.files.local.processing(run.id)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from contextlib import AbstractContextManager
@@ -21,7 +22,7 @@ from customer_import.database import db, runs
 from customer_import.database.runs import FAILED_STATUSES, ImportRun
 from customer_import.database.staging import STAGED_FILE
 from customer_import.reading.csvfile import CsvFile
-from customer_import.report import ERRORS_CSV
+from customer_import.report import ERRORS_CSV, SUMMARY_JSON
 from customer_import.settings import Settings
 from customer_import.sources.profiles import DEFAULT, Sources, load_sources
 from customer_import.storage.folders import Folders, move
@@ -215,6 +216,16 @@ class RunFiles:
         runs.update_run(conn, run.id, file_path=self.relative(kept), report_dir=self.relative(report_dir))
         shutil.rmtree(self.local.processing(run.id), ignore_errors=True)
         self.store.delete(f"processing/{run.id}")
+
+    def update_summary(self, run: ImportRun) -> None:
+        """Give the run's summary.json the run as it ended (it is written before the file is moved
+        and the run finished)."""
+        with self.store.mirrored(f"reports/{run.id}/{SUMMARY_JSON}"):
+            path = self.local.reports(run.id) / SUMMARY_JSON
+            if path.is_file():
+                summary = json.loads(path.read_text(encoding="utf-8"))
+                summary["import_run"] = run.to_dict()
+                path.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
 
     def write_report(self, run_id: int, name: str, text: str) -> None:
         """Write one more file into a run's reports (rollback.json), here and in the store."""

@@ -312,3 +312,16 @@ def test_arrow_rules_out_only_the_duplicates_the_database_would_not_find(conn, s
     assert not duplicated & {f.header for f in fields if f.column in distinct}
     assert checks.check_staging(conn, 1, contract, fields, "upsert", distinct) == searched
     assert checks.distinct_columns(staged_csv, contract, checks.DISTINCT_ROWS + 1) == set()  # too long to hold
+
+
+@pytest.mark.parametrize(
+    ("fixture", "status", "folder"),
+    [("one_bad_email.csv", "rejected", "rejected/"), ("valid_customers.csv", "succeeded", "archive/")],
+)
+def test_summary_json_says_how_the_run_ended_and_where_its_file_rests(conn, importer, land, fixture, status, folder):
+    run = importer.import_file(conn, land(fixture))
+
+    summary = json.loads((importer.settings.data_dir / run.report_dir / "summary.json").read_text())
+    ended = summary["import_run"]
+    assert (ended["status"], ended["finished_at"], ended["stage"]) == (status, run.finished_at.isoformat(), None)
+    assert ended["file_path"] == run.file_path and run.file_path.startswith(folder)
