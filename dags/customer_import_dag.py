@@ -77,6 +77,7 @@ def _connect():
     # only after the file that arrived before it (load_staging waits for its turn)
     max_active_runs=Settings.from_env().parallel_files,
     doc_md=__doc__,
+    description="Imports one customer CSV file: validate (GX), stage, one MERGE, report",
     tags=["customer-import"],
     default_args={
         "retries": Settings.from_env().task_retries,

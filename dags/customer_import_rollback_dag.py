@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     doc_md=__doc__,
+    description="Rolls one import run back from its history",
     tags=["customer-import"],
     params={
         "import_run_id": Param(

@@ -55,6 +55,7 @@ def _sources():
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
+    description="Hands each settled file of every source's landing folder to customer_import; watches freshness",
     tags=["customer-import"],
 )
 def watch_landing_folder():

@@ -17,9 +17,16 @@ def test_every_dag_file_parses_without_errors():
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
-    assert {"customer_import", "customer_import_rollback"} <= set(bag.dag_ids)
+    assert {
+        "customer_import",
+        "customer_import_rollback",
+        "customer_import_watch",
+        "customer_import_housekeeping",
+        "customer_import_forget",
+    } <= set(bag.dag_ids)
     for dag in bag.dags.values():
         assert dag.tags and dag.doc_md, f"{dag.dag_id} needs tags and a doc_md"
+        assert dag.description, f"{dag.dag_id} needs a description: the DAG list shows it"
 
 
 def test_customer_import_has_the_run_params_of_the_spec():
