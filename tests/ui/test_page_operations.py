@@ -126,6 +126,7 @@ def test_run_actions_start_a_run_and_a_viewer_gets_none(client, admin, page_env,
     pages = {r.id: client.get(f"/customer-import/runs/{r.id}", headers=admin).text for r in (good, again, rejected)}
     assert "Roll back" in pages[good.id] and "removes the 3 customers it inserted" in pages[good.id]
     assert "Import again with force" in pages[again.id]
+    assert "Yes, import valid_customers.csv again" in pages[again.id]  # confirmed, not on one click
     assert "Import the valid rows only" in pages[rejected.id] and "1 of 3 rows (33.3 %)" in pages[rejected.id]
     assert "Upload the fixed file" in pages[rejected.id]
 
@@ -215,3 +216,54 @@ def test_a_run_whose_files_and_history_were_removed_says_so(client, admin, page_
     assert "Housekeeping removed the files and reports of 1 import run (" in listing
     assert f"), last on {removed_on}; their rows and counts stay." in listing
     assert client.get(f"/customer-import/runs/{run.id}/errors.csv", headers=admin).status_code == 404
+
+
+def test_a_dry_run_offers_to_apply_its_changes_with_their_counts(client, admin, page_env, importer, land, conn):  # noqa: F811
+    from customer_import.contract.options import ImportOptions
+
+    importer.import_file(conn, land("valid_customers.csv"))
+    dry = importer.import_file(conn, land("update_phone_only.csv"), ImportOptions(dry_run=True))
+    assert (dry.status, dry.inserted, dry.updated) == ("dry_run", 0, 2)
+
+    page = html.unescape(client.get(f"/customer-import/runs/{dry.id}", headers=admin).text)
+    assert "Apply these changes: 0 new, 2 updated" in page and "Import again with force" not in page
+    assert "Yes, apply these changes" in page
+
+    dag_id, conf = dag_run_conf(
+        started(client.post(f"/customer-import/runs/{dry.id}/apply", headers=admin, follow_redirects=False))
+    )
+    assert dag_id == "customer_import" and "dry_run" not in conf and "force" not in conf
+    assert client.post(f"/customer-import/runs/{dry.id}/force", headers=admin).status_code == 409
+
+
+def test_a_file_in_another_encoding_says_which_and_offers_to_import_it_as_that(
+    client,  # noqa: F811
+    admin,  # noqa: F811
+    page_env,  # noqa: F811
+    importer,
+    land,
+    conn,
+):
+    from customer_import.contract.options import ImportOptions
+
+    rejected = importer.import_file(conn, land("windows1252.csv"))
+    assert (rejected.status, rejected.file_rejected) == ("rejected", True)
+
+    page = html.unescape(client.get(f"/customer-import/runs/{rejected.id}", headers=admin).text)
+    assert "Whole file rejected.</strong> Line 2 is not valid UTF-8" in page
+    assert "Likely encoding: <strong>Windows-1252</strong>." in page
+    assert "Import again as Windows-1252" in page and "Yes, import it as Windows-1252" in page
+    assert "encoding UTF-8 · mode upsert" in page
+    assert '<option value="windows-1252" selected>' in page  # the fixed-file form, as the file likely is
+    listing = html.unescape(client.get("/customer-import/", headers=admin).text)
+    assert "whole file</td>" in listing and "Line 2 is not valid UTF-8 (likely windows-1252)" in listing
+
+    dag_id, conf = dag_run_conf(
+        started(client.post(f"/customer-import/runs/{rejected.id}/encoding", headers=admin, follow_redirects=False))
+    )
+    assert (dag_id, conf["encoding"]) == ("customer_import", "cp1252")
+    done = importer.import_file(conn, conf["file"], ImportOptions.from_params(conf))
+    assert done.status == "succeeded"
+    page = html.unescape(client.get(f"/customer-import/runs/{done.id}", headers=admin).text)
+    assert "encoding Windows-1252 · mode upsert" in page and "Import again as" not in page
+    assert client.post(f"/customer-import/runs/{done.id}/encoding", headers=admin).status_code == 409

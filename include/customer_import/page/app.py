@@ -34,10 +34,12 @@ from customer_import.page.forms import (
     changed,
     chunks,
     counted,
+    encoding_label,
     form_options,
     form_source,
     now_handover,
     progress_of,
+    suggested_for,
     upload_notice,
 )
 from customer_import.page.guard import CrossSiteGuard
@@ -194,20 +196,24 @@ def import_run(request: Request, host: HostDep, run_id: int) -> HTMLResponse:
     summary = host.summary(run)
     issues = summary.get("issues", [])
     reports = [name for name in REPORT_FILES if host.report_path(run, name) is not None]
+    suggested = suggested_for(run)
     return render(
         "import_run.html",
         request,
         run=run,
+        suggested=suggested and encoding_label(suggested),
+        encoding=encoding_label(run.encoding),
         issues=issues[:ISSUES_SHOWN],
         issues_total=sum(summary.get("issue_counts", {}).values()),
         issue_counts=summary.get("issue_counts", {}),
         reports=reports,
-        file_issues=[i for i in issues if i.get("line") is None],
+        file_issues=[i for i in issues if i.get("line") is None or run.file_rejected],
         kept_file=host.data_path(run.file_path) is not None,
         refresh=not run.is_finished,
         newest=run.id,
         upload_label="Upload the fixed file",
-        **host.upload_context(request, run.options, run.source),
+        # the fixed-file form reads the file as it likely is
+        **host.upload_context(request, again(run, "encoding") or run.options, run.source),
     )
 
 
@@ -321,6 +327,8 @@ async def upload_file(request: Request, host: HostDep) -> Response:
 
 #: The page's actions that import a run's kept file again, and how the notice says it.
 AGAIN = {
+    "apply": "applying the dry run's changes",
+    "encoding": "in the encoding its bytes point to",
     "force": "with force",
     "valid_rows": "its valid rows only",
     "allow_deactivation": "allowing its deactivations",

@@ -3,6 +3,7 @@ streams in; the progress a running import reports."""
 
 from __future__ import annotations
 
+import codecs
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, replace
@@ -13,9 +14,10 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
-from customer_import.contract.options import ImportOptions
+from customer_import.contract.options import OFFERED, ImportOptions, check_encoding_name
 from customer_import.database.runs import ImportRun
 from customer_import.page.rendering import IMPORT_DAG_ID, Notice
+from customer_import.reading.charsets import suggested_encoding
 from customer_import.sources.profiles import DEFAULT, Source, Sources
 from customer_import.storage.folders import UploadTooLarge
 from customer_import.storage.names import UploadRefused
@@ -42,11 +44,15 @@ def counted(request: Request, limit: int) -> Request:
 
 
 def again(run: ImportRun, action: str) -> ImportOptions | None:
-    """The options of importing a run's file again: with force (it was a duplicate or a dry run),
+    """The options of importing a run's file again: for real (it was a dry run), with force (a duplicate),
     with its invalid rows skipped (a rejected file whose rows could be), at a rate that admits them,
     or allowing the deactivations a full snapshot was refused for."""
-    if action == "force" and run.status in ("duplicate", "dry_run"):
+    if action == "force" and run.status == "duplicate":
         return replace(run.options, force=True, dry_run=False)
+    if action == "apply" and run.status == "dry_run":
+        return replace(run.options, dry_run=False)
+    if action == "encoding" and (encoding := suggested_for(run)) is not None:
+        return replace(run.options, encoding=check_encoding_name(encoding))
     if action == "allow_deactivation" and run.status == "rejected" and run.deactivation_refused:
         return replace(run.options, allow_mass_deactivation=True, dry_run=False)
     rows_were_why = not run.file_rejected and not run.deactivation_refused
@@ -54,6 +60,21 @@ def again(run: ImportRun, action: str) -> ImportOptions | None:
         rate = math.ceil(1000 * (run.rows_rejected or 0) / (run.rows_total or 1)) / 1000
         return replace(run.options, on_error="skip_invalid_rows", max_error_rate=min(1.0, rate))
     return None
+
+
+def suggested_for(run: ImportRun) -> str | None:
+    """The encoding a run rejected for its encoding should have been imported with, when its reason
+    names one (see `charsets.suggested_encoding`)."""
+    if run.status != "rejected" or not run.file_rejected:
+        return None
+    return suggested_encoding(run.message)
+
+
+def encoding_label(encoding: str) -> str:
+    """`Windows-1252` for windows-1252 or cp1252: how the upload form names an encoding."""
+    canonical = codecs.lookup(encoding).name
+    named = {codecs.lookup(name).name: label.split(" (")[0] for name, label in OFFERED.items()}
+    return named.get(canonical, encoding)
 
 
 def changed(options: ImportOptions) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from markupsafe import Markup, escape
 
 from customer_import.database.runs import ImportRun
 from customer_import.housekeeping import size_in_words
+from customer_import.reading.charsets import suggested_encoding
 
 #: The DAGs the page starts and links to.
 IMPORT_DAG_ID = "customer_import"
@@ -71,4 +72,6 @@ def reason(run: ImportRun) -> str:
     """A rejected or failed run's reason in a few words: the first sentence of its message."""
     text = (run.message or "").removeprefix("The whole file was rejected: ")
     first = text.split(". ", 1)[0].split(": ", 1)[0]
-    return first if len(first) <= 90 else first[:87] + "..."
+    first = first if len(first) <= 90 else first[:87] + "..."
+    likely = suggested_encoding(run.message) if run.file_rejected else None
+    return f"{first} (likely {likely})" if likely else first

@@ -35,8 +35,19 @@ _LEGACY = {
 }
 _OPTION_NAME = {"cp1252": "windows-1252", "mac_roman": "mac-roman"}
 _ICONV_NAME = {"cp1252": "WINDOWS-1252", "mac_roman": "MACINTOSH"}
+#: What a rejection's message says when it can name the one encoding the file is in.
+_SUGGESTED = re.compile(
+    rf"with encoding ({'|'.join(map(re.escape, _OPTION_NAME.values()))})\b|encoded as (UTF-16|UTF-32), not UTF-8"
+)
 _TYPOGRAPHY = set("’‘“”‚„–—…€•™")
 _CLEAR_LEAD = 3  # how far the best reading's score must lead the next one's to be named alone
+
+
+def suggested_encoding(message: str | None) -> str | None:
+    """The one encoding a whole-file rejection's message names for the file (as the `encoding`
+    option writes it), if it names one: what the page offers to import the file again with."""
+    found = _SUGGESTED.search(message or "")
+    return None if found is None else (found.group(1) or found.group(2).lower())
 
 
 def is_utf8(encoding: str) -> bool:
