@@ -193,11 +193,17 @@ class DataStore:
         return files, size
 
     def forget(self, *relatives: str) -> None:
-        """Remove this machine's copies (the store keeps the files)."""
+        """Remove this machine's copies (the store keeps the files), and the folders they leave empty."""
         if self.url:
             for relative in relatives:
                 local = self.local / relative
                 shutil.rmtree(local, ignore_errors=True) if local.is_dir() else local.unlink(missing_ok=True)
+                folder = local.parent
+                while folder != self.local and folder.is_relative_to(self.local) and folder.is_dir():
+                    if any(folder.iterdir()):
+                        break
+                    folder.rmdir()
+                    folder = folder.parent
 
     @contextmanager
     def mirrored(self, *relatives: str) -> Iterator[None]:
