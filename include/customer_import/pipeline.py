@@ -54,13 +54,13 @@ def decide(run: ImportRun) -> tuple[Literal["rejected", "dry_run", "merge"], str
         return "rejected", (
             "The whole file was rejected: "
             + (run.message or "see the issues in the report.")
-            + " Fix the file and drop it again."
+            + " Fix the file and import it again."
         )
     if bad and run.on_error == "reject_file":
         return "rejected", (
             f"{bad} of {total} rows {'has' if bad == 1 else 'have'} problems and on_error is"
             " reject_file, so nothing was"
-            " imported: fix the rows errors.csv marks and drop the file again."
+            " imported: fix the rows errors.csv marks and import the fixed file again."
         )
     if bad and bad / total > run.max_error_rate:
         return "rejected", (

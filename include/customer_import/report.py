@@ -1,4 +1,4 @@
-"""The reports of one run: errors.csv (fix it in Excel, drop it again), summary.json, report.html."""
+"""The reports of one run: errors.csv (fix it in Excel, import it again), summary.json, report.html."""
 
 from __future__ import annotations
 

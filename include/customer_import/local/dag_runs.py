@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,13 +17,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from customer_import.contract.fields import load_contract
 from customer_import.settings import REPO_ROOT, Settings
 from customer_import.sources.profiles import DEFAULT, load_sources
 from customer_import.storage.folders import Folders
 from customer_import.storage.store import DataStore
+
+if TYPE_CHECKING:
+    from customer_import.database.runs import ImportRun
 
 DAGS = REPO_ROOT / "dags"
 
@@ -176,7 +180,7 @@ def _finish_import_run(dag_id: str, airflow_run_id: str, pid: int) -> str:
                 run.id,
                 failure=(
                     f"The local command that ran this import (pid {pid}) stopped before it finished: nothing was merged"
-                    " and the file is kept. Clear the Airflow run to import it again, or drop the file again."
+                    " and the file is kept. Clear the Airflow run to import it again, or run make import again."
                 ),
             )
     kept = f"; its file is kept in {run.file_path}" if run.file_path else ""
@@ -270,6 +274,8 @@ def _import_through_dag(path: Path, options: dict[str, Any], source: str, folder
         return 1
     print()
     print(run.outcome)
+    if (step := _next_step(run, path, source)) is not None:
+        print(f"  next:       {step}")
     if run.report_dir:
         where = settings.store.location
         print(f"  report:     {where(f'{run.report_dir}/report.html')}")
@@ -281,6 +287,20 @@ def _import_through_dag(path: Path, options: dict[str, Any], source: str, folder
     print(f"  Airflow:    DAG run {airflow_run_id}, log {log_file}")
     print(f"  took {time.monotonic() - started:.1f} s")
     return 1 if run.status in FAILED_STATUSES else 0
+
+
+def _next_step(run: ImportRun, path: Path, source: str) -> str | None:
+    """The command that does what the outcome suggests, to type as it is."""
+    from customer_import.reading.charsets import suggested_encoding
+
+    again = f"make import FILE={shlex.quote(str(path))}" + (f" SOURCE={source}" if source else "")
+    if run.status == "duplicate":
+        return f"to import it anyway: {again} FORCE=1"
+    if run.status == "rejected" and run.file_rejected and (encoding := suggested_encoding(run.message)):
+        return f"to read it as {encoding}: {again} ENCODING={encoding}"
+    if run.status == "rejected" and run.deactivation_refused:
+        return f"if the export is complete: {again} SNAPSHOT=full ALLOW_MASS_DEACTIVATION=1"
+    return None
 
 
 def _value_changes(settings: Settings, report_dir: str) -> list[str]:

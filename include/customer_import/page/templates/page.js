@@ -89,7 +89,7 @@
           ["rows", "inserted", "updated", "unchanged", "rejected"].forEach((n) => set(row, n, run[n] ?? ""));
           const bar = row.querySelector("progress");
           if (bar) { if (run.percent === null) bar.removeAttribute("value"); else bar.value = run.percent; }
-          if (run.status !== "running") { row.dataset.status = run.status; set(row, "status", run.status); changed = true; }
+          if (run.status !== "running") { row.dataset.status = run.status; set(row, "status", run.status.replaceAll("_", " ")); changed = true; }
         });
       }
       if (changed && document.getElementById("imports-page")) await refreshInPlace();
