@@ -309,6 +309,33 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             page.screenshot(path=ARTIFACTS / "imports-page-dark.png", full_page=True)
             page.evaluate("document.documentElement.classList.replace('dark', 'light')")
 
+            # A dry run's changes applied from its page, confirmed with their counts (issue 33, point 10).
+            imports.locator('tr[data-status="dry_run"]').get_by_role("link", name="update_phone_only.csv").click()
+            imports.get_by_text("Apply these changes: 0 new, 2 updated").click()
+            page.screenshot(path=ARTIFACTS / "apply-dry-run.png", full_page=True)
+            imports.get_by_role("button", name="Yes, apply these changes").click()
+            expect(imports.locator('tr[data-status="succeeded"]', has_text="update_phone_only.csv")).to_be_visible(
+                timeout=IMPORT_SECONDS * 1000
+            )
+
+            # A file in another encoding: the likely one named, and imported as it from its page (point 3).
+            imports.locator("input[type=file]").set_input_files(DATA / "windows1252.csv")
+            imports.get_by_role("button", name="Upload", exact=True).click()
+            rejected = imports.locator('tr[data-status="rejected"]', has_text="windows1252.csv")
+            expect(rejected).to_contain_text("(likely windows-1252)", timeout=IMPORT_SECONDS * 1000)
+            expect(rejected).to_contain_text("whole file")
+            rejected.get_by_role("link", name="windows1252.csv").click()
+            expect(imports.locator(".rejected-whole")).to_contain_text("Likely encoding: Windows-1252")
+            imports.get_by_text("Import again as Windows-1252").click()
+            page.screenshot(path=ARTIFACTS / "import-again-as-windows-1252.png", full_page=True)
+            imports.get_by_role("button", name="Yes, import it as Windows-1252").click()
+            done = imports.locator('tr[data-status="succeeded"]', has_text="windows1252.csv")
+            expect(done).to_be_visible(timeout=IMPORT_SECONDS * 1000)
+            done.get_by_role("link", name="windows1252.csv").click()
+            expect(imports.locator("dd", has_text="encoding Windows-1252 · mode upsert")).to_be_visible()
+            imports.get_by_role("link", name="← Customer imports").click()
+            expect(imports.locator("#imports")).to_be_visible()
+
             # Roll back a succeeded import from its page.
             imports.locator("tr", has_text="waiting.csv").get_by_role("link", name="waiting.csv").click()
             imports.get_by_text("Roll back", exact=True).click()
