@@ -54,6 +54,9 @@ def _sources():
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    # a run that starts with Airflow itself may find its API not answering yet (httpx.ReadTimeout): that
+    # is not a failure to show, a try again is
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=15)},
     doc_md=__doc__,
     description="Hands each settled file of every source's landing folder to customer_import; watches freshness",
     tags=["customer-import"],
