@@ -5,8 +5,9 @@ The page itself is `customer_import.page.app`; this plugin gives it Airflow's si
   `customer_import` DAG, uploading needs the right to trigger them;
 - the target database, through the Airflow connection `customer_db`;
 - an uploaded file's import run, started at once (the landing watch would start it within a minute);
-- the note of every `customer_import` DAG run: its outcome line and the link to its page, written
-  by a listener when the run ends (in the scheduler, or in `make import`'s own process).
+- the note of every `customer_import` and `customer_import_rollback` DAG run: its outcome and the
+  link to the import run's page inside Airflow on its first line, written by a listener when the
+  run ends (in the scheduler, or in `make import`'s own process).
 """
 
 import logging
@@ -15,6 +16,8 @@ from functools import cached_property
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
+
+from customer_import.links import PAGE_PREFIX, SHELL_ROUTE
 
 log = logging.getLogger(__name__)
 
@@ -112,40 +115,52 @@ def _login_url(request) -> str:
 
 
 class RunNotes:
-    """Writes the outcome of a `customer_import` run into its DAG run note, for every outcome."""
+    """Writes the outcome of a `customer_import` run (and of a rollback) into its DAG run note."""
 
     @hookimpl
     def on_dag_run_success(self, dag_run, msg: str) -> None:
-        _note(dag_run)
+        _note(dag_run, succeeded=True)
 
     @hookimpl
     def on_dag_run_failed(self, dag_run, msg: str) -> None:
-        _note(dag_run)
+        _note(dag_run, succeeded=False)
 
 
-def _note(dag_run) -> None:
-    from airflow.configuration import conf
-
-    from customer_import.database import db
-    from customer_import.database.runs import find_claimed
-    from customer_import.page.rendering import IMPORT_DAG_ID
+def _note(dag_run, succeeded: bool) -> None:
+    from customer_import.database import db, runs
+    from customer_import.links import airflow_base_url, imported_elsewhere_note, rollback_note, run_note
+    from customer_import.page.rendering import IMPORT_DAG_ID, ROLLBACK_DAG_ID
     from customer_import.settings import Settings
+    from customer_import.sources.profiles import DEFAULT
 
-    if dag_run.dag_id != IMPORT_DAG_ID:
+    if dag_run.dag_id not in (IMPORT_DAG_ID, ROLLBACK_DAG_ID):
         return
     try:
         with _connect() as conn:
-            run = find_claimed(db.use_schema(conn, Settings.from_env().schema), dag_run.dag_id, dag_run.run_id)
+            db.use_schema(conn, Settings.from_env().schema)
+            conf, elsewhere = dag_run.conf or {}, None
+            if dag_run.dag_id == ROLLBACK_DAG_ID:
+                run = next(iter(runs.runs_by_id(conn, [int(conf.get("import_run_id") or 0)])), None)
+            else:
+                run = runs.find_claimed(conn, dag_run.dag_id, dag_run.run_id)
+                if run is None and conf.get("file") and dag_run.logical_date:  # another run took its file?
+                    elsewhere = runs.claimed_since(
+                        conn, conf["file"], conf.get("source") or DEFAULT, dag_run.logical_date
+                    )
     except Exception:  # the note is a courtesy: never let it break the scheduler's loop
         log.exception("Could not read the outcome of %s for its note", dag_run.run_id)
         return
-    base = (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
-    _set_note(
-        dag_run,
-        f"{run.public_outcome}\n\n{base}/customer-import/runs/{run.id}"
-        if run
-        else "No file was claimed: the log of wait_for_file or claim_file says why.",
-    )
+    if dag_run.dag_id == ROLLBACK_DAG_ID:
+        text = (
+            rollback_note(run, succeeded, airflow_base_url()) if run else "No such import run: see roll_back_run's log."
+        )
+    elif run is not None:
+        text = run_note(run, airflow_base_url())
+    elif elsewhere is not None:
+        text = imported_elsewhere_note(elsewhere, airflow_base_url())
+    else:
+        text = "No file was claimed: the log of wait_for_file or claim_file says why."
+    _set_note(dag_run, text)
 
 
 def _set_note(dag_run, text: str) -> None:
@@ -166,14 +181,14 @@ def _set_note(dag_run, text: str) -> None:
 
 class CustomerImportPlugin(AirflowPlugin):
     name = "customer_import"
-    fastapi_apps = [{"app": ImportsPage(), "url_prefix": "/customer-import", "name": "Customer imports"}]
+    fastapi_apps = [{"app": ImportsPage(), "url_prefix": PAGE_PREFIX, "name": "Customer imports"}]
     listeners = [RunNotes()]
     external_views = [
         {
             "name": "Imports",
-            "href": "customer-import/",
-            "icon": "customer-import/icon.svg",
-            "url_route": "customer-imports",
+            "href": f"{PAGE_PREFIX.lstrip('/')}/",
+            "icon": f"{PAGE_PREFIX.lstrip('/')}/icon.svg",
+            "url_route": SHELL_ROUTE,
             "destination": "nav",
         }
     ]

@@ -138,7 +138,7 @@ def test_a_rejected_import_sends_one_webhook_with_the_run_and_its_counts(
         "deactivated": None,
         "deactivation_refused": None,
     }
-    assert alert["url"] == f"http://localhost:8080/customer-import/runs/{run_id}"
+    assert alert["url"] == f"http://127.0.0.1:8080/plugin/customer-imports/customer-import/runs/{run_id}"
     assert alert["airflow"] == {"dag_id": "customer_import", "run_id": dag_run.run_id}
 
 

@@ -66,7 +66,6 @@ def environment(host: str, port: str, broker: str, admin_password: str) -> dict[
     """The variables every component shares (on top of the local commands' own)."""
     home = Path(os.environ["AIRFLOW_HOME"])
     metadata = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     local = "127.0.0.1" if host == "0.0.0.0" else host
     return {
         **os.environ,
@@ -80,7 +79,7 @@ def environment(host: str, port: str, broker: str, admin_password: str) -> dict[
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{local}:{port}/execution/",
         "AIRFLOW__API__HOST": host,
         "AIRFLOW__API__PORT": port,
-        "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://{shown_host}:{port}"),
+        "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL") or f"http://{local}:{port}",
         # one of each, shared by every component
         "AIRFLOW__API__SECRET_KEY": kept_secret(home / "api-secret-key", 32),
         "AIRFLOW__API_AUTH__JWT_SECRET": kept_secret(home / "jwt-secret", 32),

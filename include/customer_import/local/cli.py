@@ -137,9 +137,14 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_template(args: argparse.Namespace) -> int:
+    from customer_import.sources.guide import GUIDE_FILE, guide_csv
+
     path = Path(args.path)
     path.write_bytes(load_contract().template_csv())
+    guide = path.with_name(GUIDE_FILE)
+    guide.write_bytes(guide_csv(load_contract()))
     print(f"Wrote {path}: the header row of the customer CSV file; fill in one row per customer.")
+    print(f"Wrote {guide}: the field guide, what each column means and how to write it.")
     return 0
 
 
@@ -180,7 +185,6 @@ def cmd_airflow(args: argparse.Namespace) -> int:
         users["viewer"] = os.environ["AIRFLOW_VIEWER_PASSWORD"]
     passwords.write_text(json.dumps(users))
     host, port = os.environ.get("AIRFLOW_HOST", "127.0.0.1"), os.environ.get("AIRFLOW_PORT", "8080")
-    shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     os.environ.update(
         {
             # standalone starts its components as `airflow ...`: the venv's one must come first
@@ -189,14 +193,14 @@ def cmd_airflow(args: argparse.Namespace) -> int:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__API__HOST": host,
             "AIRFLOW__API__PORT": port,
-            "AIRFLOW__API__BASE_URL": os.environ.get("AIRFLOW__API__BASE_URL", f"http://{shown_host}:{port}"),
+            "AIRFLOW__API__BASE_URL": os.environ["AIRFLOW__API__BASE_URL"],  # set by configure_databases
             # the LocalExecutor, its task processes forked with GX, pandas and the pipeline imported
             "AIRFLOW__CORE__EXECUTOR": os.environ.get("AIRFLOW__CORE__EXECUTOR", PRELOADED_LOCAL_EXECUTOR),
         }
     )
     print("Starting Airflow (API server, scheduler, DAG processor, triggerer)...", flush=True)
     standalone = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"])
-    _announce("Airflow", f"http://{shown_host}:{port}", host, port, standalone, password)
+    _announce("Airflow", os.environ["AIRFLOW__API__BASE_URL"], host, port, standalone, password)
     try:
         return standalone.wait()
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ from typing import Any
 from airflow.sdk import BaseNotifier
 
 from customer_import.database.runs import ImportRun
+from customer_import.links import page_url
 from customer_import.sources.freshness import Missing
 from customer_import.sources.profiles import Alerts, Source
 
@@ -56,14 +57,6 @@ class Alert:
     @property
     def html(self) -> str:
         return "".join(f"<p>{html.escape(line)}</p>" for line in self.lines)
-
-
-def page_url(path: str = "") -> str:
-    """An absolute URL on the Imports page (Airflow's api.base_url; http://localhost:8080 when unset)."""
-    from airflow.configuration import conf
-
-    base = conf.get("api", "base_url", fallback="") or "http://localhost:8080"
-    return f"{base.rstrip('/')}/customer-import/{path}"
 
 
 def run_alert(run: ImportRun) -> Alert:
