@@ -19,11 +19,13 @@ the template in `landing/`) into the `customers` table:
 6. **publish_report**: `errors.csv`, `summary.json` and `report.html` under `reports/<run id>/`;
    the file goes to `archive/` or, when rejected, to `rejected/` with its errors beside it;
 7. **announce_changes**: an asset event on `customers` (with the counts) when customers changed;
-8. **check_outcome**: the run turns red when the file was rejected or the import failed, and the
-   source's alerts (email, webhook) are sent.
+8. **check_outcome**: after every step succeeded, the run's last word (red if it still ended rejected
+   or failed).
 
 The step that rejects a file fails (red), and its log lists the first issues as `line 3,
-ContactEmail: ...` with the link to the run's report on the Imports page.
+ContactEmail: ...` with the link to the run's page; the steps after it are `upstream_failed`
+(a rejection is red once), and publish_report sends the source's alerts (email, webhook). The run's
+note starts with its outcome ("Rejected for its data: …") and the link.
 Data problems are never retried: they are reported. Infrastructure errors are retried.
 """
 
@@ -32,10 +34,11 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+import warnings
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, PokeReturnValue, TriggerRule, dag, task
+from airflow.sdk import Asset, Param, PokeReturnValue, TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from customer_import.contract.fields import load_contract
@@ -51,8 +54,13 @@ from customer_import.sources.profiles import DEFAULT, load_sources
 
 CUSTOMERS = Asset(name=CUSTOMERS_ASSET_NAME, uri=CUSTOMERS_ASSET_URI)
 log = logging.getLogger(__name__)
+# The standard provider's sensor module (behind task.sensor) imports a name Airflow 3.3 deprecated:
+# a warning in every task's log that no user of this DAG can act on.
+warnings.filterwarnings("ignore", r"The `airflow\.utils\.operator_helpers\.determine_kwargs` attribute is deprecated")
 #: Read when the file is parsed: a mistake in sources.yaml is an import error naming its line.
 SOURCES = load_sources(Settings.from_env().sources_file, load_contract())
+#: How long a run waits for its file (an empty-file run, for the next file to arrive).
+WAIT_FOR_FILE = timedelta(minutes=15)
 
 
 def _importer():
@@ -90,7 +98,9 @@ def _connect():
             None,
             type=["null", "string"],
             title="File",
-            description="Name of the file in the landing folder; empty: the oldest one waiting.",
+            description="Name of the file in the landing folder. Empty: the oldest file waiting that no other"
+            f" run names; with none waiting, the run waits for the next one, up to {WAIT_FOR_FILE.seconds // 60}"
+            " minutes.",
         ),
         # not an enum: a trigger is checked against the DAG as last parsed, and a source added to
         # sources.yaml must be importable before the DAG is parsed again (an unknown one fails the claim)
@@ -99,8 +109,9 @@ def _connect():
             type="string",
             examples=SOURCES.names,
             title="Source",
-            description="The export the file is (sources.yaml): where it lands and how its columns and values"
-            " are read. default: the template, in landing/.",
+            description="The export the file is, one of the sources of sources.yaml: where it lands and how its"
+            " columns and values are read. default: the template, in landing/. A source added to sources.yaml"
+            " since the DAG was parsed is accepted too.",
         ),
         "mode": Param(
             MODES[0], enum=list(MODES), title="Mode", description="upsert inserts new keys and updates existing ones."
@@ -164,14 +175,25 @@ def _connect():
     },
 )
 def import_customer_file():
-    @task.sensor(poke_interval=10, timeout=timedelta(minutes=15), mode="reschedule")
-    def wait_for_file(params=None, dag_run=None) -> PokeReturnValue:
+    @task.sensor(poke_interval=10, timeout=WAIT_FOR_FILE, mode="reschedule")
+    def wait_for_file(params=None, dag_run=None, ti=None) -> PokeReturnValue:
         """The file is in landing, or this run claimed it before (the run was cleared to retry it)."""
+        from customer_import.run_files import ImportedElsewhere
+
+        importer, source = _importer(), params["source"] or DEFAULT
         try:
             with _connect() as conn:
-                name = _importer().file_to_claim(
-                    conn, params["file"] or "", dag_run.dag_id, dag_run.run_id, params["source"] or DEFAULT
+                name = importer.file_to_claim(
+                    conn,
+                    params["file"] or "",
+                    dag_run.dag_id,
+                    dag_run.run_id,
+                    source,
+                    _has_own_run(importer, ti, source),
+                    dag_run.logical_date,
                 )
+        except ImportedElsewhere as elsewhere:  # not this run's failure: the file was imported
+            raise AirflowSkipException(str(elsewhere)) from elsewhere
         except (FileNotFoundError, ValueError) as missing:
             raise AirflowFailException(str(missing)) from missing
         return PokeReturnValue(is_done=name is not None, xcom_value=name)
@@ -187,7 +209,10 @@ def import_customer_file():
                 if not params["file"] and importer.claimed_by(conn, dag_run.dag_id, dag_run.run_id) is None:
                     # "the oldest file waiting": the one the run before this one did not take
                     _wait_for_earlier_file(importer, conn, ti, "claimed")
-                    file_name = importer.file_to_claim(conn, "", dag_run.dag_id, dag_run.run_id, source) or file_name
+                    own_run = _has_own_run(importer, ti, source)
+                    file_name = (
+                        importer.file_to_claim(conn, "", dag_run.dag_id, dag_run.run_id, source, own_run) or file_name
+                    )
                 import_run_id = importer.claim_file(conn, file_name, options, dag_run.dag_id, dag_run.run_id, source)
         except (ValueError, FileNotFoundError) as error:
             raise AirflowFailException(str(error)) from error
@@ -220,6 +245,7 @@ def import_customer_file():
             run = _importer().publish_report(conn, import_run_id)
         log.info("Import run %s: %s", run.id, run.public_outcome)
         log.info("Reports: %s", run.report_dir)
+        _send_alerts(run, get_current_context())
         return {
             "import_run_id": run.id,
             "status": run.status,
@@ -235,10 +261,11 @@ def import_customer_file():
             raise AirflowSkipException("No customer changed.")
         outlet_events[CUSTOMERS].extra = {k: outcome.get(k, 0) for k in ("import_run_id", *CHANGE_COUNTS)}
 
-    @task(on_failure_callback=_send_alerts)
+    @task
     def check_outcome(outcome: dict) -> None:
-        """The run's last word: red when the file was rejected or the import failed (and then the
-        source's alerts go out, from the failure callback)."""
+        """The run's last word, after every step succeeded: red when the import still ended rejected or
+        failed. When a step failed (it found the problem, and is red), this one is not run: its state
+        is upstream_failed, so a rejection is counted once, at the step that found it."""
         from customer_import.database.runs import FAILED_STATUSES
 
         if outcome["status"] in FAILED_STATUSES:
@@ -249,9 +276,10 @@ def import_customer_file():
 
     import_run_id = claim_file(wait_for_file())
     outcome = publish_report(import_run_id)
-    validate_file(import_run_id) >> load_staging(import_run_id) >> merge_customers(import_run_id) >> outcome
+    merged = merge_customers(import_run_id)
+    validate_file(import_run_id) >> load_staging(import_run_id) >> merged >> outcome
     announce_changes(outcome)
-    check_outcome(outcome)
+    merged >> check_outcome(outcome)
 
 
 def _wait_for_earlier_file(importer, conn, ti, until: str, poll_seconds: float = 0.5) -> None:
@@ -264,8 +292,8 @@ def _wait_for_earlier_file(importer, conn, ti, until: str, poll_seconds: float =
     scheduler stopped, which `make import` without a scheduler would otherwise wait for forever) is
     passed, with a warning."""
     told, seen, since = None, None, time.monotonic()
-    while (earlier := ti.get_previous_dagrun(state="running")) is not None:
-        run = importer.claimed_by(conn, earlier.dag_id, earlier.run_id)
+    while (found := _run_before(importer, conn, ti)) is not None:
+        earlier, run = found
         if run is not None and (until == "claimed" or not run.is_open):
             return
         if (moment := (earlier.run_id, run and run.changed_at)) != seen:
@@ -288,6 +316,35 @@ def _wait_for_earlier_file(importer, conn, ti, until: str, poll_seconds: float =
         time.sleep(poll_seconds)
 
 
+def _run_before(importer, conn, ti):
+    """The running run before this one (by logical date: arrival) and its import run (None until it
+    claimed its file), passing over empty-file runs still waiting for a file: they take only a file
+    that no run names, and that file is merged after this one."""
+    from airflow.sdk.execution_time.comms import GetPreviousDagRun
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    earlier = ti.get_previous_dagrun(state="running")
+    while earlier is not None:
+        run = importer.claimed_by(conn, earlier.dag_id, earlier.run_id)
+        if run is not None or (earlier.conf or {}).get("file"):
+            return earlier, run
+        # the run before that one: what ti.get_previous_dagrun asks the API, from an earlier date
+        asked = GetPreviousDagRun(dag_id=earlier.dag_id, logical_date=earlier.logical_date, state="running")
+        earlier = SUPERVISOR_COMMS.send(msg=asked).dag_run
+    return None
+
+
+def _has_own_run(importer, ti, source: str):
+    """Whether a waiting file has a run of its own (the run id the watch, an upload and `make import`
+    give it exists): an empty-file run leaves that file to it."""
+
+    def named(file_name: str) -> bool:
+        run_id = importer.files.own_run_id(file_name, source)
+        return ti.get_dr_count(dag_id=ti.dag_id, run_ids=[run_id]) > 0
+
+    return named
+
+
 def _fail_if_rejected(importer, run, shown: int = 20) -> None:
     """Say in the task log where the import stands; if this step rejected the file, list its first
     issues and fail the task (a data problem: never retried)."""
@@ -304,22 +361,24 @@ def _fail_if_rejected(importer, run, shown: int = 20) -> None:
 
 
 def _page_url(import_run_id: int) -> str:
-    """The run's page on the Imports page, absolute."""
-    from customer_import.sources.alerts import page_url
+    """The run's page inside Airflow's shell, absolute (a log is read outside Airflow too)."""
+    from customer_import.links import page_url
 
     return page_url(f"runs/{import_run_id}")
 
 
-def _send_alerts(context) -> None:
-    """The failure callback of check_outcome: the run's source's alerts on `rejected` or `failed`."""
-    from customer_import.database import db, runs
+def _send_alerts(run, context) -> None:
+    """The source's alerts (email, webhook) for a run that ended rejected or failed. One that cannot be
+    sent is an error in this log; the run's outcome and reports stand."""
+    from customer_import.database import runs
     from customer_import.sources import alerts
 
-    with _connect() as conn:
-        db.use_schema(conn, Settings.from_env().schema)
-        run = runs.find_claimed(conn, context["dag_run"].dag_id, context["dag_run"].run_id)
-    if run is not None and run.status in runs.FAILED_STATUSES:
+    if run.status not in runs.FAILED_STATUSES:
+        return
+    try:
         alerts.send(_importer().sources[run.source], alerts.run_alert(run), context)
+    except alerts.AlertNotSent as not_sent:
+        log.error("%s", not_sent)
 
 
 import_customer_file_dag = import_customer_file()

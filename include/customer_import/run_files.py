@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,14 @@ from customer_import.sources.profiles import DEFAULT, Sources, load_sources
 from customer_import.storage.folders import Folders, move
 from customer_import.storage.regular import NotRegularFile, check_regular, sha256_of
 from customer_import.storage.store import DataStore
+
+
+class ImportedElsewhere(LookupError):
+    """The file a run names was imported by another run (one that took the oldest file waiting)."""
+
+    def __init__(self, run: ImportRun) -> None:
+        super().__init__(f"{run.file_name} was imported by import run {run.id}: another Airflow run took it first.")
+        self.run = run
 
 
 @dataclass(frozen=True)
@@ -133,25 +143,40 @@ class RunFiles:
         return run.id
 
     def file_to_claim(
-        self, conn: psycopg.Connection, wanted: str, dag_id: str, airflow_run_id: str, source: str = DEFAULT
+        self,
+        conn: psycopg.Connection,
+        wanted: str,
+        dag_id: str,
+        airflow_run_id: str,
+        source: str = DEFAULT,
+        has_own_run: Callable[[str], bool] | None = None,
+        arrived: datetime | None = None,
     ) -> str | None:
         """The file an Airflow run imports: `wanted` when it waits in landing or this run claimed it
-        before (it was cleared to retry), else the oldest file waiting; None while none waits.
+        before (it was cleared to retry), else the oldest file waiting that has no run of its own
+        (`has_own_run`: the watch, an upload or `make import` started one for it); None while none waits.
 
         A named file that is neither waiting nor claimed will not come: FileNotFoundError says so at
-        once, rather than the run holding the queue while it waits for it.
+        once, rather than the run holding the queue while it waits for it; ImportedElsewhere when
+        another run imported it since it `arrived` (that run took it first).
         """
         waiting = self.landing(source).waiting_files()
         if not wanted:
-            return next(iter(waiting), None)
+            return next((name for name in waiting if not (has_own_run and has_own_run(name))), None)
         if wanted in waiting:
             return wanted
         db.use_schema(conn, self.settings.schema)
         if runs.find_claimed(conn, dag_id, airflow_run_id) is not None:
             return wanted
+        if arrived is not None and (other := runs.claimed_since(conn, wanted, source, arrived)) is not None:
+            raise ImportedElsewhere(other)
         raise FileNotFoundError(
             f"{wanted} is not in landing/: upload it, or trigger with an empty file to import the oldest one waiting."
         )
+
+    def own_run_id(self, name: str, source: str = DEFAULT) -> str:
+        """The Airflow run id of a waiting file's own run (as the watch, an upload and `make import` name it)."""
+        return str(self.landing(source).handovers([name], self.sources[source].run_name)[0]["trigger_run_id"])
 
     def refuse_unless_regular(self, path: Path) -> None:
         """A link, pipe, device, folder or hard-linked file is moved to quarantine/, never read."""

@@ -96,7 +96,10 @@ def test_the_run_note_of_a_file_rejected_as_a_whole_quotes_nothing_of_it(run_dag
     assert (state, run["status"]) == ("failed", "rejected") and "acme@example.com" in run["message"]
     with create_session() as session:
         note = session.scalars(select(DagRun).where(DagRun.run_id == run["airflow_run_id"])).one().note
-    assert note.startswith("rejected") and "The whole file was rejected: the reason is on the run's page" in note
+    assert (
+        note.startswith("Rejected for its data")
+        and "The whole file was rejected: the reason is on the run's page" in note
+    )
     assert not any(cell in note for cell in ("C-1", "Acme", "acme@example.com"))
 
 

@@ -27,6 +27,19 @@ FAILED_STATUSES = frozenset({"rejected", "failed"})
 IMPORTED_STATUSES = ("succeeded", "partial")
 
 
+#: The first words of a DAG run's note: what happened, and whether the file's data or the
+#: infrastructure is to blame (a rejection is the file's, a failure is retried).
+HEADLINES = {
+    "succeeded": "Imported",
+    "partial": "Imported without its invalid rows",
+    "rejected": "Rejected for its data",
+    "failed": "Failed on an infrastructure error",
+    "dry_run": "Dry run",
+    "duplicate": "Already imported",
+    "rolled_back": "Rolled back",
+    "running": "Running",
+}
+
 #: What notes and alerts say of a whole-file rejection instead of its reason, which may quote the file.
 WHOLE_FILE_REJECTED = "The whole file was rejected: the reason is on the run's page (it may quote the file)."
 
@@ -107,17 +120,27 @@ class ImportRun:
     @property
     def outcome(self) -> str:
         """The one-line outcome `make import` prints."""
-        counts = ""
-        if self.rows_total is not None and not (self.file_rejected and not self.rows_total):  # no zeros then
-            counts = f": {self.rows_total} row{'' if self.rows_total == 1 else 's'}"
-            if self.inserted is not None:
-                counts += f", {self.inserted} inserted, {self.updated} updated, {self.unchanged} unchanged"
-            if self.lifecycle:
-                counts += f", {self.lifecycle}"
-            if self.rows_rejected:
-                counts += f", {self.rows_rejected} rejected"
-        text = f"{self.status}{counts} (import run {self.id}, {self.file_name})"
+        text = f"{self.status}{self._counts} (import run {self.id}, {self.file_name})"
         return f"{text}. {self.message}" if self.message else text
+
+    @property
+    def headline(self) -> str:
+        """`Rejected for its data: 8 rows, 1 rejected (import run 5, x.csv)`: a note's first line."""
+        return f"{HEADLINES[self.status]}{self._counts} (import run {self.id}, {self.file_name})"
+
+    @property
+    def _counts(self) -> str:
+        """`: 8 rows, 2 inserted, 5 updated, 0 unchanged, 1 rejected`; '' when there are none to tell."""
+        if self.rows_total is None or (self.file_rejected and not self.rows_total):  # no zeros then
+            return ""
+        counts = f": {self.rows_total} row{'' if self.rows_total == 1 else 's'}"
+        if self.inserted is not None:
+            counts += f", {self.inserted} inserted, {self.updated} updated, {self.unchanged} unchanged"
+        if self.lifecycle:
+            counts += f", {self.lifecycle}"
+        if self.rows_rejected:
+            counts += f", {self.rows_rejected} rejected"
+        return counts
 
     @property
     def lifecycle(self) -> str:
@@ -142,20 +165,34 @@ class ImportRun:
 
     @property
     def progress(self) -> str | None:
-        """`Validating 200,000 of ~300,000 rows (67 %) · 1 min 10 s · about 35 s left`, while running."""
+        """`Validating 200,000 of ~300,000 rows (67 %) · 1 min 10 s · about 35 s left`, while running.
+
+        The estimate of rows goes once the whole file is read (`Validating 300,000 rows`); the time
+        left is what the pace at the last count gave, counted down since, and goes when the count
+        stands still longer than that (it would only grow)."""
         if self.is_finished or self.stage not in STAGES or self.stage_started_at is None:
             return None
-        elapsed = (datetime.now(self.stage_started_at.tzinfo) - self.stage_started_at).total_seconds()
+        now = datetime.now(self.stage_started_at.tzinfo)
         text = STAGES[self.stage]
         done, expected = self.rows_done, self.rows_expected
-        if done is not None and expected:
-            text += f" {done:,} of ~{expected:,} rows ({min(99, 100 * done // expected)} %)"
+        if done and self._estimating:
+            assert expected is not None
+            text += f" {done:,} of ~{expected:,} rows ({self.percent} %)"
         elif done:
             text += f" {done:,} rows"
-        text += f" · {_duration(elapsed)}"
-        if done and expected and expected > done:
-            text += f" · about {_duration(elapsed * (expected - done) / done)} left"
+        text += f" · {_duration((now - self.stage_started_at).total_seconds())}"
+        if done and self._estimating and self.changed_at is not None:
+            assert expected is not None
+            counted = (self.changed_at - self.stage_started_at).total_seconds()  # when `done` was counted
+            left = counted * (expected - done) / done - (now - self.changed_at).total_seconds()
+            if counted > 0 and left >= 1:
+                text += f" · about {_duration(left)} left"
         return text
+
+    @property
+    def _estimating(self) -> bool:
+        """The row count is an estimate: part of the file is still to be read."""
+        return bool(self.rows_done and self.rows_expected and self.rows_expected > self.rows_done)
 
     @property
     def percent(self) -> int | None:
@@ -235,6 +272,21 @@ def find_claimed(conn: psycopg.Connection, dag_id: str, airflow_run_id: str) -> 
         cur.execute(
             sql.SQL("SELECT {} FROM import_runs WHERE dag_id = %s AND airflow_run_id = %s").format(_COLUMNS),
             [dag_id, airflow_run_id],
+        )
+        return cur.fetchone()
+
+
+def claimed_since(conn: psycopg.Connection, file_name: str, source: str, since: datetime) -> ImportRun | None:
+    """The latest import run that claimed a file of this name and source at `since` or later."""
+    if not _has_runs_table(conn):
+        return None
+    with conn.cursor(row_factory=class_row(ImportRun)) as cur:
+        cur.execute(
+            sql.SQL(
+                "SELECT {} FROM import_runs WHERE file_name = %s AND source = %s AND received_at >= %s"
+                " ORDER BY id DESC LIMIT 1"
+            ).format(_COLUMNS),
+            [file_name, source, since],
         )
         return cur.fetchone()
 
