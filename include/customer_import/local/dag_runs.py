@@ -38,15 +38,24 @@ def configure_databases() -> None:
     """Point the target and Airflow's metadata at the embedded server unless configured.
 
     Also: the project's DAGs start unpaused locally, whichever command registers them first
-    (`make demo` does, through `dag.test`), so `make airflow` watches the landing folder at once.
+    (`make demo` does, through `dag.test`), so `make airflow` watches the landing folder at once;
+    and the links a local run writes into its task logs point where `make airflow` serves.
     """
     from customer_import.local import embedded_db as localdb
 
     os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
+    os.environ.setdefault("AIRFLOW__API__BASE_URL", local_base_url())
     if not os.environ.get("AIRFLOW_CONN_CUSTOMER_DB"):
         os.environ["AIRFLOW_CONN_CUSTOMER_DB"] = localdb.database_url("customers")
     if not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
         os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = localdb.database_url("airflow", "postgresql+psycopg2")
+
+
+def local_base_url() -> str:
+    """Where `make airflow` serves: the address it listens on (a link to `localhost` would ask a
+    person signed in at 127.0.0.1 to sign in again), on AIRFLOW_PORT."""
+    host, port = os.environ.get("AIRFLOW_HOST", "127.0.0.1"), os.environ.get("AIRFLOW_PORT", "8080")
+    return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
 
 
 def configured_or_embedded_url() -> str:
@@ -82,9 +91,11 @@ def migrate_airflow() -> None:
 # --- running the DAG -----------------------------------------------------------------
 
 
-def run_dag(dag_id: str, conf: dict[str, Any], log_file: Path, logical_date: datetime | None = None) -> Any:
+def run_dag(
+    dag_id: str, conf: dict[str, Any], log_file: Path, logical_date: datetime | None = None, run_id: str | None = None
+) -> Any:
     """Run DAG `dag_id` (the file of that name in dags/) once through Airflow (`dag.test`), in this process,
-    as of `logical_date` (default: now).
+    as of `logical_date` (default: now), as run `run_id` (default: dag.test's `manual__<date>`).
 
     Returns the DagRun; Airflow's own output (every task's log) goes to `log_file`. The run is
     recorded as this process's while it runs (see `localairflow`): stopped by SIGINT or SIGTERM,
@@ -107,7 +118,8 @@ def run_dag(dag_id: str, conf: dict[str, Any], log_file: Path, logical_date: dat
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == dag_id)
-            dag_run = dag.test(run_conf=conf, logical_date=logical_date)
+            with _named(run_id):
+                dag_run = dag.test(run_conf=conf, logical_date=logical_date)
         _file_task_logs(dag_run, log_file)
         return dag_run
     except KeyboardInterrupt:
@@ -115,6 +127,22 @@ def run_dag(dag_id: str, conf: dict[str, Any], log_file: Path, logical_date: dat
         for line in localairflow.fail_run(owner, _finish_import_run):
             print(line, file=sys.stderr)
         raise
+
+
+@contextmanager
+def _named(run_id: str | None) -> Iterator[None]:
+    """dag.test takes no run id: it asks DagRun.generate_run_id for a manual one; this one answers
+    `run_id` instead, so that a run `make import` runs in its process is named after its file, as
+    the scheduler's runs are."""
+    if run_id is None:
+        yield
+        return
+    from unittest.mock import patch
+
+    from airflow.models.dagrun import DagRun
+
+    with patch.object(DagRun, "generate_run_id", return_value=run_id):
+        yield
 
 
 def _file_task_logs(dag_run: Any, log_file: Path) -> None:
@@ -139,10 +167,57 @@ def _file_task_logs(dag_run: Any, log_file: Path) -> None:
                 / f"attempt={tries.get(task, 1)}.log"
             )
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text("".join(lines))
+            target.write_text("".join(json.dumps(record) + "\n" for record in structured_log(lines)))
             task = None
         elif task:
             lines.append(line)
+
+
+_LINE = re.compile(r"^(?P<timestamp>\d{4}-\d\d-\d\dT[\d:.]+Z?) \[(?P<level>\w+)\s*\] (?P<rest>.*)$")
+_SOURCE = re.compile(r"^(?P<event>.*?)\s+\[(?P<logger>[\w.]+)\](?P<pairs>(?: [\w.]+=\S*)*)\s*$")
+_FRAME = re.compile(r'^\s*File "(?P<filename>[^"]+)", line (?P<lineno>\d+), in (?P<name>\S+)')
+_RAISED = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning)?): (?P<value>.*)$")
+
+
+def structured_log(lines: list[str]) -> list[dict[str, Any]]:
+    """A task's lines as dag.test prints them (`2026-12-03T08:09:08Z [error    ] event [logger] k=v`,
+    a traceback below) turned into the JSON records a scheduler's worker writes, which Airflow's log
+    view shows with one timestamp, the level, the source and the exception folded as it folds its own."""
+    records: list[dict[str, Any]] = []
+    traceback: list[str] = []
+
+    def fold() -> None:
+        if records and traceback:
+            frames = [m.groupdict() for m in map(_FRAME.match, traceback) if m]
+            raised = next((m for m in map(_RAISED.match, reversed(traceback)) if m), None)
+            if frames and raised:
+                records[-1]["error_detail"] = [
+                    {
+                        "exc_type": raised["type"].rsplit(".", 1)[-1],
+                        "exc_value": raised["value"],
+                        "frames": [{**f, "lineno": int(f["lineno"])} for f in frames],
+                    }
+                ]
+            else:
+                records[-1]["event"] += "\n" + "\n".join(traceback)
+        traceback.clear()
+
+    for line in lines:
+        line = line.rstrip("\n")
+        if not (head := _LINE.match(line)):
+            if line.strip() and records:
+                traceback.append(line)
+            continue
+        fold()
+        record: dict[str, Any] = {"timestamp": head["timestamp"], "level": head["level"]}
+        if source := _SOURCE.match(head["rest"]):
+            record["event"], record["logger"] = source["event"], source["logger"]
+            record.update(tuple(pair.split("=", 1)) for pair in source["pairs"].split())
+        else:
+            record["event"] = head["rest"]
+        records.append(record)
+    fold()
+    return records
 
 
 class _Stopped(KeyboardInterrupt):
@@ -257,15 +332,21 @@ def _import_through_dag(path: Path, options: dict[str, Any], source: str, folder
     )
     started = time.monotonic()
     log_file = log_file_for(settings, name)
+    handover = folders.handovers([name], source, options)[0]  # the run id and arrival time the watch would give it
     if localairflow.scheduler_alive():
-        handover = folders.handovers([name], source, options)[0]
         airflow_run_id = localairflow.hand_over("customer_import", handover)
         print(f"Handed to the running Airflow scheduler as run {airflow_run_id}:", flush=True)
         localairflow.follow("customer_import", airflow_run_id, lambda line: print(line, flush=True))
         log_file = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "dag_id=customer_import" / f"run_id={airflow_run_id}"
     else:
         airflow_run_id = run_dag(
-            "customer_import", {"file": name, **({"source": source} if source else {}), **options}, log_file
+            "customer_import",
+            handover["conf"],
+            log_file,
+            # named after the file as the watch names it, but neither the watch's id nor its logical date
+            # (the file's arrival): a command killed before the claim leaves its file in landing, for
+            # the watch to import as its own run
+            run_id="local__" + handover["trigger_run_id"].removeprefix("file__"),
         ).run_id
     with db.use_schema(db.connect(configured_or_embedded_url()), settings.schema) as conn:
         run = find_claimed(conn, "customer_import", airflow_run_id)
