@@ -44,6 +44,7 @@ class FieldSpec:
     minimum: int | None = None
     example: str = ""
     personal: bool = False  # its values stay out of task logs, DAG run notes and alerts
+    description: str = ""  # what it means, for the field guide
 
     @property
     def limit(self) -> int | None:
