@@ -162,6 +162,33 @@ def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chr
             browser.close()
 
 
+def _ends(api, dag_run_id: str, state: str) -> None:
+    import urllib.parse
+
+    deadline, at = time.monotonic() + 60, f"/dags/customer_import/dagRuns/{urllib.parse.quote(dag_run_id)}"
+    while api(at)["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert api(at)["state"] == state
+
+
+def _a_rejection_is_red_once_and_says_data(api, import_run_id: str | None) -> None:
+    """Point 4: the step that found the problem is red, the steps after it are not red again, and the
+    note's first words say it is the file's data."""
+    import urllib.parse
+
+    deadline, run = time.monotonic() + 60, None
+    while run is None and time.monotonic() < deadline:  # the note is written when the DAG run ends
+        runs = api("/dags/customer_import/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
+        run = next((r for r in runs if r["note"] and f"(import run {import_run_id}," in r["note"]), None)
+        time.sleep(0 if run else 1)
+    assert run is not None, f"no DAG run's note names import run {import_run_id}"
+    at = f"/dags/customer_import/dagRuns/{urllib.parse.quote(run['dag_run_id'])}"
+    states = {t["task_id"]: t["state"] for t in api(f"{at}/taskInstances")["task_instances"]}
+    assert run["state"] == "failed" and run["note"].startswith("Rejected for its data")
+    assert [task for task, state in states.items() if state == "failed"] == ["validate_file"], states
+    assert states["check_outcome"] == "upstream_failed" and states["publish_report"] == "success"
+
+
 def _the_rejection_is_explained_in_airflow(base: str, password: str, name: str) -> None:
     """Red where it broke: in Airflow's REST API the run failed at validate_file, whose log names the
     line; the run's note carries the outcome and the page of the import."""
@@ -284,12 +311,22 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             time.sleep(max(0.0, 20 - (time.monotonic() - chosen_at)))  # 20 s of updates at least
             chosen = imports.locator("input[type=file]").evaluate("input => [...input.files].map(f => f.name)")
             assert chosen == ["update_phone_only.csv"]
+            # The running run's own page (point 9): updated in place, never reloaded, until its outcome shows.
+            running = imports.locator('tr[data-status="running"]', has_text="three_hundred_thousand.csv")
+            if running.count():
+                running.get_by_role("link", name="three_hundred_thousand.csv").click()
+                expect(imports.locator("#run-page")).to_be_visible()
+                imports.locator("body").evaluate("body => { window.sameDocument = true; }")
+                expect(imports.locator("#status")).to_have_text("succeeded", timeout=IMPORT_SECONDS * 1000)
+                assert imports.locator("body").evaluate("() => window.sameDocument === true")  # not reloaded
+                assert "of ~" not in imports.locator("body").inner_text()
+                imports.get_by_role("link", name="← Customer imports").click()
             expect(imports.locator('tr[data-status="succeeded"]', has_text="three_hundred_thousand.csv")).to_have_count(
                 1, timeout=IMPORT_SECONDS * 1000
             )
 
             # Options on the upload: update_only as a dry run gives a dry run.
-            page.reload()
+            page.goto(f"{base}/plugin/customer-imports")
             imports = page.frame_locator("iframe")
             imports.locator("input[type=file]").set_input_files(DATA / "update_phone_only.csv")
             imports.locator("select[name=mode]").select_option("update_only")
@@ -324,6 +361,7 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             rejected = imports.locator('tr[data-status="rejected"]', has_text="windows1252.csv")
             expect(rejected).to_contain_text("(likely windows-1252)", timeout=IMPORT_SECONDS * 1000)
             expect(rejected).to_contain_text("whole file")
+            _a_rejection_is_red_once_and_says_data(api, rejected.get_attribute("data-run"))
             rejected.get_by_role("link", name="windows1252.csv").click()
             expect(imports.locator(".rejected-whole")).to_contain_text("Likely encoding: Windows-1252")
             imports.get_by_text("Import again as Windows-1252").click()
@@ -360,7 +398,55 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             failed = api("/dags/customer_import_watch/dagRuns?state=failed")
             assert failed["total_entries"] == 0, failed
 
+            # At 800 px (point 7): the list scrolls in its own box; each run's outcome and links stay in view.
+            page.set_viewport_size({"width": 800, "height": 900})
+            page.goto(f"{base}/plugin/customer-imports")
+            imports = page.frame_locator("iframe")
+            expect(imports.locator("tr[data-run]").first).to_be_visible()
+            for row in imports.locator("tr[data-run]").all():
+                for link in row.get_by_role("link", name=re.compile("errors.csv|Airflow run")).all():
+                    box = link.bounding_box()
+                    assert box is not None and box["x"] + box["width"] <= 800, (row.inner_text(), box)
+            time_cell = imports.locator("tr[data-run] td.time time").first
+            assert re.fullmatch(r"\d\d:\d\d", time_cell.inner_text())
+            assert time_cell.get_attribute("title").endswith(" UTC")
+            page.screenshot(path=ARTIFACTS / "imports-page-800px.png", full_page=True)
+            page.set_viewport_size({"width": 1400, "height": 900})
+
+            # An upload while an empty-file run waits (point 2): the upload's own run imports its file.
+            early = api("/dags/customer_import/dagRuns", {"logical_date": None, "conf": {}})["dag_run_id"]
+            page.goto(f"{base}/plugin/customer-imports")
+            imports = page.frame_locator("iframe")
+            during = tmp_path / "during_the_wait.csv"
+            during.write_text("AccountReferenceID,Name\nWAIT-1,Waiting Co\n")
+            imports.locator("input[type=file]").set_input_files(during)
+            imports.get_by_role("button", name="Upload", exact=True).click()
+            expect(imports.locator(".notice.ok")).to_contain_text("Uploaded during_the_wait.csv")
+            own = imports.locator("tr[data-run]", has_text="during_the_wait.csv")
+            expect(own).to_have_attribute("data-status", "succeeded", timeout=IMPORT_SECONDS * 1000)
+            own_run = own.get_attribute("data-run")
+            uploads = api("/dags/customer_import/dagRuns?order_by=-run_after&limit=5")["dag_runs"]
+            upload_run = next(r for r in uploads if r["conf"].get("file") == "during_the_wait.csv")
+            _ends(api, upload_run["dag_run_id"], "success")
+            assert api(f"/dags/customer_import/dagRuns/{early}")["state"] == "running"  # still waiting for a file
+
+            # The DAG run's note (point 1): its first line the outcome and a link to the run inside Airflow.
+            note = api(f"/dags/customer_import/dagRuns/{upload_run['dag_run_id']}")["note"]
+            assert (
+                note.startswith("Imported: ") and f"(/plugin/customer-imports/customer-import/runs/{own_run})" in note
+            )
+            page.goto(f"{base}/dags/customer_import/runs/{upload_run['dag_run_id']}")
+            with page.context.expect_page() as opened:  # Airflow opens a note's links in a new tab
+                page.get_by_role("link", name=f"Open import run {own_run}").first.click()
+            shell = opened.value
+            shell.wait_for_url(re.compile(rf".*/plugin/customer-imports/customer-import/runs/{own_run}$"))
+            expect(shell.frame_locator("iframe").locator("h1")).to_contain_text(f"Import run {own_run}")
+            shell.screenshot(path=ARTIFACTS / "note-link-in-airflow.png", full_page=True)
+            shell.close()
+
             # "Airflow run" opens the DAG run in Airflow itself, out of the frame.
+            page.goto(f"{base}/plugin/customer-imports")
+            imports = page.frame_locator("iframe")
             imports.locator("tr", has_text="three_hundred_thousand.csv").get_by_role("link", name="Airflow run").click()
             page.wait_for_url(re.compile(r".*/dags/customer_import/runs/file__three_hundred_thousand.*"))
         except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
@@ -72,8 +73,8 @@ def test_a_running_import_shows_its_progress_and_updates_in_place(client, admin,
     _, bad = two_imports
     conn.execute(
         "UPDATE import_runs SET finished_at = NULL, status = 'running', stage = 'validating',"
-        " stage_started_at = now() - interval '70 seconds', rows_done = 200000, rows_expected = 300000"
-        " WHERE id = %s",
+        " stage_started_at = now() - interval '70 seconds', rows_done = 200000, rows_expected = 300000,"
+        " changed_at = now() WHERE id = %s",  # the count was taken just now
         [bad.id],
     )
 
@@ -267,3 +268,15 @@ def test_a_file_in_another_encoding_says_which_and_offers_to_import_it_as_that(
     page = html.unescape(client.get(f"/customer-import/runs/{done.id}", headers=admin).text)
     assert "encoding Windows-1252 · mode upsert" in page and "Import again as" not in page
     assert client.post(f"/customer-import/runs/{done.id}/encoding", headers=admin).status_code == 409
+
+
+def test_the_field_guide_is_beside_the_template_for_the_template_and_each_crm_source(client, admin):  # noqa: F811
+    listing = client.get("/customer-import/", headers=admin).text
+    assert re.search(r'href="[^"]*/customer-import/guide">Field guide</a>', listing)
+    guide = html.unescape(client.get("/customer-import/guide", headers=admin).text)
+    assert "<code>AccountReferenceID</code>" in guide and "not allowed: every row needs one" in guide
+    salesforce = html.unescape(client.get("/customer-import/guide?source=salesforce", headers=admin).text)
+    assert "<code>Account ID</code>" in salesforce and "date %m/%d/%Y" in salesforce
+    sheet = client.get("/customer-import/guide.csv?source=salesforce", headers=admin)
+    assert sheet.headers["content-disposition"] == 'attachment; filename="salesforce_field_guide.csv"'
+    assert sheet.content.decode("utf-8-sig").splitlines()[1].startswith("Account ID,AccountReferenceID,")

@@ -53,6 +53,7 @@ def render(template: str, request: Request, status_code: int = 200, **context: A
         dag_id=IMPORT_DAG_ID,
         look=STATUS_LOOK,
         when=when,
+        short_when=short_when,
         reason=reason,
         size=size_in_words,
         **context,
@@ -66,6 +67,21 @@ def when(moment: datetime | float | None) -> str:
     if not isinstance(moment, datetime):
         moment = datetime.fromtimestamp(moment, UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def short_when(moment: datetime | None, now: datetime | None = None) -> Markup:
+    """A time in the list, compact: `08:09` today, `2 Dec 08:09` this year, `2025-12-02` before;
+    the full time (UTC) on hover and in the `datetime` attribute."""
+    if moment is None:
+        return Markup("")
+    moment, now = moment.astimezone(UTC), (now or datetime.now(UTC)).astimezone(UTC)
+    if moment.date() == now.date():
+        shown = moment.strftime("%H:%M")
+    elif moment.year == now.year:
+        shown = f"{moment.day} {moment.strftime('%b %H:%M')}"
+    else:
+        shown = moment.strftime("%Y-%m-%d")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(moment.isoformat(), when(moment), shown)
 
 
 def reason(run: ImportRun) -> str:

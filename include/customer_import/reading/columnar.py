@@ -210,9 +210,9 @@ def _chunks(source: CsvFile, chunk_rows: int, first_line: int) -> Iterator[tuple
                 cells, lines, last, next_line = _located(pa.Table.from_batches(batches).combine_chunks(), next_line)
                 yield cells, lines, last, bytes_read
                 batches, held = [], 0
-        if batches:
+        if batches:  # the last chunk: the whole file is read
             cells, lines, last, next_line = _located(pa.Table.from_batches(batches).combine_chunks(), next_line)
-            yield cells, lines, last, bytes_read
+            yield cells, lines, last, source.path.stat().st_size
     except (pa.ArrowInvalid, UnicodeDecodeError) as error:
         # Arrow quotes the row it could not parse ("Expected 11 columns, got 12: C-1,Acme,..."): the
         # reason is logged, and a row of a customer file is personal data

@@ -105,7 +105,7 @@ def _check_records(
             _blank_nul_bytes(lines, columns, chunk_issues)
             staged.write_rows(lines, [line not in bad for line in lines], columns)
             issues.extend(chunk_issues)
-            progress(rows, source.share_read)
+            progress(rows, 1.0 if len(chunk) < chunk_rows else source.share_read)  # a short chunk is the last
     return rows, issues
 
 
