@@ -55,7 +55,7 @@ import: install  ## import FILE=path.csv through the DAG [SOURCE= MODE= ON_ERROR
 		$(if $(SNAPSHOT),--snapshot "$(SNAPSHOT)") $(if $(MAX_DEACTIVATE_SHARE),--max-deactivate-share "$(MAX_DEACTIVATE_SHARE)") \
 		$(if $(ALLOW_MASS_DEACTIVATION),--allow-mass-deactivation)
 
-template: install  ## write the CSV template (customers_template.csv)
+template: install  ## write the CSV template (customers_template.csv) and its field guide (customers_field_guide.csv)
 	@$(CLI) template customers_template.csv
 
 expectations: install  ## regenerate from the contract: the GX suite and the SQL under expectations/, README's settings table
