@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
@@ -11,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from customer_import.contract.fields import Contract
-from customer_import.contract.issues import Issue
+from customer_import.contract.issues import Issue, plain_quotes
 from customer_import.database.merge import Change
 from customer_import.database.runs import ImportRun
 from customer_import.reading import columnar
@@ -34,6 +36,15 @@ HTML_CHANGES = 200
 _FORMULA_START = "[" + "".join({"\t": "\\t", "\r": "\\r", "-": "\\-"}.get(c, c) for c in ESCAPED_PREFIXES) + "]"
 
 _templates = Environment(loader=PackageLoader("customer_import"), autoescape=select_autoescape())
+
+
+def codes(text: object) -> Markup:
+    """A message as HTML: escaped first, then what it quotes in backquotes as <code> (a report's and the
+    page's Jinja filter `codes`)."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+_templates.filters["codes"] = codes
 
 
 def write_reports(
@@ -187,7 +198,7 @@ def _text(value: object) -> str:
 
 
 def _joined(issues: list[Issue]) -> str:
-    return _safe(" | ".join(i.message for i in issues))
+    return _safe(" | ".join(plain_quotes(i.message) for i in issues))
 
 
 def _safe(cell: str) -> str:

@@ -150,7 +150,7 @@ def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chr
             assert download.value.suggested_filename == "one_bad_email.errors.csv"
             errors_csv = Path(download.value.path()).read_text(encoding="utf-8-sig")
             assert errors_csv.splitlines()[0].startswith("ImportLine,ImportStatus,ImportIssues,")
-            assert "`not-an-email` is not a valid email address" in errors_csv
+            assert "“not-an-email” is not a valid email address" in errors_csv  # quotation marks, not backquotes
 
             imports.locator('tr[data-status="rejected"]').get_by_role("link", name="one_bad_email.csv").click()
             expect(imports.locator("#issues")).to_contain_text("ContactEmail")

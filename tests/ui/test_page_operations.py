@@ -280,3 +280,10 @@ def test_the_field_guide_is_beside_the_template_for_the_template_and_each_crm_so
     sheet = client.get("/customer-import/guide.csv?source=salesforce", headers=admin)
     assert sheet.headers["content-disposition"] == 'attachment; filename="salesforce_field_guide.csv"'
     assert sheet.content.decode("utf-8-sig").splitlines()[1].startswith("Account ID,AccountReferenceID,")
+
+
+def test_an_empty_crm_source_filter_says_to_upload_its_export_not_the_template(client, admin):  # noqa: F811
+    empty = html.unescape(client.get("/customer-import/?source=salesforce", headers=admin).text)
+    assert "No imports yet from source salesforce." in empty
+    assert "Export it from the CRM (Salesforce account report" in empty and "landing/salesforce/" in empty
+    assert "Download the template, fill in" not in empty

@@ -169,3 +169,15 @@ def test_times_in_the_list_are_compact_with_the_full_time_on_hover():
     assert ">2 Dec 08:00<" in short_when(NOW - timedelta(days=1, hours=1), NOW)
     assert ">2025-12-02<" in short_when(NOW - timedelta(days=366), NOW)
     assert short_when(None, NOW) == ""
+
+
+def test_what_a_message_quotes_is_code_in_html_and_quoted_in_a_spreadsheet_never_raw_backquotes():
+    from customer_import.contract.issues import plain_quotes
+    from customer_import.report import codes
+
+    message = "`<b>x` is not a valid email address: write it as name@domain, e.g. `jane@example.com`."
+    assert plain_quotes(message) == (
+        "\u201c<b>x\u201d is not a valid email address: write it as name@domain, e.g. \u201cjane@example.com\u201d."
+    )
+    assert str(codes(message)).startswith("<code>&lt;b&gt;x</code> is not")
+    assert "`" not in str(codes(message))

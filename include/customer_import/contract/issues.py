@@ -49,6 +49,15 @@ class Issue:
         return f"{where}{f', {self.column}' if self.column else ''}: {self.public_text}"
 
 
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def plain_quotes(message: str) -> str:
+    """A message as a spreadsheet cell or a report's plain text shows it: what it quotes between
+    quotation marks (“not-an-email”) rather than a Markdown-like `not-an-email`."""
+    return _CODE.sub("\u201c\\1\u201d", message)
+
+
 #: Around text a message quotes from the file (a line, part of one): `quoting`, `quoted_issue`.
 _OPEN, _CLOSE = "\x02", "\x03"
 _QUOTED = re.compile(f"{_OPEN}[^{_CLOSE}]*{_CLOSE}")

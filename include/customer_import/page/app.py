@@ -55,7 +55,6 @@ from customer_import.report import (
 )
 from customer_import.settings import Settings
 from customer_import.sources.guide import GUIDE_FILE, HEADINGS, field_guide, guide_csv
-from customer_import.sources.profiles import DEFAULT, Source
 from customer_import.storage.folders import UploadTooLarge
 from customer_import.storage.names import UploadRefused
 from customer_import.storage.store import DataStore
@@ -301,25 +300,20 @@ def template() -> Response:
 @reading.get("/guide", response_class=HTMLResponse, name="guide")
 def guide(request: Request, host: HostDep, source: str | None = None) -> HTMLResponse:
     """The field guide: every column of the file (a CRM source's: under its export's names)."""
-    chosen = _crm_source(host, source)
+    chosen = host.crm_source(source)
     rows = field_guide(load_contract(), chosen)
     return render("guide.html", request, rows=rows, headings=HEADINGS, source=chosen, sources=host.sources.names)
 
 
 @reading.get("/guide.csv", name="guide_sheet")
 def guide_sheet(host: HostDep, source: str | None = None) -> Response:
-    chosen = _crm_source(host, source)
+    chosen = host.crm_source(source)
     name = f"{chosen.name}_field_guide.csv" if chosen else GUIDE_FILE
     return Response(
         guide_csv(load_contract(), chosen),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
-
-
-def _crm_source(host: Host, name: str | None) -> Source | None:
-    """The CRM source a guide is asked for; None for the template's (the default source, or none)."""
-    return host.sources[name] if name and name != DEFAULT and name in host.sources.names else None
 
 
 @uploading.post("/upload", name="upload")

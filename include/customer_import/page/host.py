@@ -24,7 +24,7 @@ from customer_import.page.rendering import Notice, render
 from customer_import.report import SUMMARY_JSON
 from customer_import.settings import Settings
 from customer_import.sources import freshness
-from customer_import.sources.profiles import Sources, load_sources
+from customer_import.sources.profiles import DEFAULT, Source, Sources, load_sources
 from customer_import.storage.folders import Folders
 
 PAGE_SIZE = 25
@@ -49,6 +49,10 @@ class Host:
     @property
     def sources(self) -> Sources:
         return load_sources(self.settings().sources_file, load_contract())
+
+    def crm_source(self, name: str | None) -> Source | None:
+        """The CRM source a filter or a guide names; None for the template's (the default source) or none."""
+        return self.sources[name] if name and name != DEFAULT and name in self.sources.names else None
 
     def folders(self, source: str | None = None) -> Folders:
         return self.sources.folders(self.settings().store.root, source)
@@ -129,5 +133,6 @@ class Host:
             blocker=blocker,
             missing=missing,
             housekept=removed,
+            crm=self.crm_source(source),
             **self.upload_context(request, source=source),
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -10,19 +9,19 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from customer_import.database.runs import ImportRun
 from customer_import.housekeeping import size_in_words
 from customer_import.reading.charsets import suggested_encoding
+from customer_import.report import codes
 
 #: The DAGs the page starts and links to.
 IMPORT_DAG_ID = "customer_import"
 ROLLBACK_DAG_ID = "customer_import_rollback"
 
 templates = Environment(loader=PackageLoader("customer_import.page"), autoescape=select_autoescape())
-# `code` in a message renders as code: the text is escaped first, then only the backquotes become tags
-templates.filters["codes"] = lambda text: Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+templates.filters["codes"] = codes  # `code` in a message renders as code, as in report.html
 
 
 #: The status box's look: (colour class, icon, what it means).
