@@ -181,6 +181,19 @@ def test_the_rollback_dag_undoes_an_import(run_dag, schema, embedded_url, tmp_pa
     ]
     again = run_any_dag("customer_import_rollback", {"import_run_id": run["id"]}, tmp_path / "rollback.log")
     assert str(again.state) == "failed"  # a run is rolled back once
+    # issue 33, point 12: each rollback's note says what became of the import run, and links it
+    link = f"[Open import run {run['id']}](/plugin/customer-imports/customer-import/runs/{run['id']})"
+    assert note_of(rollback.run_id).startswith(f"Rolled back import run {run['id']} (valid_customers.csv) · {link}")
+    assert note_of(again.run_id).startswith(f"Import run {run['id']} (valid_customers.csv) was not rolled back")
+
+
+def note_of(airflow_run_id: str) -> str:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return session.scalars(select(DagRun).where(DagRun.run_id == airflow_run_id)).one().note
 
 
 def test_the_watch_hands_each_settled_file_to_one_import_run(airflow_ready, tmp_path, monkeypatch):

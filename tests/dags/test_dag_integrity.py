@@ -49,6 +49,15 @@ def test_customer_import_has_the_run_params_of_the_spec():
         "allow_mass_deactivation",
     }
     assert dag.params.get_param("source").schema["examples"] == ["default", "salesforce", "hubspot"]
+    # the trigger form's help (issue 33, points 2 and 12): an empty file waits, a new source is accepted
+    assert (
+        "with none waiting, the run waits for the next one, up to 15 minutes"
+        in dag.params.get_param("file").description
+    )
+    assert "since the DAG was parsed is accepted too" in dag.params.get_param("source").description
+    # a rejection is red once (issue 33, point 4): check_outcome runs only after the steps all succeeded
+    assert dag.get_task("check_outcome").upstream_task_ids == {"merge_customers", "publish_report"}
+    assert dag.get_task("check_outcome").trigger_rule == "all_success"
     assert [t.task_id for t in dag.topological_sort()] == [
         "wait_for_file",
         "claim_file",

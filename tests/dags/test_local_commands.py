@@ -7,6 +7,8 @@ serves both halves).
 
 from __future__ import annotations
 
+import json
+
 import os
 import signal
 import subprocess
@@ -212,6 +214,13 @@ def test_the_task_logs_of_an_import_run_in_process_are_where_airflows_ui_reads_t
     # issue 34: the log names the line, the column and the rule, not the value of a personal field
     assert "line 3, ContactEmail: the value (12 characters) is not a valid email address" in task_log
     assert "not-an-email" not in task_log
+    # issue 33, point 5: named after its file, and its log written as a scheduler's worker writes it
+    assert airflow_run.startswith("local__one_bad_email.csv__236__"), airflow_run
+    records = [json.loads(line) for line in task_log.splitlines()]
+    failed = next(r for r in records if r["event"] == "Task failed with exception")
+    assert failed["level"] == "error" and failed["error_detail"][0]["exc_type"] == "AirflowFailException"
+    assert not any("Traceback" in r["event"] for r in records)
+    assert not any("determine_kwargs" in r["event"] for r in records)  # point 12: no deprecation warning
 
 
 def test_make_forget_erases_a_customer_and_says_so(env, database_url, schema):

@@ -8,6 +8,7 @@ The screenshots are kept under .state/artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import re
@@ -162,6 +163,20 @@ def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chr
             browser.close()
 
 
+def _listening_on_every_interface() -> list[tuple[str, int, str]]:
+    """The sockets this machine's Airflow processes listen on at every address (0.0.0.0 or ::)."""
+    import psutil
+
+    found = []
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.ip in ("0.0.0.0", "::") and conn.pid:
+            with contextlib.suppress(psutil.Error):
+                command = " ".join(psutil.Process(conn.pid).cmdline())
+                if "airflow" in command:
+                    found.append((conn.laddr.ip, conn.laddr.port, command[:120]))
+    return found
+
+
 def _ends(api, dag_run_id: str, state: str) -> None:
     import urllib.parse
 
@@ -215,12 +230,14 @@ def _the_rejection_is_explained_in_airflow(base: str, password: str, name: str) 
     states = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
     assert run["state"] == "failed"
     assert (states["wait_for_file"], states["claim_file"], states["validate_file"]) == ("success", "success", "failed")
-    assert "rejected" in run["note"] and "/customer-import/runs/" in run["note"]
+    assert run["note"].startswith("Rejected for its data") and "/customer-import/runs/" in run["note"]
     log = get(f"{at}/taskInstances/validate_file/logs/1?full_content=true").decode()
     # issue 34: the task log names the line, the column and the rule, not a personal field's value
     assert "line 3, ContactEmail: the value (12 characters) is not a valid email address" in log
     assert "not-an-email" not in log
     assert log.count("great_expectations") <= 5
+    assert "determine_kwargs" not in log  # issue 33, point 12: no deprecation warning in every task log
+    assert "/plugin/customer-imports/customer-import/runs/" in log  # point 1: the link opens inside Airflow
 
 
 @pytest.fixture
@@ -397,6 +414,8 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             # with Airflow, try again when its API does not answer yet.
             failed = api("/dags/customer_import_watch/dagRuns?state=failed")
             assert failed["total_entries"] == 0, failed
+            # ... and nothing of it listens beyond 127.0.0.1: no log server on every interface (point 12)
+            assert not _listening_on_every_interface(), _listening_on_every_interface()
 
             # At 800 px (point 7): the list scrolls in its own box; each run's outcome and links stay in view.
             page.set_viewport_size({"width": 800, "height": 900})

@@ -199,7 +199,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
         }
     )
     print("Starting Airflow (API server, scheduler, DAG processor, triggerer)...", flush=True)
-    standalone = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"])
+    standalone = subprocess.Popen([sys.executable, "-m", "customer_import.local.standalone"])
     _announce("Airflow", os.environ["AIRFLOW__API__BASE_URL"], host, port, standalone, password)
     try:
         return standalone.wait()
