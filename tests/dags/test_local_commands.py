@@ -8,7 +8,6 @@ serves both halves).
 from __future__ import annotations
 
 import json
-
 import os
 import signal
 import subprocess

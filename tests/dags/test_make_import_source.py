@@ -46,7 +46,7 @@ def test_make_import_with_a_source_reads_the_export_through_its_profile(embedded
             "SELECT account_reference_id, name, country, customer_since, phone, seats, is_reseller"
             f' FROM "{schema}".customers ORDER BY 1'
         ).fetchall()
-    assert source == "salesforce" and airflow_run.startswith("manual__")
+    assert source == "salesforce" and airflow_run.startswith("local__salesforce__salesforce_accounts.csv__")  # issue 33
     assert stored == [
         ("0015g00000AcmeDEAA", "Acme GmbH", "DE", dt.date(2024, 1, 31), "+49 30 1234567", 25, False),
         ("0015g00000GlobxAAB", "Globex Corporation", "US", dt.date(2023, 11, 5), "(555) 010-2030", 120, False),
