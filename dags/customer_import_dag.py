@@ -201,19 +201,18 @@ def import_customer_file():
     @task
     def claim_file(file_name: str, params=None, dag_run=None, ti=None) -> int:
         from customer_import.contract.options import ImportOptions
+        from customer_import.run_files import ImportedElsewhere
 
         importer, source = _importer(), params["source"] or DEFAULT
         try:
             options = ImportOptions.from_params(params)
             with _connect() as conn:
-                if not params["file"] and importer.claimed_by(conn, dag_run.dag_id, dag_run.run_id) is None:
-                    # "the oldest file waiting": the one the run before this one did not take
-                    _wait_for_earlier_file(importer, conn, ti, "claimed")
-                    own_run = _has_own_run(importer, ti, source)
-                    file_name = (
-                        importer.file_to_claim(conn, "", dag_run.dag_id, dag_run.run_id, source, own_run) or file_name
-                    )
-                import_run_id = importer.claim_file(conn, file_name, options, dag_run.dag_id, dag_run.run_id, source)
+                if params["file"] or importer.claimed_by(conn, dag_run.dag_id, dag_run.run_id) is not None:
+                    import_run_id = _claim_named(importer, conn, file_name, options, dag_run, source)
+                else:
+                    file_name, import_run_id = _claim_oldest(importer, conn, ti, dag_run, source, options)
+        except ImportedElsewhere as elsewhere:  # not this run's failure: the file was imported
+            raise AirflowSkipException(str(elsewhere)) from elsewhere
         except (ValueError, FileNotFoundError) as error:
             raise AirflowFailException(str(error)) from error
         log.info("Claimed %s as import run %s.", file_name, import_run_id)
@@ -314,6 +313,42 @@ def _wait_for_earlier_file(importer, conn, ti, until: str, poll_seconds: float =
             )
             told = earlier.run_id
         time.sleep(poll_seconds)
+
+
+def _claim_named(importer, conn, file_name: str, options, dag_run, source: str) -> int:
+    """Claim the file the run names (or, cleared, the one it claimed); one that another run took
+    first since it arrived is ImportedElsewhere."""
+    from customer_import.database import runs
+    from customer_import.run_files import ImportedElsewhere
+
+    try:
+        return importer.claim_file(conn, file_name, options, dag_run.dag_id, dag_run.run_id, source)
+    except FileNotFoundError:
+        if (other := runs.claimed_since(conn, file_name, source, dag_run.logical_date)) is not None:
+            raise ImportedElsewhere(other) from None
+        raise
+
+
+def _claim_oldest(importer, conn, ti, dag_run, source: str, options) -> tuple[str, int]:
+    """An empty-file run claims the oldest file waiting that no other run names, once the run before
+    it has claimed its own. A file another run takes first is passed over for the next; with none
+    left, the run waits for one, as long as its wait for a file lasts."""
+    _wait_for_earlier_file(importer, conn, ti, "claimed")
+    own_run, told = _has_own_run(importer, ti, source), False
+    while True:
+        name = importer.file_to_claim(conn, "", dag_run.dag_id, dag_run.run_id, source, own_run)
+        if name is not None:
+            try:
+                return name, importer.claim_file(conn, name, options, dag_run.dag_id, dag_run.run_id, source)
+            except FileNotFoundError:
+                log.info("%s was taken by another run first: looking for the next file.", name)
+                continue
+        if pendulum.now("UTC") > dag_run.start_date + WAIT_FOR_FILE:
+            raise FileNotFoundError(f"No file came into landing/ in {WAIT_FOR_FILE} that no other run names.")
+        if not told:
+            log.info("Every file waiting has a run of its own: waiting for the next file.")
+            told = True
+        time.sleep(2)
 
 
 def _run_before(importer, conn, ti):

@@ -109,9 +109,13 @@ class RunFiles:
             self.refuse_unless_regular(source)
         run = runs.create_run(conn, file_name, options, dag_id, airflow_run_id, source_name)
         if run.file_path is None:
-            if isinstance(source, Path) and not source.exists():  # (on object storage: `_take_object`)
-                raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
-            self._take(conn, run.id, source)
+            try:
+                if isinstance(source, Path) and not source.exists():  # (on object storage: `_take_object`)
+                    raise FileNotFoundError(f"{file_name} is not in the landing folder {folders.landing}")
+                self._take(conn, run.id, source)
+            except FileNotFoundError:  # another run took it first: no row is left of a run that never had it
+                runs.delete_unclaimed(conn, run.id)
+                raise
         elif run.status in FAILED_STATUSES:
             self._take(conn, run.id, self.store.root / run.claimed_file)
             runs.update_run(

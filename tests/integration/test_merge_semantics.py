@@ -296,3 +296,26 @@ def test_an_email_another_writer_took_after_staging_skips_that_row_and_merges_th
         'The merge was refused (duplicate key value violates unique constraint "customers_contact_email_unique"):'
         " checking the rows against the customers again."
     ) in caplog.messages
+
+
+def test_a_run_that_loses_its_file_to_another_leaves_no_row_and_learns_who_took_it(conn, importer, land):
+    """Issue 33, point 2: an empty-file run took a file an upload's run names."""
+    from datetime import UTC, datetime, timedelta
+
+    from customer_import.run_files import ImportedElsewhere
+
+    name = land("valid_customers.csv")
+    arrived = datetime.now(UTC) - timedelta(seconds=1)
+    taker = importer.claim_file(conn, name, ImportOptions(), "customer_import", "manual__took_the_oldest")
+    with pytest.raises(FileNotFoundError, match="is not in the landing folder"):
+        importer.claim_file(conn, name, ImportOptions(), "customer_import", "file__valid_customers.csv__named")
+    assert conn.execute("SELECT airflow_run_id FROM import_runs").fetchall() == [("manual__took_the_oldest",)]
+    with pytest.raises(ImportedElsewhere, match=f"valid_customers.csv was imported by import run {taker}"):
+        importer.file_to_claim(
+            conn, name, "customer_import", "file__valid_customers.csv__named", "default", None, arrived
+        )
+    # a file of the same name imported before this one arrived is not it: this one is missing
+    with pytest.raises(FileNotFoundError, match="is not in landing/"):
+        importer.file_to_claim(
+            conn, name, "customer_import", "file__valid_customers.csv__named", "default", None, datetime.now(UTC)
+        )

@@ -264,12 +264,16 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
     server = airflow_small_chunks
     base, bearer = server.base, {"Authorization": f"Bearer {token(server)}", "Content-Type": "application/json"}
 
-    def api(path: str, body: dict | None = None) -> dict:
-        request = urllib.request.Request(f"{base}/api/v2{path}", json.dumps(body).encode() if body else None, bearer)
+    def api(path: str, body: dict | None = None, method: str | None = None) -> dict:
+        data = json.dumps(body).encode() if body else None
+        request = urllib.request.Request(f"{base}/api/v2{path}", data, bearer, method=method)
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
 
-    # The trigger form's defaults are valid: a run with {} imports the oldest file waiting.
+    # The trigger form's defaults are valid: a run with {} imports the oldest file waiting. (The
+    # watch is paused meanwhile: a file it hands over has a run of its own, which an empty-file run
+    # leaves it to, and which run gets there first would be a matter of seconds.)
+    api("/dags/customer_import_watch", {"is_paused": True}, "PATCH")
     landing = tmp_path / "data" / "landing"
     landing.mkdir(parents=True, exist_ok=True)
     (landing / "waiting.csv").write_bytes((DATA / "valid_customers.csv").read_bytes())
@@ -304,6 +308,7 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             expect(page.locator('tr[data-status="duplicate"]', has_text="waiting_for_the_form.csv")).to_be_visible(
                 timeout=IMPORT_SECONDS * 1000
             )  # the same content as waiting.csv: imported once, then a duplicate
+            api("/dags/customer_import_watch", {"is_paused": False}, "PATCH")
 
             page.goto(f"{base}/plugin/customer-imports")
             imports = page.frame_locator("iframe")

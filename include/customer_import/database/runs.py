@@ -252,6 +252,11 @@ def create_run(
         return _one(cur.fetchone(), "INSERT ... RETURNING")
 
 
+def delete_unclaimed(conn: psycopg.Connection, run_id: int) -> None:
+    """Remove the row of a run that never claimed its file (another run took it first)."""
+    conn.execute("DELETE FROM import_runs WHERE id = %s AND file_path IS NULL", [run_id])
+
+
 def get_run(conn: psycopg.Connection, run_id: int, *, for_update: bool = False) -> ImportRun:
     with conn.cursor(row_factory=class_row(ImportRun)) as cur:
         query = sql.SQL("SELECT {} FROM import_runs WHERE id = %s").format(_COLUMNS)
@@ -284,7 +289,7 @@ def claimed_since(conn: psycopg.Connection, file_name: str, source: str, since: 
         cur.execute(
             sql.SQL(
                 "SELECT {} FROM import_runs WHERE file_name = %s AND source = %s AND received_at >= %s"
-                " ORDER BY id DESC LIMIT 1"
+                " AND file_path IS NOT NULL ORDER BY id DESC LIMIT 1"
             ).format(_COLUMNS),
             [file_name, source, since],
         )
