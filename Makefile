@@ -83,7 +83,7 @@ bench: install  ## the benchmark against the psql \copy + MERGE floor, then the 
 		$(foreach url,$(SERVERS),--server "$(url)") $(if $(FIXED_ONLY),--fixed-only)
 
 test: install  ## the whole test suite (what CI runs): two workers, a test file each; then the Celery clusters; then the serial tests
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial and not celery"
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial and not celery" --durations=12
 	$(PY) -m pytest -m celery
 	$(PY) -m pytest -m serial
 

@@ -169,7 +169,8 @@ def test_a_date_the_format_cannot_read_is_reported_by_the_exports_column_and_lin
     with (importer.settings.data_dir / run.report_dir / "errors.csv").open(encoding="utf-8-sig") as report:
         rows = list(csv.reader(report))
     assert rows[0][:5] == ["ImportLine", "ImportStatus", "ImportIssues", "Account ID", "Account Name"]  # the export's
-    assert rows[3][:3] == ["4", "error", issue["message"]]
+    # errors.csv quotes the value between quotation marks, as a spreadsheet shows text (issue 33, point 8)
+    assert rows[3][:3] == ["4", "error", issue["message"].replace("`13/31/2024`", "\u201c13/31/2024\u201d")]
     assert rows[3][rows[0].index("Created Date")] == "13/31/2024"  # as the user wrote it
     page = (importer.settings.data_dir / run.report_dir / "report.html").read_text()
     assert "Created Date (→ CustomerSince)" in page

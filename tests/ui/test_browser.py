@@ -330,6 +330,7 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
                 time.sleep(0.5)
             assert len(set(seen)) >= 3, seen
             assert any(re.search(r"Validating [\d,]+ of ~[\d,]+ rows \(\d+ %\) · \d+", s) for s in seen), seen
+            assert not any(re.search(r"Validating 0\b", s) for s in seen), seen  # point 9: no 0 counts
             time.sleep(max(0.0, 20 - (time.monotonic() - chosen_at)))  # 20 s of updates at least
             chosen = imports.locator("input[type=file]").evaluate("input => [...input.files].map(f => f.name)")
             assert chosen == ["update_phone_only.csv"]
