@@ -4,7 +4,8 @@
 One run imports one file from the landing folder of its `source` (sources.yaml; `default`:
 the template in `landing/`) into the `customers` table:
 
-1. **wait_for_file**: the file named by the `file` param (or the oldest one waiting) is in landing;
+1. **wait_for_file**: the file named by the `file` param is in landing (empty: the oldest file waiting
+   that no other run names; a named file that another run imported first ends this run, skipped);
 2. **claim_file**: it is moved to `processing/<run id>/`, hashed, and gets a row in `import_runs`;
    content that was imported before ends the run as `duplicate` (unless `force`);
 3. **validate_file**: bytes, header and every row are checked (the GX suite in `expectations/`);

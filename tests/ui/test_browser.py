@@ -186,7 +186,7 @@ def _ends(api, dag_run_id: str, state: str) -> None:
     assert api(at)["state"] == state
 
 
-def _a_rejection_is_red_once_and_says_data(api, import_run_id: str | None) -> None:
+def _a_rejection_is_red_once_and_says_data(api, import_run_id: str | None) -> str:
     """Point 4: the step that found the problem is red, the steps after it are not red again, and the
     note's first words say it is the file's data."""
     import urllib.parse
@@ -202,6 +202,7 @@ def _a_rejection_is_red_once_and_says_data(api, import_run_id: str | None) -> No
     assert run["state"] == "failed" and run["note"].startswith("Rejected for its data")
     assert [task for task, state in states.items() if state == "failed"] == ["validate_file"], states
     assert states["check_outcome"] == "upstream_failed" and states["publish_report"] == "success"
+    return run["dag_run_id"]
 
 
 def _the_rejection_is_explained_in_airflow(base: str, password: str, name: str) -> None:
@@ -274,6 +275,11 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
     # watch is paused meanwhile: a file it hands over has a run of its own, which an empty-file run
     # leaves it to, and which run gets there first would be a matter of seconds.)
     api("/dags/customer_import_watch", {"is_paused": True}, "PATCH")
+    deadline = time.monotonic() + 120  # and a watch run started before the pause has ended
+    while time.monotonic() < deadline and any(
+        api(f"/dags/customer_import_watch/dagRuns?state={state}")["total_entries"] for state in ("queued", "running")
+    ):
+        time.sleep(1)
     landing = tmp_path / "data" / "landing"
     landing.mkdir(parents=True, exist_ok=True)
     (landing / "waiting.csv").write_bytes((DATA / "valid_customers.csv").read_bytes())
@@ -384,7 +390,13 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             rejected = imports.locator('tr[data-status="rejected"]', has_text="windows1252.csv")
             expect(rejected).to_contain_text("(likely windows-1252)", timeout=IMPORT_SECONDS * 1000)
             expect(rejected).to_contain_text("whole file")
-            _a_rejection_is_red_once_and_says_data(api, rejected.get_attribute("data-run"))
+            rejected_dag_run = _a_rejection_is_red_once_and_says_data(api, rejected.get_attribute("data-run"))
+            airflow_view = browser.new_context(storage_state=page.context.storage_state()).new_page()
+            airflow_view.set_viewport_size({"width": 1400, "height": 900})
+            airflow_view.goto(f"{base}/dags/customer_import/runs/{rejected_dag_run}")
+            expect(airflow_view.get_by_text("Rejected for its data").first).to_be_visible(timeout=60_000)
+            airflow_view.screenshot(path=ARTIFACTS / "rejection-red-once.png")
+            airflow_view.close()
             rejected.get_by_role("link", name="windows1252.csv").click()
             expect(imports.locator(".rejected-whole")).to_contain_text("Likely encoding: Windows-1252")
             imports.get_by_text("Import again as Windows-1252").click()
@@ -454,6 +466,8 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             upload_run = next(r for r in uploads if r["conf"].get("file") == "during_the_wait.csv")
             _ends(api, upload_run["dag_run_id"], "success")
             assert api(f"/dags/customer_import/dagRuns/{early}")["state"] == "running"  # still waiting for a file
+            page.screenshot(path=ARTIFACTS / "upload-beside-a-waiting-run.png", full_page=True)
+            api(f"/dags/customer_import/dagRuns/{early}", {"state": "failed"}, "PATCH")  # not left waiting
 
             # The DAG run's note (point 1): its first line the outcome and a link to the run inside Airflow.
             note = api(f"/dags/customer_import/dagRuns/{upload_run['dag_run_id']}")["note"]
