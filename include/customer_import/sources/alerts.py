@@ -2,8 +2,8 @@
 
 Each source names its recipients in sources.yaml (`alerts`): an email through Airflow's SMTP
 provider (`SmtpNotifier`, over the Airflow connection `smtp_conn_id`) and a JSON POST to a
-webhook (`WebhookNotifier`), both Airflow notifiers. The import DAG sends them from the failure
-callback of its last task, the watch from its freshness check.
+webhook (`WebhookNotifier`), both Airflow notifiers. The import DAG sends them from publish_report,
+once a run's outcome is known; the watch from its freshness check.
 
 A notifier is called through `notify`, not `notifier(context)`: calling it renders its fields as
 Jinja templates, and an alert quotes file names and messages that come from the file.
