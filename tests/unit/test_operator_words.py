@@ -119,6 +119,9 @@ def test_a_crm_sources_guide_uses_its_export_column_names_and_formats():
     assert rows["AccountReferenceID"].column == "Account ID"
     assert rows["CustomerSince"].column == "Created Date"
     assert "%m/%d/%Y" in rows["CustomerSince"].format
+    assert rows["CustomerSince"].example == "01/31/2024"  # the contract's 2024-01-31, as the export writes it
+    hubspot = {r.field: r for r in field_guide(contract, load_sources(SOURCES_PATH, contract)["hubspot"])}
+    assert (hubspot["IsReseller"].column, hubspot["IsReseller"].example) == ("Is Reseller", "No")
     assert rows["IsReseller"].column == "(not in the export: 'false' from sources.yaml)"
 
 

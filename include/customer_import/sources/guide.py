@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, fields
+from datetime import datetime
 
 from customer_import.contract.fields import Contract, FieldSpec
 from customer_import.contract.rules import CLEAR_MARKER
@@ -53,9 +54,10 @@ def field_guide(contract: Contract, source: Source | None = None) -> list[GuideR
     rows = []
     for spec in contract.fields:
         column = export.get(spec.header, spec.header)
-        shown_format = FORMATS[spec.type]
+        shown_format, example = FORMATS[spec.type], spec.example
         if source is not None and (declared := source.format_for(spec)) is not None:
             shown_format = f"as the export writes it ({_declared(declared)}), read into {shown_format}"
+            example = _as_exported(declared, example)
         if spec.header in defaults and spec.header not in export:
             column = f"(not in the export: {defaults[spec.header]!r} from sources.yaml)"
         rows.append(
@@ -65,7 +67,7 @@ def field_guide(contract: Contract, source: Source | None = None) -> list[GuideR
                 meaning=spec.description,
                 required=REQUIRED[spec.required],
                 format=shown_format,
-                example=spec.example,
+                example=example,
                 limits=_limits(spec),
                 blank=_blank(spec),
                 clear=_clear(spec),
@@ -110,6 +112,16 @@ def _clear(spec: FieldSpec) -> str:
     if spec.required != "never":
         return "not allowed: it is required"
     return "clears the stored value"
+
+
+def _as_exported(declared: Format, example: str) -> str:
+    """The contract's example as the export writes it, where the format says how: a date in the
+    export's pattern, a yes/no in its words."""
+    if declared.date:
+        return datetime.strptime(example, "%Y-%m-%d").strftime(declared.date[0])
+    if declared.boolean is not None and example.lower() in ("true", "false"):
+        return declared.boolean[example.lower() == "true"][0]
+    return example
 
 
 def _declared(declared: Format) -> str:
