@@ -109,18 +109,10 @@ class Importer:
         """The first step: `RunFiles.claim`."""
         return self.files.claim(conn, file_name, options, dag_id, airflow_run_id, source_name)
 
-    def file_to_claim(
-        self,
-        conn: psycopg.Connection,
-        wanted: str,
-        dag_id: str,
-        airflow_run_id: str,
-        source: str = DEFAULT,
-        has_own_run: Callable[[str], bool] | None = None,
-        arrived: datetime | None = None,
-    ) -> str | None:
+    @property
+    def file_to_claim(self) -> Callable[..., str | None]:
         """The file an Airflow run imports: `RunFiles.file_to_claim`."""
-        return self.files.file_to_claim(conn, wanted, dag_id, airflow_run_id, source, has_own_run, arrived)
+        return self.files.file_to_claim
 
     def claimed_by(self, conn: psycopg.Connection, dag_id: str, airflow_run_id: str) -> ImportRun | None:
         """The import run of an Airflow run, once it claimed its file."""
