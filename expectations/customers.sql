@@ -99,6 +99,51 @@ CREATE TABLE IF NOT EXISTS erasures (
     files        integer     NOT NULL
 );
 
+-- Fix in the browser (customer_import.fixing): the draft of corrections to a rejected or partial run's
+-- file, kept on the server until its fixed file is imported or the draft is discarded.
+CREATE TABLE IF NOT EXISTS fix_drafts (
+    run_id     bigint      PRIMARY KEY REFERENCES import_runs (id) ON DELETE CASCADE,
+    header     text[]      NOT NULL,        -- the file's header, cell by cell
+    header_text text       NOT NULL,        -- its lines as written (with a `sep=` line before it)
+    fields     jsonb       NOT NULL,        -- each contract field's column: index, name, label, limit
+    opened_by  text        NOT NULL,
+    opened_at  timestamptz NOT NULL DEFAULT now(),
+    status     text        NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'importing', 'imported')),
+    fixed_file text,                        -- the corrected file written into landing
+    imported_by text,                       -- who imported it
+    fixed_run  bigint,                      -- the import run of that file
+    closed_at  timestamptz
+);
+-- Every record of the file, with its cells as they stand now in the draft and its issues. `raw` is
+-- the record as written, while its structure is broken and no cell was edited. Deleted when the
+-- draft closes (the rows hold personal data); the edits stay, for the fixed run's page.
+CREATE TABLE IF NOT EXISTS fix_rows (
+    run_id     bigint  NOT NULL REFERENCES fix_drafts (run_id) ON DELETE CASCADE,
+    line       integer NOT NULL,
+    last_line  integer NOT NULL,
+    cells      text[]  NOT NULL,
+    raw        text,
+    issues     jsonb   NOT NULL DEFAULT '[]',
+    skipped_by text,
+    PRIMARY KEY (run_id, line)
+);
+CREATE INDEX IF NOT EXISTS fix_rows_flagged_idx ON fix_rows (run_id, line) WHERE issues <> '[]';
+CREATE TABLE IF NOT EXISTS fix_edits (
+    run_id       bigint      NOT NULL REFERENCES fix_drafts (run_id) ON DELETE CASCADE,
+    line         integer     NOT NULL,
+    column_index integer     NOT NULL,
+    header       text        NOT NULL,
+    before       text        NOT NULL,      -- the value in the file
+    after        text        NOT NULL,
+    edited_by    text        NOT NULL,
+    edited_at    timestamptz NOT NULL DEFAULT now(),
+    fixed_line   integer,                   -- where the row is in the fixed file, once written
+    PRIMARY KEY (run_id, line, column_index)
+);
+-- A run of a file fixed in the browser: the rejected run it fixes, and who fixed it.
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS fixed_from bigint;
+ALTER TABLE import_runs ADD COLUMN IF NOT EXISTS fixed_by text;
+
 -- The customers table, from the contract.
 CREATE TABLE IF NOT EXISTS "customers" ( "account_reference_id" varchar(64) PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(), created_by_run bigint, updated_by_run bigint);
 ALTER TABLE "customers" ADD COLUMN IF NOT EXISTS "source" text NOT NULL DEFAULT 'default';

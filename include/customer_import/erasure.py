@@ -4,11 +4,12 @@
 
 - the customer's row in `customers`, and its rows in the history of every run;
 - its rows in every file and report the runs keep (the file in archive/ or rejected/, errors.csv,
-  changes.csv, deactivations.csv, summary.json, report.html, rollback.json), local or on object
+  changes.csv, deactivations.csv, summary.json, report.html, rollback.json, the issue files), local or on object
   storage: each is rewritten without them, every other row left byte for byte as it was. A
   record of the kept file is the customer's when its key cell is the key; a file that could not be
   read as a CSV of the contract (rejected as a whole) loses each line that holds the key as a cell;
-- the key where a message quotes it (another row's issue, a rollback's conflicts).
+- the key where a message quotes it (another row's issue, a rollback's conflicts);
+- the rows that hold it in drafts of files being fixed in the browser, and what was edited in them.
 
 Then `erasures` records when, by whom and the key's SHA-256, never the key. A key found nowhere
 is refused (`NothingToForget`) and nothing changes. A later import that holds the key again
@@ -30,14 +31,14 @@ import psycopg
 from psycopg import sql
 
 from customer_import.contract.fields import Contract
-from customer_import.database import db, history
+from customer_import.database import db, drafts, history
 from customer_import.database.runs import ImportRun, runs_by_id
 from customer_import.reading.csvfile import unescaped
+from customer_import.reading.records import physical_lines
 from customer_import.report import CHANGES_CSV, DEACTIVATIONS_CSV, ERRORS_CSV, REPORT_HTML, ROLLBACK_JSON, SUMMARY_JSON
-from customer_import.run_files import RunFiles
+from customer_import.run_files import ISSUES_FILES, RunFiles
 from customer_import.settings import Settings
 
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 _WIDE = ("utf_16", "utf_32", "utf-16", "utf-32")
 
 
@@ -51,13 +52,19 @@ class Erasure:
     customers: int = 0
     history_rows: int = 0
     files: list[str] = field(default_factory=list)  # rewritten, relative to the data folders
+    draft_rows: int = 0  # rows of files being fixed in the browser
 
     @property
     def message(self) -> str:
         return (
             f"Forgot the customer with key SHA-256 {self.key_sha256[:12]}…: {self.customers} customer row,"
             f" {self.history_rows} history row{'s' if self.history_rows != 1 else ''},"
-            f" {len(self.files)} kept file{'s' if len(self.files) != 1 else ''} rewritten without it."
+            f" {len(self.files)} kept file{'s' if len(self.files) != 1 else ''} rewritten without it"
+            + (
+                f", {self.draft_rows} row{'s' if self.draft_rows != 1 else ''} of drafts fixed in the browser."
+                if self.draft_rows
+                else "."
+            )
         )
 
 
@@ -96,7 +103,8 @@ def forget(conn: psycopg.Connection, settings: Settings, contract: Contract, key
             "SELECT id, message FROM import_runs WHERE position(%s IN message) > 0", [key]
         ).fetchall():
             conn.execute("UPDATE import_runs SET message = %s WHERE id = %s", [_without_key(message, key), run_id])
-        if not (erasure.customers or erasure.history_rows or erasure.files):
+        erasure.draft_rows = drafts.forget(conn, key)
+        if not (erasure.customers or erasure.history_rows or erasure.files or erasure.draft_rows):
             raise NothingToForget(f"No customer, history or kept file holds the key {key!r}: nothing was changed.")
         conn.execute(
             "INSERT INTO erasures (erased_by, key_sha256, customers, history_rows, files) VALUES (%s, %s, %s, %s, %s)",
@@ -167,7 +175,7 @@ def _record_lines(files: RunFiles, run: ImportRun, kept: Path, key: str) -> set[
         pass  # the key column or the file cannot be read as the contract's: by lines, then
     text = _decoded(kept.read_bytes(), run.encoding)
     as_cell = re.compile(rf'(^|[,;\t|])\s*"?{re.escape(key)}"?\s*([,;\t|]|$)')
-    return {n for n, line in enumerate(_LINE.findall(text), start=1) if as_cell.search(line.rstrip("\r\n"))}
+    return {n for n, line in enumerate(physical_lines(text), start=1) if as_cell.search(line.rstrip("\r\n"))}
 
 
 def _decoded(raw: bytes, encoding: str) -> str:
@@ -178,7 +186,7 @@ def _without_lines(raw: bytes, encoding: str, drop: set[int]) -> bytes:
     """`raw` without its physical lines `drop` (1 is the first); the others byte for byte."""
     if encoding.replace("-", "_").startswith(_WIDE):  # a line break is more than one byte: in text
         text = raw.decode(encoding)
-        kept = "".join(line for n, line in enumerate(_LINE.findall(text), start=1) if n not in drop)
+        kept = "".join(line for n, line in enumerate(physical_lines(text), start=1) if n not in drop)
         return kept.encode(encoding)
     pieces = re.findall(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", raw)
     return b"".join(line for n, line in enumerate(pieces, start=1) if n not in drop)
@@ -192,6 +200,10 @@ def _report_without(path: Path, key: str, starts: set[int]) -> bytes | None:
         return _csv_without(path, lambda row, header: bool(row) and row[0] in {str(n) for n in starts}, key)
     if name in (CHANGES_CSV, DEACTIVATIONS_CSV):  # a row per change, the key in the second column
         return _csv_without(path, lambda row, header: len(row) > 1 and unescaped(row[1]) == key, key)
+    if name in ISSUES_FILES:  # an issue per line of text, by the line of the file it is on
+        text = path.read_text(encoding="utf-8")
+        kept = "".join(issue for issue in physical_lines(text) if json.loads(issue).get("line") not in starts)
+        return _without_key(kept, key).encode("utf-8")
     if name == SUMMARY_JSON:
         summary = json.loads(path.read_text(encoding="utf-8"))
         summary["issues"] = [i for i in summary.get("issues", []) if i.get("line") not in starts]
@@ -207,7 +219,7 @@ def _report_without(path: Path, key: str, starts: set[int]) -> bytes | None:
             r"|^\s*<tr><td>[^<]*</td><td>" + re.escape(escape(key)) + "</td>"
         )
         text = path.read_bytes().decode("utf-8")
-        kept = "".join(line for line in _LINE.findall(text) if not row.search(line))
+        kept = "".join(line for line in physical_lines(text) if not row.search(line))
         return _without_key(kept, escape(key)).encode("utf-8")
     return None
 
@@ -216,7 +228,7 @@ def _csv_without(path: Path, drop: Callable[[list[str], list[str]], bool], key: 
     """One of the run's CSV reports (UTF-8 with a BOM) without the records `drop` picks; the key
     left out of what the others say (an issue that names it)."""
     text = path.read_bytes().decode("utf-8-sig")  # its line ends as they are (CRLF, and LF in values)
-    lines = _LINE.findall(text)
+    lines = physical_lines(text)
     kept: list[str] = []
     header: list[str] = []
     for row, first, last in _records(lines):

@@ -22,7 +22,8 @@ import psycopg
 from customer_import.contract.fields import Contract, FieldSpec, load_contract, normalise_header
 from customer_import.contract.issues import Issue, read_issues, write_issues
 from customer_import.contract.options import ImportOptions
-from customer_import.database import checks, db, merge, runs, snapshots, staging
+from customer_import.database import checks, db, drafts, merge, runs, snapshots, staging
+from customer_import.database.checks import DATABASE_ISSUES_FILE
 from customer_import.database.rollback import RollbackResult, roll_back
 from customer_import.database.runs import ImportRun
 from customer_import.reading.cleaning import VALUE_CHANGES_FILE, ValueChanges
@@ -36,7 +37,6 @@ from customer_import.storage.folders import Folders
 from customer_import.storage.store import DataStore
 
 log = logging.getLogger(__name__)
-DATABASE_ISSUES_FILE = "issues-database.jsonl"
 EMPTY_FILE = "The file has a header but no data rows (an empty export): there was nothing to import."
 REPORTS_FAILED = "The reports could not be written (see the log of the publish_report task); the file is kept."
 #: Issues on the key column of rows whose key is valid (it names a customer the file holds).
@@ -339,6 +339,7 @@ class Importer:
                 changes,
                 ValueChanges.read(work / VALUE_CHANGES_FILE),
                 lifecycle,
+                drafts.edits(conn, run.fixed_from) if run.fixed_from else None,
             )
         self.files.keep(conn, run, source, target_dir, report_dir)
         staging.drop_staging(conn, run.id)

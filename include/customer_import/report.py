@@ -56,8 +56,10 @@ def write_reports(
     changes: Iterable[Change] = (),
     value_changes: ValueChanges | None = None,
     lifecycle: Iterable[Change] = (),
+    fixes: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Write the reports of `run` into `report_dir`; `changes` as `merge.preview` yields them;
+    """Write the reports of `run` into `report_dir`; `fixes`, the cells changed in the browser when
+    the file was fixed there (`drafts.edits`); `changes` as `merge.preview` yields them;
     `value_changes`, what reading changed in the values (it is said, never done silently);
     `lifecycle`, the customers a merged run deactivated or reactivated (deactivations.csv).
 
@@ -92,6 +94,14 @@ def write_reports(
             else f" (at most {issues_in_summary} of each code; errors.csv marks every row)"
         ),
     }
+    if run.fixed_from is not None:
+        summary["fixed_in_the_browser"] = {
+            "from_import_run": run.fixed_from,
+            "by": run.fixed_by,
+            "cells_changed": [
+                {k: e[k] for k in ("line", "fixed_line", "column", "before", "after", "edited_by")} for e in fixes or []
+            ],
+        }
     (report_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     first_changes = write_changes_csv(changes, report_dir / CHANGES_CSV if run.dry_run else None, source.contract)
     lifecycle_csv = None
@@ -108,6 +118,7 @@ def write_reports(
         changes_csv=CHANGES_CSV,
         lifecycle_csv=lifecycle_csv,
         value_changes=[c["message"] for c in changed],
+        fixes=fixes or [],
     )
     (report_dir / REPORT_HTML).write_text(html, encoding="utf-8")
 

@@ -20,16 +20,21 @@ import psycopg
 
 from customer_import.contract.fields import Contract
 from customer_import.contract.options import ImportOptions
-from customer_import.database import db, runs
+from customer_import.database import db, drafts, runs
+from customer_import.database.checks import DATABASE_ISSUES_FILE
 from customer_import.database.runs import FAILED_STATUSES, ImportRun
 from customer_import.database.staging import STAGED_FILE
 from customer_import.reading.csvfile import CsvFile
+from customer_import.reading.validation import ISSUES_FILE
 from customer_import.report import ERRORS_CSV, SUMMARY_JSON
 from customer_import.settings import Settings
 from customer_import.sources.profiles import DEFAULT, Sources, load_sources
 from customer_import.storage.folders import Folders, move
 from customer_import.storage.regular import NotRegularFile, check_regular, sha256_of
 from customer_import.storage.store import DataStore
+
+#: The issue files of a run's work folder, kept beside its reports when it ends.
+ISSUES_FILES = (ISSUES_FILE, DATABASE_ISSUES_FILE)
 
 
 class ImportedElsewhere(LookupError):
@@ -116,6 +121,7 @@ class RunFiles:
             except FileNotFoundError:  # another run took it first: no row is left of a run that never had it
                 runs.delete_unclaimed(conn, run.id)
                 raise
+            drafts.link_fixed_run(conn, run.id, file_name, source_name)  # a file fixed in the browser
         elif run.status in FAILED_STATUSES:
             self._take(conn, run.id, self.store.root / run.claimed_file)
             runs.update_run(
@@ -241,6 +247,9 @@ class RunFiles:
         kept = source if source.parent == target_dir else move(source, target_dir)
         if run.status in FAILED_STATUSES:
             shutil.copyfile(report_dir / ERRORS_CSV, target_dir / f"{kept.stem}.errors.csv")
+        for name in ISSUES_FILES if run.status in ("rejected", "partial") else ():  # what the fix grid flags
+            if (found := self.local.processing(run.id) / name).is_file() and found.stat().st_size:
+                shutil.copyfile(found, report_dir / name)
         self.store.push(self.relative(report_dir), self.relative(target_dir))  # before the move is recorded
         runs.update_run(conn, run.id, file_path=self.relative(kept), report_dir=self.relative(report_dir))
         shutil.rmtree(self.local.processing(run.id), ignore_errors=True)

@@ -49,8 +49,9 @@ def test_the_files_of_runs_older_than_the_setting_are_removed_and_their_rows_sta
     removed = remove_expired(conn, importer.settings)
 
     assert (removed.runs, removed.histories) == (2, 0)
-    assert removed.files == 4 + 5 and removed.bytes > 0  # a file and its 3 reports; rejected/ keeps errors.csv too
-    assert str(removed).startswith("Removed the files and reports of 2 import runs (9 files, ")
+    # a file and its 3 reports; rejected/ keeps errors.csv too, and its reports the issues found (the fix grid's)
+    assert removed.files == 4 + 6 and removed.bytes > 0
+    assert str(removed).startswith("Removed the files and reports of 2 import runs (10 files, ")
     assert folders_of(importer, old.id) == [] and folders_of(importer, rejected.id) == []
     assert folders_of(importer, recent.id) == [f"archive/{recent.id}", f"reports/{recent.id}"]
     assert (importer.folders.landing / waiting).exists() and (working / "staged.csv").exists()

@@ -20,6 +20,8 @@ from customer_import.database.staging import ACCEPTED, staged_fields, staging_ta
 #: A staged file longer than this is searched for duplicates by PostgreSQL alone (`distinct_columns`
 #: would hold too many values).
 DISTINCT_ROWS = 2_000_000
+#: The issues these checks found, in a run's work folder (and, once it ends, beside its reports).
+DATABASE_ISSUES_FILE = "issues-database.jsonl"
 
 
 def check_staging(
@@ -34,13 +36,13 @@ def check_staging(
     in `distinct` are known to hold no duplicate (`distinct_columns`): they are not searched again."""
     q = _Names(contract, run_id)
     issues = []
-    for spec, casefold in _once_per_file(contract):
+    for spec, casefold in once_per_file(contract):
         if spec in fields and spec.column not in distinct:
             issues += _duplicates(conn, q, spec, casefold=casefold)
     return issues + check_against_customers(conn, run_id, contract, fields, mode)
 
 
-def _once_per_file(contract: Contract) -> list[tuple[FieldSpec, bool]]:
+def once_per_file(contract: Contract) -> list[tuple[FieldSpec, bool]]:
     """The fields whose values may appear once per file, and whether they are compared ignoring case:
     the key exactly, the unique fields (emails) as their unique index compares them, by `lower()`."""
     return [(contract.key, False), *((spec, True) for spec in contract.unique_fields)]
@@ -63,7 +65,7 @@ def distinct_columns(staged_csv: Path, contract: Contract, rows: int) -> frozens
     if rows > DISTINCT_ROWS:
         return frozenset()
     fields = staged_fields(staged_csv, contract)
-    casefolds = {spec.column: casefold for spec, casefold in _once_per_file(contract) if spec in fields}
+    casefolds = {spec.column: casefold for spec, casefold in once_per_file(contract) if spec in fields}
     values: dict[str, list[pa.Array]] = {column: [] for column in casefolds}
     try:
         reader = pacsv.open_csv(

@@ -90,6 +90,8 @@ class ImportRun:
     history_removed_at: datetime | None = None  # its history deleted: it can no longer be rolled back
     files_removed: int | None = None
     files_removed_bytes: int | None = None
+    fixed_from: int | None = None  # the run whose file was fixed in the browser into this one's
+    fixed_by: str | None = None
 
     @property
     def options(self) -> ImportOptions:

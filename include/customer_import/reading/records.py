@@ -12,6 +12,7 @@ import csv
 import functools
 import io
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,14 @@ from customer_import.contract.issues import Issue, quoted_issue, quoting
 from customer_import.reading import charsets
 from customer_import.reading.header import REPORT_NAMES
 from customer_import.storage.regular import open_regular
+
+#: A physical line of decoded text with its line break (CRLF, CR or LF), or the last line without one.
+PHYSICAL_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def physical_lines(text: str) -> list[str]:
+    """`text` as its physical lines, each with its line break: line n of the file is item n - 1."""
+    return PHYSICAL_LINE.findall(text)
 
 
 class LineTooLong(Exception):
@@ -36,6 +45,9 @@ class Record:
     cells: list[str]
     issue: Issue | None = None  # a structural problem: the cells cannot be trusted
     end: int = 0  # its last physical line (0: the same as `line`)
+    #: The last physical line the reader took for it before it found the record broken and read the
+    #: lines after `line` again as rows of their own (a quote that closed lines later); 0: none.
+    read_to: int = 0
 
     @property
     def last_line(self) -> int:
@@ -170,7 +182,9 @@ class RecordReader(LineReader):
             if blank(cells):
                 continue  # blank lines and rows of empty cells (left by spreadsheets) are skipped
             if len(cells) != width and end > start:  # a quote opened on `start` closed lines later
-                yield Record(start, _split(pending[:1]), _merged_lines_issue(start, end, len(cells), width))
+                yield Record(
+                    start, _split(pending[:1]), _merged_lines_issue(start, end, len(cells), width), read_to=end
+                )
                 reader, end = self._reader_after(start), start
             elif len(cells) != width:
                 yield Record(start, cells, _width_issue(start, len(cells), width), end)
@@ -303,6 +317,7 @@ class RecordReader(LineReader):
                 message
                 + ': a value wrapped in double quotes must double every quote inside it, e.g. "The ""Best"" Shop".',
             ),
+            read_to=end,
         )
 
     def _swallowed_rows(self, start: int, end: int, lines: list[str]) -> Issue | None:

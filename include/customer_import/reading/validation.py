@@ -8,7 +8,7 @@ holds one chunk at a time, whatever the file's size.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -48,19 +48,21 @@ def check_file(
     suite: dict[str, Any],
     chunk_rows: int = 100_000,
     progress: Callable[[int, float], None] = lambda rows, share: None,
+    only: Collection[str] | None = None,
 ) -> ValidationResult:
     """Check `file` against its contract; write the staged rows and the issues into `work_dir`.
 
     A structurally clean file is read in columns (`columnar`); one with a structural problem, or
     that the fast path does not take, by the precise reader. After each chunk, `progress(rows read,
-    share of the file read)` is told how far it got.
+    share of the file read)` is told how far it got. `only` names the contract columns whose GX
+    rules run (`RowValidator`); all of them by default.
     """
     result = ValidationResult()
     issues: list[Issue] = []
     with file as source:
         if not source.file_issues:
             result.fields = list(source.fields)
-            validator = RowValidator(suite, source.fields, source.labels)
+            validator = RowValidator(suite, source.fields, source.labels, only)
             fast = columnar.eligible(source)
             if fast:
                 try:
