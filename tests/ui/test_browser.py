@@ -493,3 +493,119 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             raise
         finally:
             browser.close()
+
+
+def test_a_person_fixes_a_rejected_file_in_the_grid_and_imports_it(chromium, airflow, embedded_url, schema, tmp_path):
+    """Issue 35: the grid inside Airflow's frame, each flag cleared by typing, a bulk fix, a skipped row,
+    the draft still there after a reload, then the fixed file imported and both runs linked."""
+    import psycopg
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.integration.test_fixing import EIGHT_ROWS
+
+    base, password = airflow
+    upload = tmp_path / "upload" / "customers.csv"
+    upload.parent.mkdir()
+    upload.write_text(EIGHT_ROWS, encoding="utf-8")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{base}/customer-import/")
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(password)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{base}/customer-import/")
+            page.goto(f"{base}/")
+            page.get_by_role("link", name="Imports", exact=True).click()
+            expect(page).to_have_url(re.compile(r"/plugin/customer-imports\b"), timeout=60_000)
+            imports = page.frame_locator("iframe")
+            imports.locator("input[type=file]").set_input_files(upload)
+            imports.get_by_role("button", name="Upload", exact=True).click()
+            rejected = imports.locator('tr[data-status="rejected"]', has_text="customers.csv")
+            expect(rejected).to_be_visible(timeout=IMPORT_SECONDS * 1000)
+            rejected.get_by_role("link", name="customers.csv").click()
+            imports.get_by_role("button", name="Fix in the browser").click()
+
+            grid = imports.locator("#fix-grid")
+            expect(grid.locator(".tabulator-row")).to_have_count(7, timeout=30_000)  # the rows with issues
+
+            def cell(line: int, column: int):
+                row = grid.locator(".tabulator-row").filter(
+                    has=imports.locator('.tabulator-cell[tabulator-field="line"]', has_text=re.compile(rf"^{line}$"))
+                )
+                return row.locator(f'.tabulator-cell[tabulator-field="c{column}"]')
+
+            def type_into(line: int, column: int, value: str, leave_with: str = "Enter") -> None:
+                target = cell(line, column)
+                expect(target).to_have_class(re.compile(r"\bflagged\b"))
+                target.dblclick()
+                editor = target.locator("input")
+                editor.press("Control+a")
+                editor.press_sequentially(value)
+                editor.press(leave_with)
+                # no reload; the first check in a new API server process imports GX (seconds)
+                expect(target).not_to_have_class(re.compile(r"\bflagged\b"), timeout=60_000)
+                expect(target.locator(".value")).to_have_text(value)
+
+            expect(cell(3, 2)).to_contain_text("is not a valid email address")  # the report's words
+            type_into(3, 2, "beta@example.com")
+            type_into(4, 5, "2024-01-31", leave_with="Tab")
+            type_into(6, 4, "5")
+            type_into(8, 1, "Zeta SARL")  # a name a new customer needs: checked against the database
+
+            imports.get_by_text("Fix a column at once").click()
+            bulk = imports.locator("#bulk-form")
+            bulk.locator('select[name="column"]').select_option(label="Country")
+            bulk.locator('input[name="find"]').fill("Germany")
+            bulk.locator('input[name="replace"]').fill("DE")
+            bulk.get_by_role("button", name="Preview").click()
+            expect(imports.locator("#bulk-preview")).to_have_text("2 cells will change (lines 5, 6).")
+            bulk.get_by_role("button", name="Apply to 2 cells").click()
+            expect(cell(5, 3)).to_have_count(0, timeout=10_000)  # no issue left on line 5: gone from the list
+
+            expect(cell(2, 0)).to_have_class(re.compile(r"\bflagged\b"))  # FIX-1 twice
+            grid.locator(".tabulator-row", has=imports.locator("text=Alpha Again")).get_by_role(
+                "button", name="Skip"
+            ).click()
+            expect(grid).to_contain_text("Skipped by admin")
+            expect(cell(2, 0)).not_to_have_class(
+                re.compile(r"\bflagged\b"), timeout=10_000
+            )  # its key is no longer repeated
+            page.screenshot(path=ARTIFACTS / "fix-grid.png", full_page=True)
+
+            frame = next(f for f in page.frames if "/fix" in f.url)
+            frame.evaluate("location.reload()")  # the draft is on the server
+            expect(imports.locator('[data-count="flagged"]')).to_have_text("0")
+            expect(imports.locator('[data-count="edited"]')).to_have_text("6")
+            expect(imports.locator('[data-count="skipped"]')).to_have_text("1")
+            imports.get_by_label("Show every row").check()
+            expect(grid.locator(".tabulator-row")).to_have_count(8)
+            expect(cell(3, 2).locator(".value")).to_have_text("beta@example.com")
+            expect(cell(8, 1)).to_have_class(re.compile(r"\bedited\b"))
+
+            imports.get_by_role("button", name="Import the fixed file").click()
+            expect(imports.locator(".notice.ok")).to_contain_text(
+                "Importing customers.fixed-1.csv, fixed in the browser"
+            )
+            fixed = imports.locator('tr[data-status="succeeded"]', has_text="customers.fixed-1.csv")
+            expect(fixed).to_be_visible(timeout=IMPORT_SECONDS * 1000)
+            fixed.get_by_role("link", name="customers.fixed-1.csv").click()
+            expect(imports.locator(".fixed-from")).to_contain_text("Fixed in the browser from import run")
+            expect(imports.locator("#edits")).to_contain_text("beta@example.com")
+            imports.locator(".fixed-from a").click()
+            expect(imports.locator(".fixed-by")).to_contain_text("customers.fixed-1.csv is import run")
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "failure-fix-grid.png", full_page=True)
+            raise
+        finally:
+            browser.close()
+
+    with psycopg.connect(embedded_url) as conn:
+        stored = dict(conn.execute(f'SELECT account_reference_id, name FROM "{schema}".customers').fetchall())
+        emails = dict(conn.execute(f'SELECT account_reference_id, contact_email FROM "{schema}".customers').fetchall())
+        countries = {c for (c,) in conn.execute(f'SELECT country FROM "{schema}".customers')}
+    assert sorted(stored) == ["FIX-1", "FIX-2", "FIX-3", "FIX-4", "FIX-5", "FIX-7", "FIX-8"]  # not the skipped row
+    assert stored["FIX-1"] == "Alpha GmbH" and stored["FIX-7"] == "Zeta SARL" and emails["FIX-2"] == "beta@example.com"
+    assert countries == {"DE", "FR", "FI"}

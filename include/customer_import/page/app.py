@@ -28,7 +28,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from customer_import.contract.fields import load_contract
+from customer_import.database import drafts
 from customer_import.database.runs import last_change, list_runs, runs_by_id
+from customer_import.fixing import Fixer
+from customer_import.page import fix
 from customer_import.page.forms import (
     again,
     changed,
@@ -122,6 +125,9 @@ def create_app(
     app.state.host = Host(connect, start_import, CrossSiteGuard(secret, origins), login_url, may_upload, settings)
     app.middleware("http")(_security_headers)
     app.exception_handler(StarletteHTTPException)(_send_browsers_to_login)
+    # the grid's routes first: `/runs/{run_id}/fix` is not a report nor an action
+    app.include_router(fix.fixing, dependencies=list(upload))
+    app.include_router(fix.static, dependencies=list(read))
     app.include_router(reading, dependencies=list(read))
     app.include_router(uploading, dependencies=list(upload))
     return app
@@ -198,10 +204,16 @@ def import_run(request: Request, host: HostDep, run_id: int) -> HTMLResponse:
     issues = summary.get("issues", [])
     reports = [name for name in REPORT_FILES if host.report_path(run, name) is not None]
     suggested = suggested_for(run)
+    with host.customer_db() as conn:
+        draft = drafts.get_draft(conn, run.id)
+        fixes = drafts.edits(conn, run.fixed_from) if run.fixed_from else []
     return render(
         "import_run.html",
         request,
         run=run,
+        draft=draft,
+        fixes=fixes,
+        fixable=Fixer(host.settings(), load_contract()).refusal(run) is None,
         suggested=suggested and encoding_label(suggested),
         encoding=encoding_label(run.encoding),
         issues=issues[:ISSUES_SHOWN],
