@@ -184,3 +184,12 @@ def test_what_a_message_quotes_is_code_in_html_and_quoted_in_a_spreadsheet_never
     )
     assert str(codes(message)).startswith("<code>&lt;b&gt;x</code> is not")
     assert "`" not in str(codes(message))
+
+
+def test_a_value_repeated_in_thousands_of_rows_names_ten_other_lines_and_counts_the_rest():
+    from customer_import.database.checks import _other_lines
+
+    assert _other_lines([2, 4, 6], 4) == "2, 6"
+    many = list(range(2, 5002))
+    assert _other_lines(many, 3) == "2, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 4,989 more"
+    assert _other_lines(many, 4000) == "2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 4,989 more"

@@ -20,6 +20,8 @@ from customer_import.database.staging import ACCEPTED, staged_fields, staging_ta
 #: A staged file longer than this is searched for duplicates by PostgreSQL alone (`distinct_columns`
 #: would hold too many values).
 DISTINCT_ROWS = 2_000_000
+#: A value repeated in the file: how many of the other lines it is on a message names.
+LINES_NAMED = 10
 #: The issues these checks found, in a run's work folder (and, once it ends, beside its reports).
 DATABASE_ISSUES_FILE = "issues-database.jsonl"
 
@@ -175,7 +177,7 @@ def _duplicates(conn: psycopg.Connection, q: _Names, spec: FieldSpec, *, casefol
     for group in sorted(sorted(zip(*row, strict=True)) for row in rows):
         lines = [line for line, _ in group]
         for line, value in group:
-            others = ", ".join(str(n) for n in lines if n != line)
+            others = _other_lines(lines, line)
             message = (
                 f"{spec.header} `{value}` also appears on line{'s' if len(lines) > 2 else ''}"
                 f" {others}: each {what} may appear only once per file"
@@ -184,6 +186,14 @@ def _duplicates(conn: psycopg.Connection, q: _Names, spec: FieldSpec, *, casefol
             )
             issues.append(Issue(line, spec.header, "duplicate_in_file", message, _public(spec, message, value)))
     return issues
+
+
+def _other_lines(lines: list[int], line: int) -> str:
+    """`4, 6`: the lines of a repeated value other than `line`; the first `LINES_NAMED` of them and how many
+    more, when a value repeats in thousands of rows (each row's message would list all the others)."""
+    others = [n for n in lines[: LINES_NAMED + 1] if n != line][:LINES_NAMED]
+    more = len(lines) - 1 - len(others)
+    return ", ".join(str(n) for n in others) + (f" and {more:,} more" if more else "")
 
 
 def _public(spec: FieldSpec, message: str, value: str) -> str | None:
