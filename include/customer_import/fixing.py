@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import queue
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,12 +39,13 @@ from customer_import.database.drafts import DRAFT_LOCK, Draft, FixRow
 from customer_import.database.runs import ImportRun
 from customer_import.database.staging import STAGED_FILE
 from customer_import.reading import charsets
-from customer_import.reading.expectations import read_suite
+from customer_import.reading.expectations import RowValidator, read_suite
 from customer_import.reading.records import physical_lines
 from customer_import.reading.validation import check_file
 from customer_import.run_files import ISSUES_FILES, RunFiles
 from customer_import.settings import Settings
 
+log = logging.getLogger(__name__)
 #: The runs whose file can be fixed in the browser: rejected for some of their rows, or imported without them.
 FIXABLE = ("rejected", "partial")
 _FIXED = re.compile(r"\.fixed-(\d+)$")
@@ -84,32 +88,78 @@ class Fixer:
             )
         if not run.file_path or self.settings.store.find(run.file_path) is None:
             return f"The file of import run {run.id} is no longer kept, so it cannot be fixed here."
-        if not run.report_dir or self.settings.store.find(f"{run.report_dir}/{ISSUES_FILES[0]}") is None:
+        kept = [self.settings.store.find(f"{run.report_dir}/{name}") for name in ISSUES_FILES] if run.report_dir else []
+        if not any(found is not None for found in kept):  # (each is kept when it lists an issue)
             return (
                 f"Import run {run.id} ended before this version kept every issue beside its reports: import"
                 " its file again to fix it here, or fix it with errors.csv."
             )
         return None
 
-    def open(self, conn: psycopg.Connection, run: ImportRun, opened_by: str) -> Draft:
-        """The run's draft, made from its file and issues the first time it is opened."""
-        if (draft := drafts.get_draft(conn, run.id)) is not None:
+    def open(
+        self,
+        conn: psycopg.Connection,
+        run: ImportRun,
+        opened_by: str,
+        connect: Callable[[], psycopg.Connection] | None = None,
+    ) -> Draft:
+        """The run's draft, made from its file and issues the first time it is opened.
+
+        It is ready to show once its rows with issues are stored; then the others are added and the
+        whole file is checked (`_load`). With `connect`, that goes on in a thread of its own, on a
+        connection of its own, after this returns (a change waits for it: the draft's lock); GX is
+        imported there too, for the first check of a change. Without, it is done before this returns.
+        """
+        draft = drafts.get_draft(conn, run.id)
+        if draft is not None and not (draft.is_loading and drafts.loader_gone(conn, run.id)):
             return draft
         if (why := self.refusal(run)) is not None:
             raise FixRefused(why)
-        with db.locked(conn, DRAFT_LOCK.format(run.id)):
-            if (draft := drafts.get_draft(conn, run.id)) is not None:
-                return draft  # opened by another request meanwhile
-            with self.settings.store.mirrored(run.claimed_file, f"{run.report_dir}"):
-                draft = self._make(conn, run, opened_by)
-            if run.rows_staged is None:  # its rows' issues rejected it before the checks of the whole file
-                self._check_whole_file(conn, run, draft)
-            return draft
+        if connect is None:
+            return self._load(conn, run, opened_by, lambda draft: None)
+        ready: queue.Queue[Draft | BaseException] = queue.Queue()
 
-    def _check_whole_file(self, conn: psycopg.Connection, run: ImportRun, draft: Draft) -> None:
+        def load() -> None:
+            try:
+                with connect() as own:
+                    db.use_schema(own, self.settings.schema)
+                    self._load(own, run, opened_by, ready.put)
+                self.warm_up()
+            except BaseException as error:
+                log.exception("Import run %s: its draft could not be loaded.", run.id)
+                ready.put(error)
+
+        threading.Thread(target=load, name=f"fix-draft-{run.id}", daemon=True).start()
+        made = ready.get()
+        if isinstance(made, BaseException):
+            raise made
+        return made
+
+    def _load(self, conn: psycopg.Connection, run: ImportRun, opened_by: str, ready: Callable[[Draft], None]) -> Draft:
+        with drafts.loading(conn, run.id):
+            draft = drafts.get_draft(conn, run.id)
+            if draft is not None and not draft.is_loading:
+                ready(draft)  # opened by another request meanwhile
+                return draft
+            if draft is not None:
+                drafts.delete(conn, run.id)  # its loader stopped half-way: made again
+            with self.settings.store.mirrored(run.claimed_file, f"{run.report_dir}"):
+                draft, rows = self._make(conn, run, opened_by)
+            ready(draft)
+            with conn.transaction():
+                drafts.add_rows(conn, run.id, (row for row in rows if not row.issues))
+                if run.rows_staged is None:  # its rows' issues rejected it before the checks of the whole file
+                    self._check_whole_file(conn, run, draft, rows)
+                drafts.set_status(conn, run.id, "open")
+        return replace(draft, status="open")
+
+    def warm_up(self) -> None:
+        """Import GX and build its suites (seconds, once per process), before the first change is checked."""
+        RowValidator(read_suite(self.settings.expectations_dir), self.contract.fields).warm_up()
+
+    def _check_whole_file(self, conn: psycopg.Connection, run: ImportRun, draft: Draft, rows: list[FixRow]) -> None:
         """Run the checks of the whole file and the database the import did not get to (GX's rules
         found every row's own issues already, and are not run again)."""
-        rows = list(drafts.all_rows(conn, run.id))
         found = self.check(conn, run, draft, rows, columns=set())
         drafts.set_issues(
             conn,
@@ -121,7 +171,8 @@ class Fixer:
             },
         )
 
-    def _make(self, conn: psycopg.Connection, run: ImportRun, opened_by: str) -> Draft:
+    def _make(self, conn: psycopg.Connection, run: ImportRun, opened_by: str) -> tuple[Draft, list[FixRow]]:
+        """The draft of the run's file with its rows that have issues (what the grid shows first); every row."""
         path = self.files.path(run.claimed_file)
         codec = "utf-8-sig" if charsets.is_utf8(run.encoding) else run.encoding
         lines = physical_lines(path.read_bytes().decode(codec, errors="replace"))
@@ -134,7 +185,7 @@ class Fixer:
         with self.files.csv_file(run, path) as source:
             if source.file_issues or not source.header:
                 raise FixRefused(f"The file of import run {run.id} cannot be read row by row: fix it in the file.")
-            fields = [
+            fields: list[dict[str, Any]] = [
                 {
                     "index": index,
                     "column": spec.column,
@@ -144,13 +195,9 @@ class Fixer:
                 for spec, index in zip(source.fields, source.field_indexes, strict=True)
                 if index is not None
             ]
-            columns = {
-                source.labels.get(spec.column, spec.header): index
-                for spec, index in zip(source.fields, source.field_indexes, strict=True)
-                if index is not None
-            }
-            rows = (
-                (
+            columns = {f["label"]: f["index"] for f in fields}
+            rows = [
+                FixRow(
                     record.line,
                     record.last_line,
                     record.cells,
@@ -158,10 +205,16 @@ class Fixer:
                     [_as_dict(i, columns, i in database) for i in found.get(record.line, [])],
                 )
                 for record in source.records()
-            )
-            return drafts.create_draft(
-                conn, run.id, source.header, "".join(lines[: source.header_line]), fields, opened_by, rows
-            )
+            ]
+        header_text = "".join(lines[: source.header_line])
+        flagged = [row for row in rows if row.issues]
+        draft = drafts.create_draft(conn, run.id, source.header, header_text, fields, opened_by, flagged)
+        return draft, rows
+
+    def discard(self, conn: psycopg.Connection, run: ImportRun) -> None:
+        """Delete the run's draft (once it is loaded) unless its fixed file was written."""
+        with db.locked(conn, DRAFT_LOCK.format(run.id)):
+            drafts.discard(conn, run.id)
 
     def draft(self, conn: psycopg.Connection, run: ImportRun) -> Draft:
         """The run's open draft (refused when there is none, or it was imported)."""
@@ -214,7 +267,8 @@ class Fixer:
             raise FixRefused(f"The file has no column {index + 1}.")
         if not find and not whole:
             raise FixRefused("Say what to find: an empty text is in every cell.")
-        return drafts.lines_matching(conn, run.id, index, find, whole=whole)
+        with db.locked(conn, DRAFT_LOCK.format(run.id)):  # (a draft still loading has more rows to come)
+            return drafts.lines_matching(conn, run.id, index, find, whole=whole)
 
     def bulk(
         self,
@@ -229,12 +283,12 @@ class Fixer:
     ) -> list[FixRow]:
         """Replace `find` in column `index` of every row not skipped: the whole value (`whole`) or each
         occurrence in it. One check of every row it changed."""
-        lines = self.matching(conn, run, index, find, whole=whole)
-        rows = drafts.rows_at(conn, run.id, lines)
-        changes = [
-            (row.line, index, replacement if whole else row.cells[index].replace(find, replacement)) for row in rows
-        ]
-        return self.edit(conn, run, changes, edited_by) if changes else []
+        with db.locked(conn, DRAFT_LOCK.format(run.id)):  # what it matched is what it changes
+            rows = drafts.rows_at(conn, run.id, self.matching(conn, run, index, find, whole=whole))
+            changes = [
+                (row.line, index, replacement if whole else row.cells[index].replace(find, replacement)) for row in rows
+            ]
+            return self.edit(conn, run, changes, edited_by) if changes else []
 
     def recheck(self, conn: psycopg.Connection, run: ImportRun, lines: Iterable[int]) -> list[FixRow]:
         """Check whole rows again, every rule: what the import would say of them now."""

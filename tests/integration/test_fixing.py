@@ -136,3 +136,47 @@ def test_what_a_draft_refuses(fixer, rejected, importer, land, conn):
         fixer.open(conn, whole, "ada")
     with pytest.raises(FixRefused, match="has no draft"):
         fixer.edit(conn, replace(rejected, id=good.id), [(3, 1, "x")], "ada")
+
+
+def test_a_draft_is_shown_from_its_flagged_rows_while_the_rest_loads_and_a_change_waits(
+    fixer, rejected, conn, database_url, schema
+):
+    from customer_import.database import db, drafts
+
+    def connect():
+        own = db.connect(database_url)
+        return db.use_schema(own, schema)
+
+    first = fixer.open(conn, rejected, "ada", connect=connect)  # returns once the flagged rows are in
+    assert first.status in ("loading", "open")
+    changed = fixer.edit(conn, rejected, [(3, 2, "beta@example.com")], "ada")  # waits for the load
+    assert flags(changed)[3] == [] and drafts.get_draft(conn, rejected.id).status == "open"
+    assert drafts.counts(conn, rejected.id)["rows"] == 8
+
+
+def test_a_draft_whose_loading_stopped_half_way_is_made_again(fixer, rejected, conn):
+    from customer_import.database import drafts
+
+    fixer._make(conn, rejected, "ada")  # the rows with issues stored, then the loader stopped
+    assert drafts.get_draft(conn, rejected.id).status == "loading" and drafts.counts(conn, rejected.id)["rows"] == 4
+
+    draft = fixer.open(conn, rejected, "bob")
+
+    assert (draft.status, draft.opened_by, drafts.counts(conn, rejected.id)["rows"]) == ("open", "bob", 8)
+
+
+def test_a_forgotten_customer_leaves_the_drafts_and_the_kept_issues_too(fixer, rejected, conn, importer):
+    from customer_import.database import drafts
+    from customer_import.erasure import forget
+    from customer_import.run_files import ISSUES_FILES
+
+    fixer.open(conn, rejected, "ada")
+    fixer.edit(conn, rejected, [(3, 1, "Beta Renamed AG")], "ada")
+
+    erasure = forget(conn, importer.settings, importer.contract, "FIX-2", "dpo")
+
+    assert erasure.draft_rows == 1 and erasure.message.endswith(", 1 row of drafts fixed in the browser.")
+    lines = [r.line for r in drafts.page(conn, rejected.id, flagged_only=False, offset=0, limit=50)[0]]
+    assert 3 not in lines and len(lines) == 7 and drafts.edits(conn, rejected.id) == []
+    kept = "".join((importer.settings.data_dir / rejected.report_dir / n).read_text() for n in ISSUES_FILES[:1])
+    assert "not-an-email" not in kept and '"line": 4' in kept  # its issue gone, the others kept

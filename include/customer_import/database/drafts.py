@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,7 +41,12 @@ class Draft:
 
     @property
     def is_open(self) -> bool:
-        return self.status == "open"
+        """It may be changed (while it is loading, a change waits for the load: `loading`)."""
+        return self.status in ("loading", "open")
+
+    @property
+    def is_loading(self) -> bool:
+        return self.status == "loading"
 
 
 @dataclass
@@ -57,8 +63,10 @@ class FixRow:
     edits: dict[int, dict[str, Any]] = field(default_factory=dict)  # by column index: before, after, by
 
     def __post_init__(self) -> None:
-        self.cells = [_from_db(cell) for cell in self.cells]
-        self.raw = None if self.raw is None else _from_db(self.raw)
+        if NUL_STAND_IN in "".join(self.cells):  # (one look per row: a draft may have a million)
+            self.cells = [_from_db(cell) for cell in self.cells]
+        if self.raw is not None and NUL_STAND_IN in self.raw:
+            self.raw = _from_db(self.raw)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +82,8 @@ _DRAFT = (
     "run_id, header, header_text, fields, opened_by, opened_at, status, fixed_file, imported_by, fixed_run, closed_at"
 )
 _ROW = "line, last_line, cells, raw, issues, skipped_by"
+_COPY_ROWS = 10_000
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def get_draft(conn: psycopg.Connection, run_id: int) -> Draft | None:
@@ -91,25 +101,66 @@ def create_draft(
     header_text: str,
     fields: list[dict[str, Any]],
     opened_by: str,
-    rows: Iterable[tuple[int, int, list[str], str, list[dict[str, Any]]]],
+    rows: Iterable[FixRow],
 ) -> Draft:
-    """The run's draft with `rows` (line, last line, cells, the record as written, issues), in one
-    transaction: another request sees the whole draft or none."""
+    """The run's draft, `loading`, with its first `rows`, in one transaction: another request sees all of
+    it or none."""
     with conn.transaction():
         conn.execute(
             "INSERT INTO fix_drafts (run_id, header, header_text, fields, opened_by) VALUES (%s, %s, %s, %s, %s)",
             [run_id, header, header_text, json.dumps(fields), opened_by],
         )
-        with (
-            conn.cursor() as cur,
-            cur.copy("COPY fix_rows (run_id, line, last_line, cells, raw, issues) FROM STDIN") as copy,
-        ):
-            for line, last_line, cells, raw, issues in rows:
-                stored = [_to_db(cell) for cell in cells]
-                copy.write_row([run_id, line, last_line, stored, _to_db(raw), json.dumps(issues, ensure_ascii=False)])
+        add_rows(conn, run_id, rows)
     draft = get_draft(conn, run_id)
     assert draft is not None
     return draft
+
+
+def add_rows(conn: psycopg.Connection, run_id: int, rows: Iterable[FixRow]) -> None:
+    """COPY `rows` into the draft, in COPY's text format written here (psycopg's `write_row` would dump
+    each value of each row in Python: a draft may have a million rows)."""
+    with (
+        conn.cursor() as cur,
+        cur.copy("COPY fix_rows (run_id, line, last_line, cells, raw, issues) FROM STDIN") as copy,
+    ):
+        block: list[str] = []
+        for row in rows:
+            cells = [_to_db(cell) for cell in row.cells] if "\x00" in "".join(row.cells) else row.cells
+            values = (json.dumps(cells, ensure_ascii=False), row.raw, json.dumps(row.issues, ensure_ascii=False))
+            block.append(f"{run_id}\t{row.line}\t{row.last_line}\t" + "\t".join(map(_copy_text, values)) + "\n")
+            if len(block) == _COPY_ROWS:
+                copy.write("".join(block))
+                block.clear()
+        copy.write("".join(block))
+
+
+def set_status(conn: psycopg.Connection, run_id: int, status: str) -> None:
+    conn.execute("UPDATE fix_drafts SET status = %s WHERE run_id = %s", [status, run_id])
+
+
+@contextmanager
+def loading(conn: psycopg.Connection, run_id: int) -> Iterator[None]:
+    """The draft's lock, held by this session (across its transactions) while it loads the draft: a change
+    (`db.locked` on `DRAFT_LOCK`) waits until it is loaded."""
+    name = DRAFT_LOCK.format(run_id)
+    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [name])
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [name])
+
+
+def loader_gone(conn: psycopg.Connection, run_id: int) -> bool:
+    """Whether a draft still `loading` has no session loading it (its loader stopped half-way)."""
+    name = DRAFT_LOCK.format(run_id)
+    if conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [name]).fetchone() != (True,):
+        return False
+    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [name])
+    return True
+
+
+def delete(conn: psycopg.Connection, run_id: int) -> None:
+    conn.execute("DELETE FROM fix_drafts WHERE run_id = %s", [run_id])
 
 
 def page(
@@ -140,13 +191,13 @@ def lines_holding(
 ) -> list[int]:
     """The rows (not skipped) whose cell `index` holds one of `values` (ignoring case when `casefold`)."""
     wanted = [_to_db(v.lower() if casefold else v) for v in values if v]
-    cell = "lower(cells[%(i)s])" if casefold else "cells[%(i)s]"
+    cell = "lower(cells ->> %(i)s)" if casefold else "cells ->> %(i)s"
     return _lines_where(conn, run_id, index, f"{cell} = ANY(%(v)s)", wanted) if wanted else []
 
 
 def lines_matching(conn: psycopg.Connection, run_id: int, index: int, find: str, *, whole: bool) -> list[int]:
     """The rows (not skipped) whose cell `index` is `find` (`whole`), or contains it."""
-    test = "cells[%(i)s] = %(v)s" if whole else "strpos(cells[%(i)s], %(v)s) > 0"
+    test = "cells ->> %(i)s = %(v)s" if whole else "strpos(cells ->> %(i)s, %(v)s) > 0"
     return _lines_where(conn, run_id, index, test, _to_db(find))
 
 
@@ -154,7 +205,7 @@ def _lines_where(conn: psycopg.Connection, run_id: int, index: int, test: str, v
     """The lines of the rows (not skipped) whose cell `index` passes `test` (a condition on `%(i)s`, `%(v)s`)."""
     found = conn.execute(
         f"SELECT line FROM fix_rows WHERE run_id = %(run)s AND skipped_by IS NULL AND {test} ORDER BY line",
-        {"run": run_id, "i": index + 1, "v": value},
+        {"run": run_id, "i": index, "v": value},
     ).fetchall()
     return [line for (line,) in found]
 
@@ -166,28 +217,35 @@ def set_cells(
     each change is recorded with the value in the file, which the first edit of the cell keeps."""
     with conn.cursor() as cur:
         for line, index, value in ((line, index, _to_db(value)) for line, index, value in changes):
+            cur.execute(  # a row with fewer values than the header gets empty ones: it is written as CSV now
+                "UPDATE fix_rows SET cells = cells || (SELECT jsonb_agg(''::text) FROM generate_series(1, %(width)s"
+                " - jsonb_array_length(cells))) WHERE run_id = %(run)s AND line = %(line)s"
+                " AND jsonb_array_length(cells) < %(width)s",
+                {"run": run_id, "line": line, "width": len(header)},
+            )
             cur.execute(
                 "INSERT INTO fix_edits (run_id, line, column_index, header, before, after, edited_by)"
-                " SELECT run_id, line, %(i)s, %(header)s, coalesce(cells[%(i)s + 1], ''), %(value)s, %(by)s"
+                " SELECT run_id, line, %(i)s, %(header)s, coalesce(cells ->> %(i)s, ''), %(value)s, %(by)s"
                 " FROM fix_rows WHERE run_id = %(run)s AND line = %(line)s"
                 " ON CONFLICT (run_id, line, column_index) DO UPDATE"
                 " SET after = EXCLUDED.after, edited_by = EXCLUDED.edited_by, edited_at = now()",
                 {"run": run_id, "line": line, "i": index, "header": header[index], "value": value, "by": edited_by},
             )
             cur.execute(
-                "UPDATE fix_rows SET cells[%(i)s] = %(value)s, raw = NULL WHERE run_id = %(run)s AND line = %(line)s",
-                {"run": run_id, "line": line, "i": index + 1, "value": value},
+                "UPDATE fix_rows SET cells = jsonb_set(cells, ARRAY[%(i)s::text], to_jsonb(%(value)s::text)),"
+                " raw = NULL WHERE run_id = %(run)s AND line = %(line)s",
+                {"run": run_id, "line": line, "i": index, "value": value},
             )
         # an edit back to the file's value is no edit
         cur.execute("DELETE FROM fix_edits WHERE run_id = %s AND before = after", [run_id])
 
 
 def set_issues(conn: psycopg.Connection, run_id: int, issues: dict[int, list[dict[str, Any]]]) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(
-            "UPDATE fix_rows SET issues = %s WHERE run_id = %s AND line = %s",
-            [(json.dumps(found, ensure_ascii=False), run_id, line) for line, found in issues.items()],
-        )
+    conn.execute(
+        "UPDATE fix_rows f SET issues = v.issues::jsonb FROM unnest(%s::int[], %s::text[]) AS v(line, issues)"
+        " WHERE f.run_id = %s AND f.line = v.line",
+        [list(issues), [json.dumps(found, ensure_ascii=False) for found in issues.values()], run_id],
+    )
 
 
 def set_skipped(conn: psycopg.Connection, run_id: int, line: int, skipped_by: str | None) -> None:
@@ -227,7 +285,7 @@ def all_rows(conn: psycopg.Connection, run_id: int) -> Iterator[FixRow]:
 
 
 def discard(conn: psycopg.Connection, run_id: int) -> None:
-    conn.execute("DELETE FROM fix_drafts WHERE run_id = %s AND status = 'open'", [run_id])
+    conn.execute("DELETE FROM fix_drafts WHERE run_id = %s AND status IN ('loading', 'open')", [run_id])
 
 
 def mark_importing(
@@ -290,14 +348,19 @@ def forget(conn: psycopg.Connection, key: str) -> int:
         return 0
     conn.execute(
         "DELETE FROM fix_edits e WHERE e.before = %(key)s OR e.after = %(key)s OR EXISTS (SELECT 1 FROM fix_rows r"
-        " WHERE r.run_id = e.run_id AND r.line = e.line AND %(key)s = ANY(r.cells))",
+        " WHERE r.run_id = e.run_id AND r.line = e.line AND r.cells ? %(key)s)",
         {"key": key},
     )
-    return conn.execute("DELETE FROM fix_rows WHERE %s = ANY(cells)", [key]).rowcount
+    return conn.execute("DELETE FROM fix_rows WHERE cells ? %s", [_to_db(key)]).rowcount
 
 
 def _has_drafts(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('fix_drafts')").fetchone() != (None,)
+
+
+def _copy_text(value: str | None) -> str:
+    """A value as COPY's text format writes it (NULL as `\\N`)."""
+    return "\\N" if value is None else _to_db(value).translate(_COPY_ESCAPES)
 
 
 def _to_db(text: str) -> str:

@@ -119,7 +119,7 @@ async def open_draft(request: Request, run_id: int) -> Response:
 
     def made() -> None:
         with host.customer_db() as conn:
-            _fixer(host).open(conn, run, _user(request))
+            _fixer(host).open(conn, run, _user(request), connect=host.connect)
 
     await run_in_threadpool(_refused, made)
     return RedirectResponse(str(request.url_for("fix_grid", run_id=run_id)), status_code=status.HTTP_303_SEE_OTHER)
@@ -148,6 +148,7 @@ def grid(request: Request, run_id: int) -> Response:
             "header": draft.header,
             "fields": {f["index"]: f["label"] for f in draft.fields},
             "open": draft.is_open,
+            "loading": draft.is_loading,
             "csrf": host.guard.token(request),
             "urls": {
                 name: str(request.url_for(f"fix_{name}", run_id=run.id))
@@ -168,12 +169,19 @@ def rows(
     """One page of the draft's rows: those with issues (`flagged`), or every row."""
     host = _host(request)
     with host.customer_db() as conn:
-        if drafts.get_draft(conn, run_id) is None:
+        draft = drafts.get_draft(conn, run_id)
+        if draft is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"Import run {run_id} has no draft.")
         found, total = drafts.page(conn, run_id, flagged_only=flagged, offset=(page - 1) * size, limit=size)
         counts = drafts.counts(conn, run_id)
     return JSONResponse(
-        {"rows": [r.as_json() for r in found], "total": total, "last_page": max(1, -(-total // size)), "counts": counts}
+        {
+            "rows": [r.as_json() for r in found],
+            "total": total,
+            "last_page": max(1, -(-total // size)),
+            "counts": counts,
+            "loading": draft.is_loading,
+        }
     )
 
 
@@ -245,9 +253,11 @@ def _change(request: Request, run_id: int, work: Callable[..., list[drafts.FixRo
 async def discard(request: Request, run_id: int) -> Response:
     host = await _form_sent(request)
 
+    run = await run_in_threadpool(host.find_run, run_id)
+
     def gone() -> None:
         with host.customer_db() as conn:
-            drafts.discard(conn, run_id)
+            _fixer(host).discard(conn, run)
 
     await run_in_threadpool(gone)
     return RedirectResponse(str(request.url_for("import_run", run_id=run_id)), status_code=status.HTTP_303_SEE_OTHER)

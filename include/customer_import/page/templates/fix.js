@@ -6,6 +6,7 @@
 document.addEventListener("DOMContentLoaded", () => {
   const config = JSON.parse(document.getElementById("fix-config").textContent);
   const message = document.getElementById("fix-message");
+  const loading = document.getElementById("fix-loading");
   let flaggedOnly = true;
 
   function say(text) {
@@ -90,6 +91,7 @@ document.addEventListener("DOMContentLoaded", () => {
       editable: (cell) => config.open && !cell.getRow().getData().skipped_by,
       headerSort: false,
       minWidth: 110,
+      maxWidth: 320,
       variableHeight: true,
     })),
   ];
@@ -97,8 +99,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const table = new Tabulator("#fix-grid", {
     index: "line",
     columns,
-    layout: "fitDataFill",
-    height: "62vh",
+    layout: "fitData",
+    maxHeight: "70vh",
     placeholder: "No row has an issue now. Show every row to look at the rest, or import the fixed file.",
     pagination: true,
     paginationMode: "remote",
@@ -108,6 +110,8 @@ document.addEventListener("DOMContentLoaded", () => {
     ajaxParams: () => ({ flagged: flaggedOnly }),
     ajaxResponse: (url, params, response) => {
       showCounts(response.counts);
+      loading.hidden = !response.loading;
+      if (response.loading) setTimeout(() => table.setData(), 1000); // until the whole file is in
       return { last_page: response.last_page, data: response.rows.map(record) };
     },
     selectableRange: 1,
@@ -178,7 +182,8 @@ document.addEventListener("DOMContentLoaded", () => {
       preview.textContent = answer.count
         ? `${answer.count.toLocaleString("en")} cell${answer.count === 1 ? "" : "s"} will change (line${answer.count === 1 ? "" : "s"} ${lines}).`
         : "No cell of that column matches.";
-      apply.textContent = `Apply to ${answer.count.toLocaleString("en")} cell${answer.count === 1 ? "" : "s"}`;
+      apply.dataset.count = `${answer.count.toLocaleString("en")} cell${answer.count === 1 ? "" : "s"}`;
+      apply.textContent = `Apply to ${apply.dataset.count}`;
       apply.hidden = !answer.count;
     } catch (error) {
       say(error.message);
@@ -188,7 +193,7 @@ document.addEventListener("DOMContentLoaded", () => {
     apply.hidden = true;
     const answer = await change(config.urls.bulk, { ...bulkBody(), apply: true });
     if (answer) {
-      preview.textContent = `Changed ${answer.rows.filter((r) => r.edits).length ? "" : ""}and checked again.`;
+      preview.textContent = `Changed ${apply.dataset.count} and checked again.`;
       table.setData();
     }
   });
