@@ -78,9 +78,9 @@ rollback: install  ## roll back one import run: make rollback RUN_ID=<import run
 	@test -n "$(RUN_ID)" || { echo "usage: make rollback RUN_ID=<import run id>"; exit 2; }
 	@$(CLI) rollback "$(RUN_ID)"
 
-bench: install  ## the benchmark against the psql \copy + MERGE floor, then the fixed costs [ROWS=1000000] [FLAT_ROWS=5000000] [REPEAT=2] [SERVERS="url1 url2"] [FIXED_ONLY=1]
+bench: install  ## the benchmark against the psql \copy + MERGE floor, then the fixed costs [ROWS=1000000] [FLAT_ROWS=5000000] [REPEAT=2] [SERVERS="url1 url2"] [FIXED_ONLY=1] [GRID_ONLY=1]
 	@$(PY) -m customer_import.local.bench --rows $(ROWS) --flat-rows $(FLAT_ROWS) --repeat $(REPEAT) \
-		$(foreach url,$(SERVERS),--server "$(url)") $(if $(FIXED_ONLY),--fixed-only)
+		$(foreach url,$(SERVERS),--server "$(url)") $(if $(FIXED_ONLY),--fixed-only) $(if $(GRID_ONLY),--grid-only)
 
 test: install  ## the whole test suite (what CI runs): two workers, a test file each; then the Celery clusters; then the serial tests
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial and not celery" --durations=12

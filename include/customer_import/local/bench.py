@@ -10,7 +10,8 @@ and the DAG: what a run costs whatever its size (importing GX, starting Airflow'
 the per-row ratios leave out, as the floor has none. Last, a file `--flat-rows` long shows that
 peak memory does not grow with the file, and a small file through the DAG and the core alone
 gives Airflow's overhead per run. The fixed costs come last, on the first server (`fixed_costs`):
-a one-row `make import`, an upload and a backlog under `make airflow` (`--fixed-only`: those alone).
+a one-row `make import`, an upload and a backlog under `make airflow` (`--fixed-only`: those alone);
+then the fix grid on 100,000 rows (`--grid-only`: that alone; `grid_bench`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _psql() -> str:
         return shutil.which("psql") or "psql"
 
 
-def _fresh_schema(url: str, schema: str) -> psycopg.Connection:
+def fresh_schema(url: str, schema: str) -> psycopg.Connection:
     conn = db.connect(url)
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
     db.migrate(conn, load_contract(), schema)
@@ -85,7 +86,7 @@ def _rss_mib(who: int = resource.RUSAGE_SELF) -> float:
 
 def floor(url: str, path: Path, preload: Path | None) -> Measured:
     contract = load_contract()
-    conn = _fresh_schema(url, "bench_floor")
+    conn = fresh_schema(url, "bench_floor")
     columns = [sql.Identifier(f.column) for f in contract.fields]
     key = sql.Identifier(contract.key.column)
     rest = [f for f in contract.fields if f is not contract.key]
@@ -133,11 +134,11 @@ def core(
     from customer_import.database.runs import get_run
     from customer_import.storage.folders import drop_into_landing
 
-    conn = _fresh_schema(url, schema)
+    conn = fresh_schema(url, schema)
     shutil.rmtree(BENCH_DIR / f"data-{schema}", ignore_errors=True)
     if preload is not None:  # in a process of its own: this one pays every import the DAG's tasks pay
         _child("preload", url, preload)
-    importer = _importer(schema)
+    importer = bench_importer(schema)
     name = drop_into_landing(path, importer.folders)
     _settle(conn)
     started = time.perf_counter()
@@ -162,13 +163,13 @@ def preload(url: str, path: Path, schema: str = "bench_core") -> Measured:
     """Import the customers an update file finds (not measured)."""
     from customer_import.storage.folders import drop_into_landing
 
-    importer = _importer(schema)
+    importer = bench_importer(schema)
     with db.connect(url) as conn:
         run = importer.import_file(conn, drop_into_landing(path, importer.folders))
     return {"status": run.status}
 
 
-def _importer(schema: str) -> Importer:
+def bench_importer(schema: str) -> Importer:
     from customer_import.pipeline import Importer
 
     data = BENCH_DIR / f"data-{schema}"
@@ -186,7 +187,7 @@ def dag(url: str, path: Path) -> Measured:
     os.environ["CUSTOMER_IMPORT_DATA_DIR"] = str(data)
     dag_runs.configure_databases()
     dag_runs.migrate_airflow()
-    _fresh_schema(url, "bench_dag").close()
+    fresh_schema(url, "bench_dag").close()
     name = drop_into_landing(path, Folders(data))
     with db.connect(url) as conn:
         _settle(conn)
@@ -199,9 +200,9 @@ def work(url: str, paths: list[Path]) -> Measured:
     """The files through the core pipeline, one after the other, in this process."""
     from customer_import.storage.folders import drop_into_landing
 
-    importer = _importer("bench_work")
+    importer = bench_importer("bench_work")
     shutil.rmtree(importer.settings.data_dir, ignore_errors=True)
-    _fresh_schema(url, "bench_work").close()
+    fresh_schema(url, "bench_work").close()
     with db.connect(url) as conn:
         statuses = [importer.import_file(conn, drop_into_landing(path, importer.folders)).status for path in paths]
     return {"statuses": statuses}
@@ -267,18 +268,27 @@ def _full_snapshot(url: str, rows: int, fresh: Path, repeat: int) -> None:
 
 
 def run_benchmark(
-    rows: int, urls: list[str], flat_rows: int = 0, repeat: int = REPEAT, fixed_only: bool = False
+    rows: int,
+    urls: list[str],
+    flat_rows: int = 0,
+    repeat: int = REPEAT,
+    fixed_only: bool = False,
+    grid_only: bool = False,
 ) -> None:
-    from customer_import.local import dag_runs, fixed_costs
+    from customer_import.local import dag_runs, fixed_costs, grid_bench
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     servers = urls or [dag_runs.configured_or_embedded_url()]
+    if grid_only:
+        grid_bench.measure(servers[0], BENCH_DIR)
+        return
     if not fixed_only:
         fresh = write_customers(BENCH_DIR / f"fresh-{rows}.csv", rows, seed=0)
         update = write_customers(BENCH_DIR / f"update-{rows}.csv", rows, seed=1)
         for url in servers:
             _on_server(url, rows, fresh, update, flat_rows, repeat)
     fixed_costs.measure(servers[0], BENCH_DIR, FIXED_REPEAT)
+    grid_bench.measure(servers[0], BENCH_DIR)
 
 
 def _on_server(url: str, rows: int, fresh: Path, update: Path, flat_rows: int, repeat: int) -> None:
@@ -360,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fixed-only", action="store_true", help="only the fixed costs (a one-row make import, an upload, a backlog)"
     )
+    parser.add_argument("--grid-only", action="store_true", help="only the fix grid's figures (100,000 rows)")
     parser.add_argument("--child", choices=["floor", "core", "preload", "dag", "work"])
     parser.add_argument("--url")
     parser.add_argument("--file", type=Path, nargs="+", default=[])
@@ -384,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.child == "work":
         print(json.dumps(work(args.url, args.file)))
     else:
-        run_benchmark(args.rows, args.server, args.flat_rows, args.repeat, args.fixed_only)
+        run_benchmark(args.rows, args.server, args.flat_rows, args.repeat, args.fixed_only, args.grid_only)
     return 0
 
 
