@@ -115,11 +115,7 @@ def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chr
         browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
         try:
-            page.goto(f"{base}/customer-import/")  # not logged in: Airflow's login page, then back
-            page.get_by_label("Username").fill("admin")
-            page.get_by_label("Password").fill(password)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{base}/customer-import/")
+            _log_in(page, base, password)  # Airflow's login page, then back to the Imports page
 
             # Logged in, the person visits another site that posts a file to the page in their name.
             page.goto(other_site("/win-a-prize.html", EVIL_PAGE.format(action=f"{base}/customer-import/upload")))
@@ -161,6 +157,15 @@ def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chr
             raise
         finally:
             browser.close()
+
+
+def _log_in(page, base: str, password: str) -> None:
+    """Open the Imports page not logged in: Airflow's login page, then back to the page."""
+    page.goto(f"{base}/customer-import/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/customer-import/")
 
 
 def _listening_on_every_interface() -> list[tuple[str, int, str]]:
@@ -291,11 +296,7 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
         browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
-            page.goto(f"{base}/customer-import/")
-            page.get_by_label("Username").fill("admin")
-            page.get_by_label("Password").fill(server.password)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{base}/customer-import/")
+            _log_in(page, base, server.password)  # Airflow's login page, then back to the Imports page
             expect(page.locator('tr[data-status="succeeded"]', has_text="waiting.csv")).to_be_visible(
                 timeout=IMPORT_SECONDS * 1000
             )
@@ -512,11 +513,7 @@ def test_a_person_fixes_a_rejected_file_in_the_grid_and_imports_it(chromium, air
         browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(f"{base}/customer-import/")
-            page.get_by_label("Username").fill("admin")
-            page.get_by_label("Password").fill(password)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{base}/customer-import/")
+            _log_in(page, base, password)  # Airflow's login page, then back to the Imports page
             page.goto(f"{base}/")
             page.get_by_role("link", name="Imports", exact=True).click()
             expect(page).to_have_url(re.compile(r"/plugin/customer-imports\b"), timeout=60_000)
@@ -580,6 +577,7 @@ def test_a_person_fixes_a_rejected_file_in_the_grid_and_imports_it(chromium, air
             expect(imports.locator('[data-count="flagged"]')).to_have_text("0")
             expect(imports.locator('[data-count="edited"]')).to_have_text("6")
             expect(imports.locator('[data-count="skipped"]')).to_have_text("1")
+            expect(imports.locator('[data-count="rows"]')).to_have_text("8")
             imports.get_by_label("Show every row").check()
             expect(grid.locator(".tabulator-row")).to_have_count(8)
             expect(cell(3, 2).locator(".value")).to_have_text("beta@example.com")
