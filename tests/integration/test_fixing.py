@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -114,6 +115,18 @@ def test_bulk_fix_skip_and_the_fixed_file(fixer, rejected, conn, importer):
         (4, "CustomerSince", "31/01/2024", "2024-01-31", "bob"),
     ]
     assert {e["fixed_line"] for e in edited} == {3, 4, 5, 6, 7}  # line 8 moved up: line 7 was skipped
+    reports = importer.settings.data_dir / run.report_dir
+    summary = json.loads((reports / "summary.json").read_text(encoding="utf-8"))["fixed_in_the_browser"]
+    assert (summary["from_import_run"], summary["by"], len(summary["cells_changed"])) == (rejected.id, "bob", 6)
+    assert summary["cells_changed"][0] == {
+        "line": 3,
+        "fixed_line": 3,
+        "column": "ContactEmail",
+        "before": "not-an-email",
+        "after": "beta@example.com",
+        "edited_by": "bob",
+    }
+    assert "Fixed in the browser" in (reports / "report.html").read_text(encoding="utf-8")
     stored = dict(conn.execute("SELECT account_reference_id, name FROM customers").fetchall())
     assert stored["FIX-7"] == "Zeta" and stored["FIX-1"] == "Alpha GmbH"
     from customer_import.fixing import FixRefused
