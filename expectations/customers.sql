@@ -108,7 +108,8 @@ CREATE TABLE IF NOT EXISTS fix_drafts (
     fields     jsonb       NOT NULL,        -- each contract field's column: index, name, label, limit
     opened_by  text        NOT NULL,
     opened_at  timestamptz NOT NULL DEFAULT now(),
-    status     text        NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'importing', 'imported')),
+    -- loading: its rows with issues are there, the others being added and the whole file checked
+    status     text        NOT NULL DEFAULT 'loading' CHECK (status IN ('loading', 'open', 'importing', 'imported')),
     fixed_file text,                        -- the corrected file written into landing
     imported_by text,                       -- who imported it
     fixed_run  bigint,                      -- the import run of that file
@@ -121,7 +122,7 @@ CREATE TABLE IF NOT EXISTS fix_rows (
     run_id     bigint  NOT NULL REFERENCES fix_drafts (run_id) ON DELETE CASCADE,
     line       integer NOT NULL,
     last_line  integer NOT NULL,
-    cells      text[]  NOT NULL,
+    cells      jsonb   NOT NULL,          -- a JSON array of text, in the header's order
     raw        text,
     issues     jsonb   NOT NULL DEFAULT '[]',
     skipped_by text,
