@@ -194,7 +194,9 @@ def _multipart(name: str, content: bytes) -> tuple[bytes, str]:
     return body, boundary
 
 
-def test_the_task_logs_of_an_import_run_in_process_are_where_airflows_ui_reads_them(env, database_url, schema):
+def test_the_task_logs_of_an_import_run_in_process_are_where_airflows_ui_reads_them(
+    env, database_url, schema, tmp_path
+):
     process = make_import(env, DATA / "one_bad_email.csv")
     output, _ = process.communicate(timeout=300)
 
@@ -220,6 +222,38 @@ def test_the_task_logs_of_an_import_run_in_process_are_where_airflows_ui_reads_t
     assert failed["level"] == "error" and failed["error_detail"][0]["exc_type"] == "AirflowFailException"
     assert not any("Traceback" in r["event"] for r in records)
     assert not any("determine_kwargs" in r["event"] for r in records)  # point 12: no deprecation warning
+    # issue 31: its tasks were answered by the execution API the command served beside it, not by one it built
+    served = (tmp_path / "logs" / "execution-api.log").read_text()
+    assert "Task started" in served and "new_state=failed" in served, served[-2000:]  # validate_file's end
+
+
+def test_the_execution_api_of_a_command_killed_outright_ends_with_it(env, tmp_path):
+    """The process serving a command's execution API (`local.execution_api`) does not outlive the
+    command, even one killed with SIGKILL alone (not its process group, as Ctrl-C or `kill` of a shell
+    would), and leaves no socket behind."""
+    command = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path;"
+            " from customer_import.local.execution_api import ServedExecutionApi;"
+            " api = ServedExecutionApi(Path(sys.argv[1])); print(api.process.pid, api.socket, flush=True);"
+            " api.transport; print('answers', flush=True); time.sleep(600)",
+            str(tmp_path / "api.log"),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pid, socket = command.stdout.readline().split()
+    assert command.stdout.readline() == "answers\n"
+    assert os.path.exists(socket)
+
+    command.kill()
+    command.wait()
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), "the execution API process ending", seconds=30)
+    assert not os.path.exists(os.path.dirname(socket))
 
 
 def test_make_forget_erases_a_customer_and_says_so(env, database_url, schema):

@@ -128,6 +128,30 @@ def fail_run(owner: dict[str, Any], finish_import_run: FinishImportRun) -> list[
 # --- a live scheduler ------------------------------------------------------------------------
 
 
+def scheduler_heartbeats() -> bool:
+    """Whether a scheduler has heartbeaten on this metadata database in the last minute, asked with one
+    libpq query before Airflow is imported (a command that will hand its run to the scheduler need not
+    start what would run it here). `scheduler_alive` decides; this one answers False when unsure (a
+    metadata database that is not PostgreSQL, or not migrated yet)."""
+    import psycopg
+
+    url = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
+    scheme, _, rest = url.partition("://")
+    if not scheme.startswith("postgres"):
+        return False
+    try:
+        with psycopg.connect(f"postgresql://{rest}", connect_timeout=5) as conn:
+            return (
+                conn.execute(
+                    "SELECT 1 FROM job WHERE job_type = 'SchedulerJob' AND state = 'running'"
+                    " AND latest_heartbeat > now() - interval '1 minute' LIMIT 1"
+                ).fetchone()
+                is not None
+            )
+    except psycopg.Error:
+        return False
+
+
 def scheduler_alive() -> bool:
     """Whether an Airflow scheduler heartbeats on this metadata database now."""
     from airflow.jobs.job import most_recent_job

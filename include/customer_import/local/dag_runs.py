@@ -14,12 +14,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from customer_import.contract.fields import load_contract
+from customer_import.local.execution_api import served_beside
 from customer_import.settings import REPO_ROOT, Settings
 from customer_import.sources.profiles import DEFAULT, load_sources
 from customer_import.storage.folders import Folders
@@ -27,6 +28,7 @@ from customer_import.storage.store import DataStore
 
 if TYPE_CHECKING:
     from customer_import.database.runs import ImportRun
+    from customer_import.local.execution_api import ServedExecutionApi
 
 DAGS = REPO_ROOT / "dags"
 
@@ -92,10 +94,16 @@ def migrate_airflow() -> None:
 
 
 def run_dag(
-    dag_id: str, conf: dict[str, Any], log_file: Path, logical_date: datetime | None = None, run_id: str | None = None
+    dag_id: str,
+    conf: dict[str, Any],
+    log_file: Path,
+    logical_date: datetime | None = None,
+    run_id: str | None = None,
+    api: ServedExecutionApi | None = None,
 ) -> Any:
     """Run DAG `dag_id` (the file of that name in dags/) once through Airflow (`dag.test`), in this process,
-    as of `logical_date` (default: now), as run `run_id` (default: dag.test's `manual__<date>`).
+    as of `logical_date` (default: now), as run `run_id` (default: dag.test's `manual__<date>`), its tasks'
+    calls answered by `api` when given (see `local.execution_api`), else by dag.test's in-process API.
 
     Returns the DagRun; Airflow's own output (every task's log) goes to `log_file`. The run is
     recorded as this process's while it runs (see `localairflow`): stopped by SIGINT or SIGTERM,
@@ -118,7 +126,7 @@ def run_dag(
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == dag_id)
-            with _named(run_id):
+            with _named(run_id), api.answering_dag_test() if api else nullcontext():
                 dag_run = dag.test(run_conf=conf, logical_date=logical_date)
         _file_task_logs(dag_run, log_file)
         return dag_run
@@ -274,6 +282,17 @@ def log_file_for(settings: Settings, what: str) -> Path:
     return settings.data_dir.parent / "logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{what}.log"
 
 
+def execution_api_beside(settings: Settings) -> AbstractContextManager[ServedExecutionApi | None]:
+    """The execution API for this command's `run_dag`, starting on the other core (see `local.execution_api`),
+    or None when a scheduler heartbeats: the command will hand its run to it. What the API logs goes to
+    `logs/execution-api.log` (Airflow's own lines; each run's task logs are apart)."""
+    from customer_import.local import airflow_server as localairflow
+
+    if localairflow.scheduler_heartbeats():
+        return nullcontext(None)
+    return served_beside(settings.data_dir.parent / "logs" / "execution-api.log")
+
+
 @contextmanager
 def _output_to(path: Path) -> Iterator[None]:
     """Send this process's stdout and stderr (file descriptors 1 and 2) to `path`."""
@@ -305,20 +324,24 @@ def import_through_dag(path: Path, options: dict[str, Any], source: str = DEFAUL
         print(unknown.args[0])
         return 2
     configure_databases()  # before the data folders: on object storage, they import Airflow
-    return _import_through_dag(
-        path, {**chosen.run_conf, **options}, chosen.run_name, sources.folders(settings.store.root, source)
-    )
+    with execution_api_beside(settings) as api:
+        return _import_through_dag(
+            path, {**chosen.run_conf, **options}, chosen.run_name, sources.folders(settings.store.root, source), api
+        )
 
 
-def _import_through_dag(path: Path, options: dict[str, Any], source: str, folders: Folders) -> int:
+def _import_through_dag(
+    path: Path, options: dict[str, Any], source: str, folders: Folders, api: ServedExecutionApi | None
+) -> int:
     """Drop `path` into landing, import it through the DAG, print the outcome; the exit code.
 
     With a scheduler running (`make airflow`), the run is handed to it and followed; else it runs
-    in this process.
+    in this process, its tasks' calls answered by `api`.
     """
     from customer_import.database import db
     from customer_import.database.runs import FAILED_STATUSES, find_claimed
     from customer_import.local import airflow_server as localairflow
+    from customer_import.local.executors import preload
     from customer_import.storage.folders import drop_into_landing
 
     migrate_airflow()
@@ -334,11 +357,15 @@ def _import_through_dag(path: Path, options: dict[str, Any], source: str, folder
     log_file = log_file_for(settings, name)
     handover = folders.handovers([name], source, options)[0]  # the run id and arrival time the watch would give it
     if localairflow.scheduler_alive():
+        if api:
+            api.stop()
         airflow_run_id = localairflow.hand_over("customer_import", handover)
         print(f"Handed to the running Airflow scheduler as run {airflow_run_id}:", flush=True)
         localairflow.follow("customer_import", airflow_run_id, lambda line: print(line, flush=True))
         log_file = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "dag_id=customer_import" / f"run_id={airflow_run_id}"
     else:
+        # what the tasks import, and dag.test's supervisor, while the execution API builds its routes beside
+        preload("airflow.api_fastapi.common.dagbag")
         airflow_run_id = run_dag(
             "customer_import",
             handover["conf"],
@@ -347,6 +374,7 @@ def _import_through_dag(path: Path, options: dict[str, Any], source: str, folder
             # (the file's arrival): a command killed before the claim leaves its file in landing, for
             # the watch to import as its own run
             run_id="local__" + handover["trigger_run_id"].removeprefix("file__"),
+            api=api,
         ).run_id
     with db.use_schema(db.connect(configured_or_embedded_url()), settings.schema) as conn:
         run = find_claimed(conn, "customer_import", airflow_run_id)

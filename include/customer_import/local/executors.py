@@ -34,12 +34,13 @@ PRELOADED = (
     "great_expectations",
     "great_expectations.expectations",
     "great_expectations.execution_engine.pandas_execution_engine",
+    "airflow.providers.postgres.hooks.postgres",
 )
 
 
-def preload() -> None:
-    """Import `PRELOADED` (a module that cannot be imported is left to the task that needs it)."""
-    for name in PRELOADED:
+def preload(*also: str) -> None:
+    """Import `PRELOADED` and `also` (a module that cannot be imported is left to the task that needs it)."""
+    for name in (*PRELOADED, *also):
         try:
             importlib.import_module(name)
         except Exception:  # the task will say it in its own log, where it is looked for
