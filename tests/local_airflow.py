@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ class Server:
     base: str
     password: str
     env: dict[str, str]
+    session: int  # the session of its processes (the command's pid: it starts one)
 
 
 def airflow_env(customer_db: str, schema: str, tmp_path: Path, metadata_db: str) -> dict[str, str]:
@@ -48,8 +50,8 @@ def running_airflow(env: dict[str, str], tmp_path: Path, command: str = "airflow
     from customer_import.local.airflow_server import AirflowDidNotStart, started
 
     try:
-        with started(env, tmp_path / "airflow.log", command):
-            yield Server(f"http://localhost:{env['AIRFLOW_PORT']}", env["AIRFLOW_ADMIN_PASSWORD"], env)
+        with started(env, tmp_path / "airflow.log", command) as process:
+            yield Server(f"http://localhost:{env['AIRFLOW_PORT']}", env["AIRFLOW_ADMIN_PASSWORD"], env, process.pid)
     except AirflowDidNotStart as failed:
         pytest.fail(str(failed))
 
@@ -61,9 +63,14 @@ def _free_port() -> int:
 
 
 def _token(base: str, password: str, username: str = "admin") -> str | None:
+    """A bearer token, asked again for up to a minute: on a loaded machine (the suite runs three files
+    at once, a Celery cluster among them) one answer can take more than sign_in's 5 s."""
     from customer_import.local.airflow_server import sign_in
 
-    return sign_in(base, password, username)
+    deadline = time.monotonic() + 60
+    while (token := sign_in(base, password, username)) is None and time.monotonic() < deadline:
+        time.sleep(1)
+    return token
 
 
 def token(server: Server) -> str:
