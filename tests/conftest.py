@@ -125,7 +125,7 @@ def land(importer):
 
 
 #: The test files that take minutes.
-LONG_FILES = ("test_celery.py", "test_local_commands.py", "test_browser.py", "test_faults.py")
+LONG_FILES = ("test_local_commands.py", "test_browser.py", "test_faults.py")
 #: Every test says what it needs, so a part can be run alone (`make test-fast` runs the unit tests).
 TEST_KINDS = ("unit", "integration", "dag", "ui", "local_commands", "celery")
 
