@@ -54,6 +54,12 @@ def database_url(name: str, driver: str = "postgresql") -> str:
     return f"{driver}://postgres@/{name}?host={quote(host)}"
 
 
+def drop_database(name: str) -> None:
+    """Drop database `name` of the embedded server, if it is there, whoever is connected to it."""
+    with psycopg.connect(f"postgresql://postgres@/postgres?host={quote(socket_dir())}", autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def stop() -> None:
     if (PGDATA / "postmaster.pid").exists():
         _server().stop()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,31 +32,35 @@ import psycopg
 from psycopg import sql
 
 from customer_import.contract.generate import write_customers
+from customer_import.local import embedded_db
 from customer_import.local.airflow_server import sign_in, started
 from customer_import.settings import REPO_ROOT
 
 SCHEMA = "bench_fixed"
+METADATA_DB = "bench_airflow"
 BACKLOG = 20
 ROWS = 1000
 ENDED = ("succeeded", "partial", "rejected", "failed", "duplicate")
 
 
 def _environment(url: str, home: Path) -> dict[str, str]:
-    from customer_import.local import embedded_db as localdb
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return {
+    environment = {
         **os.environ,
         "AIRFLOW_HOME": str(home / "airflow"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": localdb.database_url("bench_airflow", "postgresql+psycopg2"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": embedded_db.database_url(METADATA_DB, "postgresql+psycopg2"),
         "AIRFLOW_CONN_CUSTOMER_DB": url,
         "CUSTOMER_IMPORT_SCHEMA": SCHEMA,
         "CUSTOMER_IMPORT_DATA_DIR": str(home / "data"),
         "AIRFLOW_PORT": str(port),
         "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(12),
     }
+    # the commands derive it from AIRFLOW_PORT; the one this process set (for 8080) would send make
+    # airflow's tasks to an execution API where nothing listens
+    environment.pop("AIRFLOW__API__BASE_URL", None)
+    return environment
 
 
 def _command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -125,6 +130,10 @@ def measure(url: str, bench_dir: Path, repeat: int) -> None:
     from customer_import.local.bench import core_alone
 
     home = bench_dir / "fixed"
+    # from nothing: an interrupted bench leaves files in landing and runs left running, which the next
+    # one's files would wait for (its Airflow's metadata, its data folder, its schema below)
+    shutil.rmtree(home, ignore_errors=True)
+    embedded_db.drop_database(METADATA_DB)
     env = _environment(url, home)
     target = _Target(url)
     files = home / "files"
