@@ -63,8 +63,8 @@ def _free_port() -> int:
 
 
 def _token(base: str, password: str, username: str = "admin") -> str | None:
-    """A bearer token, asked again for up to a minute: on a loaded machine (the suite runs three files
-    at once, a Celery cluster among them) one answer can take more than sign_in's 5 s."""
+    """A bearer token, asked again for up to a minute: on a loaded machine one answer can take more
+    than sign_in's 5 s (seen with a Celery cluster running beside the tests)."""
     from customer_import.local.airflow_server import sign_in
 
     deadline = time.monotonic() + 60

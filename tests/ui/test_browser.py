@@ -169,8 +169,8 @@ def _log_in(page, base: str, password: str) -> None:
 
 
 def _listening(session: int) -> list[tuple[str, int, str]]:
-    """The sockets the processes of one Airflow (`make airflow`'s session) listen on: not another's on
-    this machine (the suite runs a Celery cluster beside this test)."""
+    """The sockets the processes of one Airflow (`make airflow`'s session) listen on: not those of
+    another Airflow on this machine (a Celery cluster's workers serve their logs on 0.0.0.0)."""
     import psutil
 
     found = []
