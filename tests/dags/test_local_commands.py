@@ -256,6 +256,47 @@ def test_the_execution_api_of_a_command_killed_outright_ends_with_it(env, tmp_pa
     assert not os.path.exists(os.path.dirname(socket))
 
 
+# Built in a process of its own: `application()` narrows the module-level router and bundle it builds from.
+SAME_API = """
+import json
+from fastapi.testclient import TestClient
+from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+from airflow.sdk.api.datamodels._generated import API_VERSION
+from customer_import.local.execution_api import application
+
+def served(app):
+    with TestClient(app) as client:
+        answer = client.get("/openapi.json", params={"version": API_VERSION})
+        assert answer.status_code == 200, answer.text
+        return {"versions": sorted(app.router.versioned_routers), "openapi": answer.json()}
+
+print(json.dumps({"dag.test's": served(InProcessExecutionAPI().app), "served": served(application())}))
+"""
+
+
+def test_the_execution_api_served_beside_a_command_is_dag_tests_for_the_version_its_tasks_speak(tmp_path):
+    """The application `local.execution_api` serves has the routes of the one API version the task SDK
+    speaks (not the ten Cadwyn generates for dag.test's), and for that version the same OpenAPI document
+    as dag.test's in-process API: every path, parameter and model."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "include"),
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite://",
+    }
+    built = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", SAME_API], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    apps = json.loads(built.stdout.splitlines()[-1])
+    from airflow.sdk.api.datamodels._generated import API_VERSION
+
+    assert apps["served"]["versions"] == [API_VERSION]
+    assert len(apps["dag.test's"]["versions"]) > 1
+    assert apps["served"]["openapi"]["paths"], "an empty document would be equal to nothing"
+    assert apps["served"]["openapi"] == apps["dag.test's"]["openapi"]
+
+
 def test_make_forget_erases_a_customer_and_says_so(env, database_url, schema):
     process = make_import(env, DATA / "valid_customers.csv")
     output, _ = process.communicate(timeout=300)

@@ -6,9 +6,10 @@ routes for every version of the API, about 4 s of CPU on a 2-core VM, more than 
 one-row import does. A local command (`make import`, `make demo`, `make rollback`, `make forget`)
 instead starts, before it even imports Airflow, `python -m customer_import.local.execution_api`,
 which builds the same application (Airflow's `InProcessExecutionAPI`: the same routes, the same
-bypass of the task tokens) on the machine's other core and serves it on a Unix socket in a private
-directory, while the command imports Airflow, the DAG and what the tasks use. `dag.test` is then
-pointed at it: nothing else changes for a task, and its run is the same DAG run.
+bypass of the task tokens), for the one version of the API the tasks speak (see `application`),
+on the machine's other core and serves it on a Unix socket in a private directory, while the
+command imports Airflow, the DAG and what the tasks use. `dag.test` is then pointed at it: nothing
+else changes for a task, and its run is the same DAG run.
 
 When the process does not answer, the command says so and its tasks use an in-process API, as
 `dag.test`'s own.
@@ -122,9 +123,8 @@ def serve(socket: Path, parent: int) -> None:
     """Build Airflow's execution API as `dag.test` does, its routes at once, and serve it on `socket`
     until the command (`parent`) ends."""
     import uvicorn
-    from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
 
-    app = InProcessExecutionAPI().app
+    app = application()
     server = uvicorn.Server(uvicorn.Config(app, uds=str(socket), log_level="warning", lifespan="on"))
     threading.Thread(target=_build_routes, args=(server, socket), daemon=True).start()
     threading.Thread(target=_end_with, args=(parent, server), daemon=True).start()
@@ -132,6 +132,36 @@ def serve(socket: Path, parent: int) -> None:
         server.run()
     finally:
         shutil.rmtree(socket.parent, ignore_errors=True)
+
+
+def application() -> Any:
+    """Airflow's `InProcessExecutionAPI` application, its routes generated for the one version of the API
+    that this installation's task SDK speaks (the header of its every call).
+
+    Cadwyn otherwise generates the routes of every version the API has had (ten, in Airflow 3.3), each
+    from the one after it: 3–4 s of CPU that answer no call of this command's tasks. Given a bundle of
+    that one version, it generates the same routes, the same models, the same OpenAPI document for it
+    (a test compares them with the full application's); the routes that exist only in older versions
+    are left out first, as Cadwyn leaves them out of that version. When the SDK speaks a version the
+    server does not know, every version is generated, as in `dag.test`.
+    """
+    from airflow.api_fastapi.execution_api import versions
+    from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+    from airflow.api_fastapi.execution_api.routes import execution_api_router
+    from airflow.sdk.api.datamodels._generated import API_VERSION
+    from cadwyn import HeadVersion, Version, VersionBundle
+    from cadwyn.route_generation import _DELETED_ROUTE_TAG
+    from fastapi.routing import APIRoute
+
+    if API_VERSION in {version.value for version in versions.bundle.versions}:
+        # this process builds one application, for one client: the module-level router and bundle are its own
+        execution_api_router.routes[:] = [
+            route
+            for route in execution_api_router.routes
+            if not (isinstance(route, APIRoute) and _DELETED_ROUTE_TAG in route.tags)
+        ]
+        versions.bundle = VersionBundle(HeadVersion(), Version(API_VERSION))
+    return InProcessExecutionAPI().app
 
 
 def _build_routes(server: Any, socket: Path) -> None:
