@@ -270,11 +270,16 @@ def started(
 
 
 def stop_group(server: subprocess.Popen[bytes]) -> None:
-    """Stop a process and every process it started (they share its process group)."""
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(30)
+    """Stop a process and every process it started (they share its process group): the process first,
+    which stops what it started in its own order (`make celery` stops its workers while the API server
+    still answers their tasks), then whatever is left of the group."""
+    server.terminate()
+    with suppress(subprocess.TimeoutExpired):
+        server.wait(30)
     deadline = time.monotonic() + 60
     try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
         while time.monotonic() < deadline:
             os.killpg(server.pid, 0)  # raises once the whole group is gone
             time.sleep(0.5)

@@ -33,6 +33,7 @@ FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthM
 CELERY_EXECUTOR = "airflow.providers.celery.executors.celery_executor.CeleryExecutor"
 CELERY_CONFIG = "customer_import.local.executors.CELERY_CONFIG"
 WORKERS = ("worker-1", "worker-2")
+API_SERVER = "api-server"
 #: The users `make celery` signs in, by the variable that holds each one's password, with their FAB role.
 USERS = {
     "AIRFLOW_ADMIN_PASSWORD": ("admin", "Admin"),
@@ -88,12 +89,16 @@ def environment(host: str, port: str, broker: str, admin_password: str) -> dict[
     }
 
 
-#: Run by `create_users` in one Airflow process (FAB's own calls, as `airflow users create` and
-#: `airflow users reset-password` make them); the users come on stdin, not in the process's arguments.
+#: Run by `create_users` in one Airflow process (FAB's own calls, as `airflow fab-db migrate`,
+#: `airflow users create` and `airflow users reset-password` make them); the users come on stdin, not
+#: in the process's arguments.
 _SET_USERS = """
 import json, sys
+from airflow import settings
 from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+from airflow.providers.fab.auth_manager.models.db import FABDBManager
 
+FABDBManager(settings.Session()).upgradedb()
 with get_application_builder() as appbuilder:
     for name, role, password in json.load(sys.stdin):
         user = appbuilder.sm.find_user(username=name)
@@ -109,8 +114,7 @@ with get_application_builder() as appbuilder:
 
 def create_users(env: dict[str, str]) -> list[str]:
     """FAB's tables, and the users whose passwords are set (a user that exists gets its password reset):
-    two Airflow processes, whatever the number of users."""
-    subprocess.run([sys.executable, "-m", "airflow", "fab-db", "migrate"], env=env, check=True, capture_output=True)
+    one Airflow process, whatever the number of users."""
     users = [(name, role, env[variable]) for variable, (name, role) in USERS.items() if env.get(variable)]
     subprocess.run(
         [sys.executable, "-c", _SET_USERS], input=json.dumps(users), env=env, check=True, capture_output=True, text=True
@@ -138,17 +142,22 @@ class Component:
 
 
 def stop_all(parts: list[Component], seconds: float = 20) -> None:
-    """SIGTERM to every component still running, SIGKILL to those still running `seconds` later."""
-    running = [p.process for p in parts if p.process is not None and p.process.poll() is None]
-    for process in running:
-        process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + seconds
-    for process in running:
-        try:
-            process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """Stop every component but the API server, then the API server: SIGTERM to each one still running,
+    SIGKILL to those still running `seconds` later. A worker's warm shutdown lets its running tasks end,
+    and they need the API server to report it (stopped with the rest, each of them retried its calls
+    until it was killed)."""
+    last = [p for p in parts if p.name == API_SERVER]
+    for group in ([p for p in parts if p not in last], last):
+        running = [p.process for p in group if p.process is not None and p.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + seconds
+        for process in running:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def stopped(parts: list[Component]) -> Component | None:
@@ -183,7 +192,7 @@ def components(port: str) -> list[Component]:
     airflow = [sys.executable, "-m", "airflow"]
     root = state_dir()
     parts = [
-        Component("api-server", [*airflow, "api-server", "--port", port], root / "api-server"),
+        Component(API_SERVER, [*airflow, "api-server", "--port", port], root / "api-server"),
         Component("scheduler", [*airflow, "scheduler"], root / "scheduler"),
         Component("dag-processor", [*airflow, "dag-processor"], root / "dag-processor"),
         Component("triggerer", [*airflow, "triggerer"], root / "triggerer"),
