@@ -262,6 +262,7 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
     import json
     import urllib.request
 
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect, sync_playwright
 
     from customer_import.contract.generate import write_customers
@@ -278,13 +279,22 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
 
     # The trigger form's defaults are valid: a run with {} imports the oldest file waiting. (The
     # watch is paused meanwhile: a file it hands over has a run of its own, which an empty-file run
-    # leaves it to, and which run gets there first would be a matter of seconds.)
-    api("/dags/customer_import_watch", {"is_paused": True}, "PATCH")
-    deadline = time.monotonic() + 120  # and a watch run started before the pause has ended
-    while time.monotonic() < deadline and any(
-        api(f"/dags/customer_import_watch/dagRuns?state={state}")["total_entries"] for state in ("queued", "running")
-    ):
-        time.sleep(1)
+    # leaves it to, and which run gets there first would be a matter of seconds.) It is paused between
+    # two of its runs: the scheduler leaves the runs of a paused DAG as they are, so one paused while
+    # it runs ends only when Airflow next parses its file, up to a minute later.
+    def watch_runs() -> int:
+        states = ("queued", "running")
+        return sum(api(f"/dags/customer_import_watch/dagRuns?state={state}")["total_entries"] for state in states)
+
+    deadline = time.monotonic() + 120
+    while True:
+        while watch_runs() and time.monotonic() < deadline:
+            time.sleep(1)
+        api("/dags/customer_import_watch", {"is_paused": True}, "PATCH")
+        if not watch_runs() or time.monotonic() > deadline:
+            break
+        api("/dags/customer_import_watch", {"is_paused": False}, "PATCH")  # one started meanwhile: let it end
+    assert not watch_runs(), "the landing watch did not pause between two of its runs in 2 minutes"
     landing = tmp_path / "data" / "landing"
     landing.mkdir(parents=True, exist_ok=True)
     (landing / "waiting.csv").write_bytes((DATA / "valid_customers.csv").read_bytes())
@@ -327,10 +337,16 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             imports.locator("input[type=file]").set_input_files(DATA / "update_phone_only.csv")
             chosen_at = time.monotonic()
             progress = imports.locator('tr[data-status="running"] [data-field="progress"]')
+            ended = ", ".join(f"tr[data-status={status}]" for status in ("succeeded", "rejected", "failed"))
+            finished = imports.locator(ended, has_text="three_hundred_thousand.csv")
             seen: list[str] = []
             deadline = time.monotonic() + IMPORT_SECONDS
-            while time.monotonic() < deadline and len(set(seen)) < 4:
-                if progress.count() and (text := progress.first.inner_text()) and text not in seen:
+            while time.monotonic() < deadline and len(set(seen)) < 4 and not finished.count():
+                try:  # the row stops running between two looks when the import ends
+                    text = progress.first.inner_text(timeout=2_000) if progress.count() else ""
+                except PlaywrightTimeoutError:
+                    text = ""
+                if text and text not in seen:
                     seen.append(text)
                     if "Validating" in text and "%" in text and not (ARTIFACTS / "running-import.png").exists():
                         page.screenshot(path=ARTIFACTS / "running-import.png", full_page=True)
