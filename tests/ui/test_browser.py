@@ -16,6 +16,9 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,13 +45,6 @@ IMPORT_SECONDS = 180
 @pytest.fixture
 def database_url(embedded_url):
     return embedded_url
-
-
-@pytest.fixture
-def airflow(embedded_url, schema, tmp_path):
-    """`make airflow` (python -m customer_import.local.cli airflow) on a free port, until the DAGs are parsed."""
-    with running_airflow(airflow_env(embedded_url, schema, tmp_path, "test_e2e_airflow"), tmp_path) as server:
-        yield server.base, server.password
 
 
 @pytest.fixture(scope="module")
@@ -106,57 +102,202 @@ def other_site():
     server.shutdown()
 
 
-def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(chromium, airflow, other_site, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+@dataclass(frozen=True)
+class SharedAirflow:
+    base: str
+    password: str
+    customer_db: str
+    schema: str
+    data: Path
 
-    base, password = airflow
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
-        try:
-            _log_in(page, base, password)  # Airflow's login page, then back to the Imports page
 
-            # Logged in, the person visits another site that posts a file to the page in their name.
-            page.goto(other_site("/win-a-prize.html", EVIL_PAGE.format(action=f"{base}/customer-import/upload")))
-            page.wait_for_url(f"{base}/customer-import/upload")
-            expect(page.locator("body")).to_contain_text("Refused: this request was sent from another site")
-            landing = tmp_path / "data" / "landing"
-            assert not landing.exists() or not any(landing.iterdir())
+class TestAPersonInOneAirflow:
+    """Two journeys of a person, in one Airflow (`make airflow`'s command) started for both, with one
+    schema and one data folder: each test looks only at the runs and customers of its own files."""
 
-            page.goto(f"{base}/")
-            page.get_by_role("link", name="Imports", exact=True).click()
-            expect(page).to_have_url(re.compile(r"/plugin/customer-imports\b"), timeout=60_000)  # a client-side route
-            imports = page.frame_locator("iframe")
-            expect(imports.get_by_role("heading", name="Customer imports")).to_be_visible()
+    @pytest.fixture(scope="class")
+    def airflow(self, embedded_url, tmp_path_factory) -> Iterator[SharedAirflow]:
+        """`make airflow` (python -m customer_import.local.cli airflow) on a free port, until the DAGs are parsed."""
+        import psycopg
 
-            for name, status in [("valid_customers.csv", "succeeded"), ("one_bad_email.csv", "rejected")]:
-                imports.locator("input[type=file]").set_input_files(DATA / name)
+        schema, tmp = f"test_{uuid.uuid4().hex[:10]}", tmp_path_factory.mktemp("airflow")
+        with running_airflow(airflow_env(embedded_url, schema, tmp, "test_e2e_airflow"), tmp) as server:
+            yield SharedAirflow(server.base, server.password, embedded_url, schema, tmp / "data")
+        with psycopg.connect(embedded_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    def test_a_person_uploads_files_and_fixes_a_rejected_one_from_the_airflow_ui(self, chromium, airflow, other_site):
+        from playwright.sync_api import expect, sync_playwright
+
+        base, password = airflow.base, airflow.password
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+            try:
+                _log_in(page, base, password)  # Airflow's login page, then back to the Imports page
+
+                # Logged in, the person visits another site that posts a file to the page in their name.
+                page.goto(other_site("/win-a-prize.html", EVIL_PAGE.format(action=f"{base}/customer-import/upload")))
+                page.wait_for_url(f"{base}/customer-import/upload")
+                expect(page.locator("body")).to_contain_text("Refused: this request was sent from another site")
+                landing = airflow.data / "landing"
+                assert not landing.exists() or not any(landing.iterdir())
+
+                page.goto(f"{base}/")
+                page.get_by_role("link", name="Imports", exact=True).click()
+                expect(page).to_have_url(
+                    re.compile(r"/plugin/customer-imports\b"), timeout=60_000
+                )  # a client-side route
+                imports = page.frame_locator("iframe")
+                expect(imports.get_by_role("heading", name="Customer imports")).to_be_visible()
+
+                for name, status in [("valid_customers.csv", "succeeded"), ("one_bad_email.csv", "rejected")]:
+                    imports.locator("input[type=file]").set_input_files(DATA / name)
+                    imports.get_by_role("button", name="Upload", exact=True).click()
+                    expect(imports.locator(".notice.ok")).to_contain_text(f"Uploaded {name}")
+                    row = imports.locator(f'tr[data-status="{status}"]', has_text=name)
+                    expect(row).to_be_visible(timeout=IMPORT_SECONDS * 1000)  # the page refreshes itself
+
+                for name in ("valid_customers.csv", "one_bad_email.csv"):  # once each
+                    expect(imports.locator("tr[data-run]", has_text=name)).to_have_count(1)
+                rejected = imports.locator('tr[data-status="rejected"]', has_text="one_bad_email.csv")
+                expect(rejected.locator(".icon.bad")).to_be_visible()
+                _the_rejection_is_explained_in_airflow(base, password, "one_bad_email.csv")
+                page.screenshot(path=ARTIFACTS / "imports-page.png", full_page=True)
+
+                with page.expect_download() as download:
+                    rejected.get_by_role("link", name="errors.csv").click()
+                assert download.value.suggested_filename == "one_bad_email.errors.csv"
+                errors_csv = Path(download.value.path()).read_text(encoding="utf-8-sig")
+                assert errors_csv.splitlines()[0].startswith("ImportLine,ImportStatus,ImportIssues,")
+                assert "“not-an-email” is not a valid email address" in errors_csv  # quotation marks, not backquotes
+
+                rejected.get_by_role("link", name="one_bad_email.csv").click()
+                expect(imports.locator("#issues")).to_contain_text("ContactEmail")
+                page.screenshot(path=ARTIFACTS / "import-run-page.png", full_page=True)
+            except Exception:
+                page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+                raise
+            finally:
+                browser.close()
+
+    def test_a_person_fixes_a_rejected_file_in_the_grid_and_imports_it(self, chromium, airflow, tmp_path):
+        """Issue 35: the grid inside Airflow's frame, each flag cleared by typing, a bulk fix, a skipped row,
+        the draft still there after a reload, then the fixed file imported and both runs linked."""
+        import psycopg
+        from playwright.sync_api import expect, sync_playwright
+
+        from tests.integration.test_fixing import EIGHT_ROWS
+
+        base, password = airflow.base, airflow.password
+        upload = tmp_path / "upload" / "customers.csv"
+        upload.parent.mkdir()
+        upload.write_text(EIGHT_ROWS, encoding="utf-8")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            try:
+                _log_in(page, base, password)  # Airflow's login page, then back to the Imports page
+                page.goto(f"{base}/")
+                page.get_by_role("link", name="Imports", exact=True).click()
+                expect(page).to_have_url(re.compile(r"/plugin/customer-imports\b"), timeout=60_000)
+                imports = page.frame_locator("iframe")
+                imports.locator("input[type=file]").set_input_files(upload)
                 imports.get_by_role("button", name="Upload", exact=True).click()
-                expect(imports.locator(".notice.ok")).to_contain_text(f"Uploaded {name}")
-                row = imports.locator(f'tr[data-status="{status}"]', has_text=name)
-                expect(row).to_be_visible(timeout=IMPORT_SECONDS * 1000)  # the page refreshes itself
+                rejected = imports.locator('tr[data-status="rejected"]', has_text="customers.csv")
+                expect(rejected).to_be_visible(timeout=IMPORT_SECONDS * 1000)
+                rejected.get_by_role("link", name="customers.csv").click()
+                imports.get_by_role("button", name="Fix in the browser").click()
 
-            expect(imports.locator("tr[data-run]")).to_have_count(2)
-            expect(imports.locator('tr[data-status="rejected"] .icon.bad')).to_be_visible()
-            _the_rejection_is_explained_in_airflow(base, password, "one_bad_email.csv")
-            page.screenshot(path=ARTIFACTS / "imports-page.png", full_page=True)
+                grid = imports.locator("#fix-grid")
+                expect(grid.locator(".tabulator-row")).to_have_count(7, timeout=30_000)  # the rows with issues
 
-            with page.expect_download() as download:
-                imports.locator('tr[data-status="rejected"]').get_by_role("link", name="errors.csv").click()
-            assert download.value.suggested_filename == "one_bad_email.errors.csv"
-            errors_csv = Path(download.value.path()).read_text(encoding="utf-8-sig")
-            assert errors_csv.splitlines()[0].startswith("ImportLine,ImportStatus,ImportIssues,")
-            assert "“not-an-email” is not a valid email address" in errors_csv  # quotation marks, not backquotes
+                def cell(line: int, column: int):
+                    row = grid.locator(".tabulator-row").filter(
+                        has=imports.locator(
+                            '.tabulator-cell[tabulator-field="line"]', has_text=re.compile(rf"^{line}$")
+                        )
+                    )
+                    return row.locator(f'.tabulator-cell[tabulator-field="c{column}"]')
 
-            imports.locator('tr[data-status="rejected"]').get_by_role("link", name="one_bad_email.csv").click()
-            expect(imports.locator("#issues")).to_contain_text("ContactEmail")
-            page.screenshot(path=ARTIFACTS / "import-run-page.png", full_page=True)
-        except Exception:
-            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
-            raise
-        finally:
-            browser.close()
+                def type_into(line: int, column: int, value: str, leave_with: str = "Enter") -> None:
+                    target = cell(line, column)
+                    expect(target).to_have_class(re.compile(r"\bflagged\b"))
+                    target.dblclick()
+                    editor = target.locator("input")
+                    editor.press("Control+a")
+                    editor.press_sequentially(value)
+                    editor.press(leave_with)
+                    # no reload; the first check in a new API server process imports GX (seconds)
+                    expect(target).not_to_have_class(re.compile(r"\bflagged\b"), timeout=60_000)
+                    expect(target.locator(".value")).to_have_text(value)
+
+                expect(cell(3, 2)).to_contain_text("is not a valid email address")  # the report's words
+                type_into(3, 2, "beta@example.com")
+                type_into(4, 5, "2024-01-31", leave_with="Tab")
+                type_into(6, 4, "5")
+                type_into(8, 1, "Zeta SARL")  # a name a new customer needs: checked against the database
+
+                imports.get_by_text("Fix a column at once").click()
+                bulk = imports.locator("#bulk-form")
+                bulk.locator('select[name="column"]').select_option(label="Country")
+                bulk.locator('input[name="find"]').fill("Germany")
+                bulk.locator('input[name="replace"]').fill("DE")
+                bulk.get_by_role("button", name="Preview").click()
+                expect(imports.locator("#bulk-preview")).to_have_text("2 cells will change (lines 5, 6).")
+                bulk.get_by_role("button", name="Apply to 2 cells").click()
+                expect(cell(5, 3)).to_have_count(0, timeout=10_000)  # no issue left on line 5: gone from the list
+
+                expect(cell(2, 0)).to_have_class(re.compile(r"\bflagged\b"))  # FIX-1 twice
+                grid.locator(".tabulator-row", has=imports.locator("text=Alpha Again")).get_by_role(
+                    "button", name="Skip"
+                ).click()
+                expect(grid).to_contain_text("Skipped by admin")
+                expect(cell(2, 0)).not_to_have_class(
+                    re.compile(r"\bflagged\b"), timeout=10_000
+                )  # its key is no longer repeated
+                page.screenshot(path=ARTIFACTS / "fix-grid.png", full_page=True)
+
+                frame = next(f for f in page.frames if "/fix" in f.url)
+                frame.evaluate("location.reload()")  # the draft is on the server
+                expect(imports.locator('[data-count="flagged"]')).to_have_text("0")
+                expect(imports.locator('[data-count="edited"]')).to_have_text("6")
+                expect(imports.locator('[data-count="skipped"]')).to_have_text("1")
+                expect(imports.locator('[data-count="rows"]')).to_have_text("8")
+                imports.get_by_label("Show every row").check()
+                expect(grid.locator(".tabulator-row")).to_have_count(8)
+                expect(cell(3, 2).locator(".value")).to_have_text("beta@example.com")
+                expect(cell(8, 1)).to_have_class(re.compile(r"\bedited\b"))
+
+                imports.get_by_role("button", name="Import the fixed file").click()
+                expect(imports.locator(".notice.ok")).to_contain_text(
+                    "Importing customers.fixed-1.csv, fixed in the browser"
+                )
+                fixed = imports.locator('tr[data-status="succeeded"]', has_text="customers.fixed-1.csv")
+                expect(fixed).to_be_visible(timeout=IMPORT_SECONDS * 1000)
+                fixed.get_by_role("link", name="customers.fixed-1.csv").click()
+                expect(imports.locator(".fixed-from")).to_contain_text("Fixed in the browser from import run")
+                expect(imports.locator("#edits")).to_contain_text("beta@example.com")
+                imports.locator(".fixed-from a").click()
+                expect(imports.locator(".fixed-by")).to_contain_text("customers.fixed-1.csv is import run")
+            except Exception:
+                page.screenshot(path=ARTIFACTS / "failure-fix-grid.png", full_page=True)
+                raise
+            finally:
+                browser.close()
+
+        with psycopg.connect(airflow.customer_db) as conn:  # this file's customers (the other test's are there too)
+            mine = f"""FROM "{airflow.schema}".customers WHERE account_reference_id LIKE 'FIX-%'"""
+            stored = dict(conn.execute(f"SELECT account_reference_id, name {mine}").fetchall())
+            emails = dict(conn.execute(f"SELECT account_reference_id, contact_email {mine}").fetchall())
+            countries = {c for (c,) in conn.execute(f"SELECT country {mine}")}
+        assert sorted(stored) == ["FIX-1", "FIX-2", "FIX-3", "FIX-4", "FIX-5", "FIX-7", "FIX-8"]  # not the skipped row
+        assert (
+            stored["FIX-1"] == "Alpha GmbH" and stored["FIX-7"] == "Zeta SARL" and emails["FIX-2"] == "beta@example.com"
+        )
+        assert countries == {"DE", "FR", "FI"}
 
 
 def _log_in(page, base: str, password: str) -> None:
@@ -512,116 +653,3 @@ def test_an_operator_follows_and_acts_on_imports_from_the_airflow_ui(chromium, a
             raise
         finally:
             browser.close()
-
-
-def test_a_person_fixes_a_rejected_file_in_the_grid_and_imports_it(chromium, airflow, embedded_url, schema, tmp_path):
-    """Issue 35: the grid inside Airflow's frame, each flag cleared by typing, a bulk fix, a skipped row,
-    the draft still there after a reload, then the fixed file imported and both runs linked."""
-    import psycopg
-    from playwright.sync_api import expect, sync_playwright
-
-    from tests.integration.test_fixing import EIGHT_ROWS
-
-    base, password = airflow
-    upload = tmp_path / "upload" / "customers.csv"
-    upload.parent.mkdir()
-    upload.write_text(EIGHT_ROWS, encoding="utf-8")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            _log_in(page, base, password)  # Airflow's login page, then back to the Imports page
-            page.goto(f"{base}/")
-            page.get_by_role("link", name="Imports", exact=True).click()
-            expect(page).to_have_url(re.compile(r"/plugin/customer-imports\b"), timeout=60_000)
-            imports = page.frame_locator("iframe")
-            imports.locator("input[type=file]").set_input_files(upload)
-            imports.get_by_role("button", name="Upload", exact=True).click()
-            rejected = imports.locator('tr[data-status="rejected"]', has_text="customers.csv")
-            expect(rejected).to_be_visible(timeout=IMPORT_SECONDS * 1000)
-            rejected.get_by_role("link", name="customers.csv").click()
-            imports.get_by_role("button", name="Fix in the browser").click()
-
-            grid = imports.locator("#fix-grid")
-            expect(grid.locator(".tabulator-row")).to_have_count(7, timeout=30_000)  # the rows with issues
-
-            def cell(line: int, column: int):
-                row = grid.locator(".tabulator-row").filter(
-                    has=imports.locator('.tabulator-cell[tabulator-field="line"]', has_text=re.compile(rf"^{line}$"))
-                )
-                return row.locator(f'.tabulator-cell[tabulator-field="c{column}"]')
-
-            def type_into(line: int, column: int, value: str, leave_with: str = "Enter") -> None:
-                target = cell(line, column)
-                expect(target).to_have_class(re.compile(r"\bflagged\b"))
-                target.dblclick()
-                editor = target.locator("input")
-                editor.press("Control+a")
-                editor.press_sequentially(value)
-                editor.press(leave_with)
-                # no reload; the first check in a new API server process imports GX (seconds)
-                expect(target).not_to_have_class(re.compile(r"\bflagged\b"), timeout=60_000)
-                expect(target.locator(".value")).to_have_text(value)
-
-            expect(cell(3, 2)).to_contain_text("is not a valid email address")  # the report's words
-            type_into(3, 2, "beta@example.com")
-            type_into(4, 5, "2024-01-31", leave_with="Tab")
-            type_into(6, 4, "5")
-            type_into(8, 1, "Zeta SARL")  # a name a new customer needs: checked against the database
-
-            imports.get_by_text("Fix a column at once").click()
-            bulk = imports.locator("#bulk-form")
-            bulk.locator('select[name="column"]').select_option(label="Country")
-            bulk.locator('input[name="find"]').fill("Germany")
-            bulk.locator('input[name="replace"]').fill("DE")
-            bulk.get_by_role("button", name="Preview").click()
-            expect(imports.locator("#bulk-preview")).to_have_text("2 cells will change (lines 5, 6).")
-            bulk.get_by_role("button", name="Apply to 2 cells").click()
-            expect(cell(5, 3)).to_have_count(0, timeout=10_000)  # no issue left on line 5: gone from the list
-
-            expect(cell(2, 0)).to_have_class(re.compile(r"\bflagged\b"))  # FIX-1 twice
-            grid.locator(".tabulator-row", has=imports.locator("text=Alpha Again")).get_by_role(
-                "button", name="Skip"
-            ).click()
-            expect(grid).to_contain_text("Skipped by admin")
-            expect(cell(2, 0)).not_to_have_class(
-                re.compile(r"\bflagged\b"), timeout=10_000
-            )  # its key is no longer repeated
-            page.screenshot(path=ARTIFACTS / "fix-grid.png", full_page=True)
-
-            frame = next(f for f in page.frames if "/fix" in f.url)
-            frame.evaluate("location.reload()")  # the draft is on the server
-            expect(imports.locator('[data-count="flagged"]')).to_have_text("0")
-            expect(imports.locator('[data-count="edited"]')).to_have_text("6")
-            expect(imports.locator('[data-count="skipped"]')).to_have_text("1")
-            expect(imports.locator('[data-count="rows"]')).to_have_text("8")
-            imports.get_by_label("Show every row").check()
-            expect(grid.locator(".tabulator-row")).to_have_count(8)
-            expect(cell(3, 2).locator(".value")).to_have_text("beta@example.com")
-            expect(cell(8, 1)).to_have_class(re.compile(r"\bedited\b"))
-
-            imports.get_by_role("button", name="Import the fixed file").click()
-            expect(imports.locator(".notice.ok")).to_contain_text(
-                "Importing customers.fixed-1.csv, fixed in the browser"
-            )
-            fixed = imports.locator('tr[data-status="succeeded"]', has_text="customers.fixed-1.csv")
-            expect(fixed).to_be_visible(timeout=IMPORT_SECONDS * 1000)
-            fixed.get_by_role("link", name="customers.fixed-1.csv").click()
-            expect(imports.locator(".fixed-from")).to_contain_text("Fixed in the browser from import run")
-            expect(imports.locator("#edits")).to_contain_text("beta@example.com")
-            imports.locator(".fixed-from a").click()
-            expect(imports.locator(".fixed-by")).to_contain_text("customers.fixed-1.csv is import run")
-        except Exception:
-            page.screenshot(path=ARTIFACTS / "failure-fix-grid.png", full_page=True)
-            raise
-        finally:
-            browser.close()
-
-    with psycopg.connect(embedded_url) as conn:
-        stored = dict(conn.execute(f'SELECT account_reference_id, name FROM "{schema}".customers').fetchall())
-        emails = dict(conn.execute(f'SELECT account_reference_id, contact_email FROM "{schema}".customers').fetchall())
-        countries = {c for (c,) in conn.execute(f'SELECT country FROM "{schema}".customers')}
-    assert sorted(stored) == ["FIX-1", "FIX-2", "FIX-3", "FIX-4", "FIX-5", "FIX-7", "FIX-8"]  # not the skipped row
-    assert stored["FIX-1"] == "Alpha GmbH" and stored["FIX-7"] == "Zeta SARL" and emails["FIX-2"] == "beta@example.com"
-    assert countries == {"DE", "FR", "FI"}
