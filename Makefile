@@ -82,10 +82,9 @@ bench: install  ## the benchmark against the psql \copy + MERGE floor, then the 
 	@$(PY) -m customer_import.local.bench --rows $(ROWS) --flat-rows $(FLAT_ROWS) --repeat $(REPEAT) \
 		$(foreach url,$(SERVERS),--server "$(url)") $(if $(FIXED_ONLY),--fixed-only) $(if $(GRID_ONLY),--grid-only)
 
-test: install  ## the whole test suite (what CI runs): two workers, a test file each; then the Celery clusters; then the serial tests
+test: install  ## the whole test suite (what CI runs): two workers, a test file each; then, one at a time, the Celery clusters and the serial tests
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial and not celery" --durations=12
-	$(PY) -m pytest -m celery
-	$(PY) -m pytest -m serial
+	$(PY) -m pytest -m "celery or serial"
 
 test-fast: install  ## the unit tests only (seconds: no database, no Airflow run, no browser)
 	$(PY) -m pytest -m unit -q
