@@ -84,7 +84,7 @@ bench: install  ## the benchmark against the psql \copy + MERGE floor, then the 
 
 test: install  ## the whole test suite (what CI runs): two workers, a test file each; then, one at a time, the Celery clusters and the serial tests
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial and not celery" --durations=12
-	$(PY) -m pytest -m "celery or serial"
+	$(PY) -m pytest -m "celery or serial" --durations=8
 
 test-fast: install  ## the unit tests only (seconds: no database, no Airflow run, no browser)
 	$(PY) -m pytest -m unit -q
