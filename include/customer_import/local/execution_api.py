@@ -120,8 +120,8 @@ def served_beside(log_file: Path) -> Iterator[ServedExecutionApi]:
 
 
 def serve(socket: Path, parent: int) -> None:
-    """Build Airflow's execution API as `dag.test` does, its routes at once, and serve it on `socket`
-    until the command (`parent`) ends."""
+    """Build Airflow's execution API as `dag.test` does (for the one version its tasks speak: see
+    `application`), its routes at once, and serve it on `socket` until the command (`parent`) ends."""
     import uvicorn
 
     app = application()
